@@ -1,0 +1,17 @@
+"""Shared foundations: the bottleneck protocol, validation, units and key handling."""
+
+from bottleneck_jax.core import validation
+from bottleneck_jax.core.rng import as_key, split_like
+from bottleneck_jax.core.types import Array, BottleneckOutput
+from bottleneck_jax.core.units import LN2, bits_to_nats, nats_to_bits
+
+__all__ = [
+    "Array",
+    "BottleneckOutput",
+    "LN2",
+    "as_key",
+    "bits_to_nats",
+    "nats_to_bits",
+    "split_like",
+    "validation",
+]

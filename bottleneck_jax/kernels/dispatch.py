@@ -1,0 +1,172 @@
+"""Implementation dispatch: one public op, several implementations.
+
+A hot spot is one public function with an ``implementation=`` argument:
+
+* ``"reference"`` — plain ``jnp``, materialises everything; the oracle in tests;
+* ``"xla"`` — memory-efficient XLA (chunked ``lax`` loops + ``custom_vjp``); runs everywhere and
+  is the default on CPU;
+* ``"pallas"`` — a ``jax.experimental.pallas`` kernel; native on GPU/TPU, ``interpret=True`` on
+  CPU (see :func:`pallas_interpret`);
+* ``"triton"`` — optional, GPU only, through jax-triton.
+
+``implementation=None`` tries the platform's default order (:func:`default_order`) and falls back
+past implementations that raise :class:`NotImplementedError`, logging the reason. An explicit
+string runs exactly that implementation and re-raises its reason. A sequence is tried in order;
+if all fail, a :class:`NotImplementedError` lists every reason.
+
+Each op registers its implementations in an :class:`Op`::
+
+    my_op = Op("my_op", {"reference": f_ref, "xla": f_xla, "pallas": f_pallas})
+    out = my_op(x, w, implementation=implementation)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+
+logger = logging.getLogger("bottleneck_jax.kernels")
+
+IMPLEMENTATIONS: tuple[str, ...] = ("reference", "xla", "pallas", "triton")
+
+_DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("xla",),
+    "gpu": ("pallas", "xla"),
+    "cuda": ("pallas", "xla"),
+    "rocm": ("pallas", "xla"),
+    "tpu": ("pallas", "xla"),
+}
+
+_state = threading.local()
+
+
+def backend() -> str:
+  """The default JAX backend's platform name: ``"cpu"``, ``"gpu"`` or ``"tpu"``."""
+  return jax.default_backend()
+
+
+def default_order(platform: str | None = None) -> tuple[str, ...]:
+  """Implementations tried, in order, when ``implementation=None``."""
+  platform = platform or backend()
+  return _DEFAULT_ORDER.get(platform, ("xla",))
+
+
+@contextlib.contextmanager
+def force(implementation: str | Sequence[str] | None):
+  """Context manager: every op called with ``implementation=None`` inside uses this instead.
+
+  Example::
+
+      with bottleneck_jax.kernels.force("reference"):
+        loss = linear_cross_entropy(x, w, labels)
+  """
+  if implementation is not None:
+    _normalise("force", implementation)
+  prev = getattr(_state, "forced", None)
+  _state.forced = implementation
+  try:
+    yield
+  finally:
+    _state.forced = prev
+
+
+def forced() -> str | Sequence[str] | None:
+  """The implementation set by an enclosing :func:`force`, if any."""
+  return getattr(_state, "forced", None)
+
+
+def pallas_interpret(platform: str | None = None) -> bool:
+  """Whether Pallas kernels should run with ``interpret=True``.
+
+  True on CPU (there is no native Pallas lowering there), or when the environment variable
+  ``BOTTLENECK_JAX_PALLAS_INTERPRET=1`` asks for it on any backend (debugging).
+  """
+  env = os.environ.get("BOTTLENECK_JAX_PALLAS_INTERPRET", "")
+  if env.strip() in ("1", "true", "True"):
+    return True
+  return (platform or backend()) == "cpu"
+
+
+def _normalise(name: str, implementation) -> tuple[tuple[str, ...], bool]:
+  """Returns ``(order, explicit)``; validates names."""
+  if isinstance(implementation, str):
+    order, explicit = (implementation,), True
+  elif isinstance(implementation, Sequence) and not isinstance(implementation, (bytes, bytearray)):
+    order, explicit = tuple(implementation), False
+    if not order:
+      raise ValueError(f"{name}: implementation must be None, a name or a non-empty sequence of "
+                       f"names from {list(IMPLEMENTATIONS)}, got an empty sequence")
+  else:
+    raise TypeError(f"{name}: implementation must be None, a str or a sequence of str, got "
+                    f"{type(implementation).__name__}")
+  for impl in order:
+    if impl not in IMPLEMENTATIONS:
+      raise ValueError(f"{name}: unknown implementation {impl!r}; expected None or one of "
+                       f"{list(IMPLEMENTATIONS)}")
+  return order, explicit
+
+
+class Op:
+  """A named op with several registered implementations and a dispatcher."""
+
+  def __init__(self, name: str, implementations: Mapping[str, Callable[..., Any]]):
+    for impl in implementations:
+      if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"Op({name!r}): unknown implementation name {impl!r}")
+    self.name = name
+    self.implementations = dict(implementations)
+
+  def available(self) -> tuple[str, ...]:
+    """Names of the registered implementations."""
+    return tuple(self.implementations)
+
+  def resolve(self, implementation) -> tuple[tuple[str, ...], bool]:
+    """The order of implementations to try and whether the choice was explicit."""
+    if implementation is None:
+      implementation = forced()
+    if implementation is None:
+      order = tuple(i for i in default_order() if i in self.implementations)
+      return (order or ("xla",) if "xla" in self.implementations else ("reference",)), False
+    order, explicit = _normalise(self.name, implementation)
+    for impl in order:
+      if impl not in self.implementations:
+        if explicit:
+          raise ValueError(f"{self.name}: implementation {impl!r} is not available for this op; "
+                           f"available: {list(self.implementations)}")
+    return order, explicit
+
+  def __call__(self, *args, implementation=None, **kwargs):
+    order, explicit = self.resolve(implementation)
+    reasons = []
+    for impl in order:
+      fn = self.implementations.get(impl)
+      if fn is None:
+        reasons.append(f"{impl}: not registered for {self.name}")
+        continue
+      try:
+        return fn(*args, **kwargs)
+      except NotImplementedError as e:
+        if explicit:
+          raise NotImplementedError(f"{self.name}: implementation {impl!r} cannot run these "
+                                    f"inputs: {e}") from e
+        logger.info("%s: implementation %r unavailable (%s); falling back", self.name, impl, e)
+        reasons.append(f"{impl}: {e}")
+    raise NotImplementedError(f"{self.name}: no implementation could run these inputs; tried "
+                              + "; ".join(reasons))
+
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "Op",
+    "backend",
+    "default_order",
+    "force",
+    "forced",
+    "pallas_interpret",
+]

@@ -1,0 +1,3 @@
+"""The `quantize` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
+
+__all__: list[str] = []

@@ -1,0 +1,29 @@
+"""Test configuration: 8 CPU devices before JAX starts, strict dtype promotion, a persistent
+compilation cache, and auto-skipping of accelerator-only tests."""
+
+import os
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu") if os.environ.get("CI") else None
+os.environ.setdefault("XLA_FLAGS", "")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+_cache = os.path.join(os.path.expanduser("~"), ".cache", "bottleneck_jax", "jax_cache")
+try:
+  os.makedirs(_cache, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", _cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+except Exception:  # noqa: BLE001 - the cache is an optimisation only
+  pass
+
+
+def pytest_collection_modifyitems(config, items):
+  backend = jax.default_backend()
+  for item in items:
+    if "gpu" in item.keywords and backend != "gpu":
+      item.add_marker(pytest.mark.skip(reason="needs a GPU"))
+    if "tpu" in item.keywords and backend != "tpu":
+      item.add_marker(pytest.mark.skip(reason="needs a TPU"))
