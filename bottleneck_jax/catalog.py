@@ -1,0 +1,325 @@
+"""The catalogue: the 49 papers behind bottleneck_jax (plus the Deep VIB base method).
+
+Each row has the paper's catalogue id, title and family exactly as ``shared/papers.md`` lists
+them, and for each method: its public functions (dotted paths), its module, its experiments and a
+status that tells the truth:
+
+* ``planned`` — nothing built yet;
+* ``implemented`` — the functions exist and are tested against an independent reference;
+* ``reproduced`` — implemented, and every experiment of the row held its expectation in the last
+  recorded full (non-quick) run (``experiments/recorded_results.json``, written by
+  ``bottleneck-jax reproduce --record``).
+
+The status is computed, not declared: a row whose functions are listed is ``implemented`` only if
+``tests`` (the test files that check it against independent references) are listed too, and
+``reproduced`` only from recorded results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+
+FAMILIES: tuple[str, ...] = (
+    "information",
+    "concepts",
+    "quantize",
+    "compression",
+    "efficiency",
+    "attention",
+    "architecture",
+    "objectives",
+)
+STATUSES: tuple[str, ...] = ("planned", "implemented", "reproduced")
+
+RESULTS_PATH = Path(__file__).parent / "experiments" / "recorded_results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One catalogue row."""
+
+  number: int  # row in papers.md (0 for base methods that are not one of the 49 papers)
+  id: str
+  family: str
+  title: str
+  listed: str
+  module: str
+  functions: tuple[str, ...] = ()
+  experiments: tuple[str, ...] = ()
+  tests: tuple[str, ...] = ()
+  note: str = ""
+
+  @property
+  def status(self) -> str:
+    if not (self.functions and self.tests):
+      return "planned"
+    if self.experiments:
+      results = recorded_results()
+      if all(results.get(e, {}).get("expectation_held") is True
+             and not results.get(e, {}).get("quick", True) for e in self.experiments):
+        return "reproduced"
+    return "implemented"
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["status"] = self.status
+    for k in ("functions", "experiments", "tests"):
+      d[k] = list(d[k])
+    return d
+
+
+def recorded_results() -> dict:
+  """The last recorded experiment results (``{experiment: summary}``); empty if none."""
+  try:
+    return json.loads(RESULTS_PATH.read_text())
+  except (FileNotFoundError, json.JSONDecodeError):
+    return {}
+
+
+def _P(number, id_, family, title, listed, **kw):
+  module = kw.pop("module", f"bottleneck_jax.{family}.{id_.replace('-', '_')}")
+  return Entry(number=number, id=id_, family=family, title=title, listed=listed, module=module,
+               **kw)
+
+
+# The 49 papers (ids, families and titles exactly as in shared/papers.md).
+_PAPERS: list[Entry] = [
+    _P(1, 'walloc', 'compression',
+       'Learned Compression for Compressed Learning',
+       'Dec 12, 2024'),
+    _P(2, 'skintokens-fsq', 'quantize',
+       'Skin Tokens: A Learned Compact Representation for Unified Autoregressive Rigging',
+       'Feb 4'),
+    _P(3, 'winner-init', 'architecture',
+       'Spectral Bottleneck in Deep Neural Networks: Noise is All You Need',
+       'Sep 9, 2025'),
+    _P(4, 'sparton', 'efficiency',
+       'Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval',
+       'Mar 26'),
+    _P(5, 'lpgnas', 'quantize',
+       'Learned Low Precision Graph Neural Networks',
+       'Sep 19, 2020'),
+    _P(6, 'hib', 'information',
+       'Bridging the Sim-to-Real Gap from the Information Bottleneck Perspective',
+       'May 29, 2023'),
+    _P(7, 'vq-logits', 'quantize',
+       'VQ-Logits: Compressing the Output Bottleneck of Large Language Models via Vector Quantized Logits',
+       'May 15, 2025'),
+    _P(8, 'lexlip', 'efficiency',
+       'LexLIP: Lexicon-Bottlenecked Language-Image Pre-Training for Large-Scale Image-Text Retrieval',
+       'Feb 6, 2023'),
+    _P(9, 'marag-r1', 'objectives',
+       'MARAG-R1: Beyond Single Retriever via Reinforcement-Learned Multi-Tool Agentic Retrieval',
+       'Oct 31, 2025'),
+    _P(10, 'cvib', 'information',
+       'Reducing Spurious Correlations for Aspect-Based Sentiment Analysis with Variational Information Bottleneck and Contrastive Learning',
+       'Mar 5, 2023'),
+    _P(11, 'cs-ib', 'information',
+       'Cauchy-Schwarz Divergence Information Bottleneck for Regression',
+       'Apr 27, 2024'),
+    _P(12, 'sparse-cbm', 'concepts',
+       'Sparse Concept Bottleneck Models: Gumbel Tricks in Contrastive Learning',
+       'Apr 4, 2024'),
+    _P(13, 'vpo', 'objectives',
+       'Value-Incentivized Preference Optimization: A Unified Approach to Online and Offline RLHF',
+       'May 29, 2024'),
+    _P(14, 'ib-generalization', 'information',
+       'How Does Information Bottleneck Help Deep Learning?',
+       'May 30, 2023'),
+    _P(15, 'ard-vae', 'compression',
+       'ARD-VAE: A Statistical Formulation to Find the Relevant Latent Dimensions of Variational Autoencoders',
+       'Jan 18, 2025'),
+    _P(16, 'brl', 'objectives',
+       'Balanced Representation Learning for Long-tailed Skeleton-based Action Recognition',
+       'Aug 27, 2023'),
+    _P(17, 'chi0', 'objectives',
+       '$χ_{0}$: Resource-Aware Robust Manipulation via Taming Distributional Inconsistencies',
+       'Mar 21'),
+    _P(18, 'shc', 'architecture',
+       'Beyond the Birkhoff Polytope: Spectral-Sphere-Constrained Hyper-Connections',
+       'Mar 21'),
+    _P(19, 'gpicl', 'architecture',
+       'General-Purpose In-Context Learning by Meta-Learning Transformers',
+       'Dec 8, 2022'),
+    _P(20, 'dkvb', 'quantize',
+       'Discrete Key-Value Bottleneck',
+       'Jul 22, 2022'),
+    _P(21, 'pcbm', 'concepts',
+       'Post-hoc Concept Bottleneck Models',
+       'May 30, 2022'),
+    _P(22, 'labo', 'concepts',
+       'Language in a Bottle: Language Model Guided Concept Bottlenecks for Interpretable Image Classification',
+       'Nov 20, 2022'),
+    _P(23, 'graph-rlearner', 'objectives',
+       'The Final-Stage Bottleneck: A Systematic Dissection of the R-Learner for Network Causal Inference',
+       'Nov 17, 2025'),
+    _P(24, 'sae-data-selection', 'compression',
+       'Task-Specific Data Selection for Instruction Tuning via Monosemantic Neuronal Activations',
+       'Mar 19, 2025'),
+    _P(25, 'kinetics', 'attention',
+       'Kinetics: Rethinking Test-Time Scaling Laws',
+       'Jun 5, 2025'),
+    _P(26, 'cbm-input-features', 'concepts',
+       'Can we Constrain Concept Bottleneck Models to Learn Semantically Meaningful Input Features?',
+       'Feb 1, 2024'),
+    _P(27, 'knobo', 'concepts',
+       'A Textbook Remedy for Domain Shifts: Knowledge Priors for Medical Image Analysis',
+       'May 23, 2024'),
+    _P(28, 'adaptive-mi', 'information',
+       'Adaptive Estimators Show Information Compression in Deep Neural Networks',
+       'Feb 24, 2019'),
+    _P(29, 'lossy-mi', 'information',
+       'Information Bottleneck Analysis of Deep Neural Networks via Lossy Compression',
+       'May 13, 2023'),
+    _P(30, 'rettention', 'attention',
+       'Re-ttention: Ultra Sparse Visual Generation via Attention Statistical Reshape',
+       'May 28, 2025'),
+    _P(31, 'wta-crs', 'efficiency',
+       'Winner-Take-All Column Row Sampling for Memory Efficient Adaptation of Language Model',
+       'May 24, 2023'),
+    _P(32, 'editreward', 'objectives',
+       'EditReward: A Human-Aligned Reward Model for Instruction-Guided Image Editing',
+       'Sep 30, 2025'),
+    _P(33, 'agentcpm-explore', 'objectives',
+       'AgentCPM-Explore: Realizing Long-Horizon Deep Exploration for Edge-Scale Agents',
+       'Feb 6'),
+    _P(34, 'ecbm', 'concepts',
+       'Energy-Based Concept Bottleneck Models: Unifying Prediction, Concept Intervention, and Probabilistic Interpretations',
+       'Jan 25, 2024'),
+    _P(35, 'cib-reasoning', 'information',
+       'Reasoning as Compression: Unifying Budget Forcing via the Conditional Information Bottleneck',
+       'Mar 9'),
+    _P(36, 'chart-perception', 'objectives',
+       'On the Perception Bottleneck of VLMs for Chart Understanding',
+       'Mar 24, 2025'),
+    _P(37, 'dn-cbm', 'concepts',
+       'Discover-then-Name: Task-Agnostic Concept Bottlenecks via Automated Concept Discovery',
+       'Jul 19, 2024'),
+    _P(38, 'info-plane', 'information',
+       'Opening the Black Box of Deep Neural Networks via Information',
+       'Mar 2, 2017'),
+    _P(39, 'codebook-features', 'quantize',
+       'Codebook Features: Sparse and Discrete Interpretability for Neural Networks',
+       'Oct 26, 2023'),
+    _P(40, 'remix', 'objectives',
+       'Squeeze the Soaked Sponge: Efficient Off-policy Reinforcement Finetuning for Large Language Model',
+       'Jul 9, 2025'),
+    _P(41, 'zipvl', 'attention',
+       'ZipVL: Efficient Large Vision-Language Models with Dynamic Token Sparsification and KV Cache Compression',
+       'Oct 11, 2024'),
+    _P(42, 'chronicals', 'efficiency',
+       'Chronicals: A High-Performance Framework for LLM Fine-Tuning with 3.51x Speedup over Unsloth',
+       'Jan 5'),
+    _P(43, 'bottlenecked-transformer', 'attention',
+       'Bottlenecked Transformers: Periodic KV Cache Consolidation for Generalised Reasoning',
+       'May 22, 2025'),
+    _P(44, 'concept-metrics', 'concepts',
+       'Concept-Based Explainable Artificial Intelligence: Metrics and Benchmarks',
+       'Jan 31, 2025'),
+    _P(45, 'hicra', 'objectives',
+       'Emergent Hierarchical Reasoning in LLMs through Reinforcement Learning',
+       'Sep 3, 2025'),
+    _P(46, 'plasticity', 'objectives',
+       'Revisiting Plasticity in Visual Reinforcement Learning: Data, Modules and Training Stages',
+       'Oct 11, 2023'),
+    _P(47, 'sl-cbm', 'concepts',
+       'SL-CBM: Enhancing Concept Bottleneck Models with Semantic Locality for Better Interpretability',
+       'Jan 19'),
+    _P(48, 'bottlefit', 'compression',
+       'BottleFit: Learning Compressed Representations in Deep Neural Networks for Effective and Efficient Split Computing',
+       'Jan 7, 2022'),
+    _P(49, 'bottleneck-sampling', 'architecture',
+       'Training-free Diffusion Acceleration with Bottleneck Sampling',
+       'Mar 24, 2025'),]
+
+# Methods built so far: functions, experiments and the test files that check them.
+_BUILT: dict[str, dict] = {}
+
+# Base methods that other papers build on (not rows of papers.md).
+_BASE: list[Entry] = [
+    _P(0, "vib", "information",
+       "Deep Variational Information Bottleneck (Alemi, Fischer, Dillon, Murphy; ICLR 2017)",
+       "Dec 1, 2016",
+       module="bottleneck_jax.information.vib",
+       note="base method: the Gaussian-encoder IB every information-family paper builds on"),
+]
+
+
+def _with_built(e: Entry) -> Entry:
+  b = _BUILT.get(e.id)
+  if not b:
+    return e
+  return dataclasses.replace(e, **{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in b.items()})
+
+
+def paper_ids() -> list[str]:
+  """The 49 catalogue ids of shared/papers.md, in its order."""
+  return [e.id for e in _PAPERS]
+
+
+def entries(family: str | None = None, status: str | None = None,
+            include_base: bool = True) -> list[Entry]:
+  """Catalogue rows, optionally filtered by family and status."""
+  if family is not None and family not in FAMILIES:
+    raise ValueError(f"entries: family must be one of {list(FAMILIES)}, got {family!r}")
+  if status is not None and status not in STATUSES:
+    raise ValueError(f"entries: status must be one of {list(STATUSES)}, got {status!r}")
+  rows = [_with_built(e) for e in (_BASE if include_base else []) + _PAPERS]
+  return [e for e in rows
+          if (family is None or e.family == family) and (status is None or e.status == status)]
+
+
+def get(id_: str) -> Entry:
+  """The row with catalogue id ``id_``."""
+  for e in entries():
+    if e.id == id_:
+      return e
+  raise ValueError(f"get: unknown catalogue id {id_!r}; see `bottleneck-jax list`")
+
+
+def resolve(path: str):
+  """Imports a dotted path ``package.module.name`` and returns the object."""
+  mod, _, name = path.rpartition(".")
+  return getattr(importlib.import_module(mod), name)
+
+
+def format_table(rows: list[Entry] | None = None) -> str:
+  """A plain-text table of the rows (id, family, status, experiments, title)."""
+  rows = entries() if rows is None else rows
+  header = ("#", "id", "family", "status", "experiments", "title")
+  data = [(str(e.number) if e.number else "base", e.id, e.family, e.status,
+           ",".join(e.experiments) or "-", e.title if len(e.title) <= 70 else e.title[:67] + "...")
+          for e in rows]
+  widths = [max(len(h), *(len(r[i]) for r in data)) if data else len(h)
+            for i, h in enumerate(header)]
+  fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+  lines = [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
+  lines += [fmt.format(*r).rstrip() for r in data]
+  counts = {s: sum(e.status == s for e in rows) for s in STATUSES}
+  lines.append("")
+  lines.append(f"{len(rows)} rows: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+  return "\n".join(lines)
+
+
+def to_json(rows: list[Entry] | None = None) -> str:
+  """The rows as a JSON list (with computed status)."""
+  rows = entries() if rows is None else rows
+  return json.dumps([e.to_dict() for e in rows], indent=2)
+
+
+__all__ = [
+    "Entry",
+    "FAMILIES",
+    "STATUSES",
+    "entries",
+    "format_table",
+    "get",
+    "paper_ids",
+    "recorded_results",
+    "resolve",
+    "to_json",
+]
