@@ -52,9 +52,9 @@ import numpy as np
 from bottleneck_jax.core import validation as _v
 
 __all__ = [
-    "ArrayDataset",
     "DATASET_NAMES",
     "SAMPLE_IMAGE_NAMES",
+    "ArrayDataset",
     "load_breast_cancer",
     "load_dataset",
     "load_diabetes",
@@ -163,7 +163,7 @@ def _check_split_args(fn: str, seed: int, test_fraction: float) -> None:
 
 
 def _split(x, y, *, seed: int, test_fraction: float, stratify: bool):
-  from sklearn.model_selection import train_test_split  # noqa: PLC0415 - light import
+  from sklearn.model_selection import train_test_split
 
   return train_test_split(x, y, test_size=test_fraction, random_state=seed,
                           stratify=y if stratify else None)
@@ -173,7 +173,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray):
   mean = x_train.mean(axis=0, dtype=np.float64)
   std = x_train.std(axis=0, dtype=np.float64)
   std = np.where(std > 0, std, 1.0)
-  to32 = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+  to32 = lambda a: ((a - mean) / std).astype(np.float32)
   return to32(x_train), to32(x_test), mean.astype(np.float32), std.astype(np.float32)
 
 
@@ -203,7 +203,7 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.25) -> ArrayDataset:
   """
   fn = "load_digits"
   _check_split_args(fn, seed, test_fraction)
-  from sklearn import datasets  # noqa: PLC0415
+  from sklearn import datasets
 
   raw = datasets.load_digits()
   x = (np.asarray(raw.data, np.float64) / 16.0).astype(np.float32)
@@ -246,7 +246,7 @@ def load_breast_cancer(*, seed: int = 0, test_fraction: float = 0.25,
   """
   fn = "load_breast_cancer"
   _check_split_args(fn, seed, test_fraction)
-  from sklearn import datasets  # noqa: PLC0415
+  from sklearn import datasets
 
   raw = datasets.load_breast_cancer()
   x = np.asarray(raw.data, np.float64)
@@ -298,7 +298,7 @@ def load_diabetes(*, seed: int = 0, test_fraction: float = 0.25, standardize: bo
   """
   fn = "load_diabetes"
   _check_split_args(fn, seed, test_fraction)
-  from sklearn import datasets  # noqa: PLC0415
+  from sklearn import datasets
 
   raw = datasets.load_diabetes(scaled=False)
   x = np.asarray(raw.data, np.float64)
@@ -364,7 +364,7 @@ def sample_image(name: str) -> np.ndarray:
     (512, 512, 1)
   """
   _v.check_choice("sample_image", "name", name, SAMPLE_IMAGE_NAMES)
-  import skimage.data  # noqa: PLC0415
+  import skimage.data
 
   loader: Callable[[], np.ndarray] = getattr(skimage.data, name)
   return _to_unit_float(loader())
@@ -436,7 +436,7 @@ def load_dataset(name: str, **kwargs) -> ArrayDataset:
     if not tfds_name:
       raise ValueError("load_dataset: name must be 'tfds:<name>' with a non-empty TFDS name, "
                        f"got {name!r}")
-    from bottleneck_jax.data.tfds_source import load_tfds  # noqa: PLC0415
+    from bottleneck_jax.data.tfds_source import load_tfds
 
     return load_tfds(tfds_name, **kwargs)
   if name not in _LOADERS:
