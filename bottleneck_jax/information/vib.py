@@ -50,6 +50,7 @@ Departures from the paper / reference code:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -399,8 +400,8 @@ def ema_update(ema_params: PyTree, params: PyTree, *,
   Example:
     >>> import jax.numpy as jnp
     >>> from bottleneck_jax.information.vib import ema_update
-    >>> ema_update({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, decay=0.9)["w"]
-    Array([0.1, 0.1], dtype=float32)
+    >>> ema_update({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, decay=0.75)["w"]
+    Array([0.25, 0.25], dtype=float32)
 
   References:
     Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", 1992;
@@ -489,7 +490,7 @@ class VIBEncoder(nnx.Module):
     self.hidden = hidden
     self.std_offset = float(std_offset)
     widths = (self.in_features, *hidden)
-    self.layers = nnx.List([_dense(a, b, rngs) for a, b in zip(widths[:-1], widths[1:])])
+    self.layers = nnx.List([_dense(a, b, rngs) for a, b in itertools.pairwise(widths)])
     self.mean_head = _dense(widths[-1], self.latent_dim, rngs)
     self.rho_head = _dense(widths[-1], self.latent_dim, rngs)
 
@@ -538,7 +539,8 @@ class VIB(nnx.Module):
                               rngs=rngs)
     self.beta = float(beta)
 
-  def __call__(self, x: Float[Array, "*batch d"], *, key, num_samples: int = 1) -> BottleneckOutput:
+  def __call__(self, x: Float[Array, "*batch d"], *, key,
+               num_samples: int = 1) -> BottleneckOutput:
     mean, std = self.encoder(x)
     return vib(mean, std, key=key, beta=self.beta, num_samples=num_samples)
 
