@@ -1,0 +1,230 @@
+"""Sparton: a fused, memory-efficient SPLADE head (lexical max-pooling over the vocabulary).
+
+Paper: *Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval* (2026).
+
+Idea. Learned sparse retrievers (SPLADE) map the hidden states ``h [B, L, d]`` of a masked-LM
+encoder through the LM head ``W [V, d]`` (tied to the word embeddings) to logits ``z [B, L, V]``,
+then take ``y_bv = max_l mask_bl * log(1 + relu(z_blv))``. Materialising ``z`` (``B*L*V`` floats,
+0.93 GiB in f32 at B=32, L=256, V=30522, several times that for autodiff residuals) is the memory
+bottleneck. Because ``f = log1p o relu`` is monotone non-decreasing and ``f >= 0 = f(masked)``,
+
+    y_bv = f(max_{l: mask_bl} z_blv),      max over an empty set = -inf, f(-inf) = 0,
+
+so a fused kernel keeps a running max (and its argmax) of the **raw** logits over sequence tiles
+and applies ``f`` once to ``[B, V]``. The backward pass needs only the saved output ``y`` and the
+argmax ``idx``: ``g = ybar * exp(-y) * 1[y > 0]`` (since ``f'(m) = 1/(1+m) = e^{-y}``), and the
+logit gradient has one non-zero per ``(b, v)`` at ``l = idx_bv``:
+``dW_v = sum_b g_bv h[b, idx_bv]``, ``dh[b, l] = sum_{v: idx_bv = l} g_bv W_v``,
+``db_v = sum_b g_bv``. Nothing ``[B, L, V]`` is stored or recomputed.
+
+Implementations (``implementation=``, see :mod:`bottleneck_jax.kernels`):
+
+* ``"reference"``: the unfused head (``jnp``, materialises ``[B, L, V]``, autodiff);
+* ``"xla"``: ``lax.scan`` over vocabulary blocks of ``block_size`` (default 2048) plus a static
+  tail, ``custom_vjp`` saving ``(y, idx)``; the backward builds a dense one-hot ``[B, L, vb]``
+  tile per block and runs two GEMMs (same FLOPs as the forward), so peak temporaries are
+  ``O(B*L*vb)``;
+* ``"pallas"``: a Pallas forward kernel, grid ``(V/BV, B)``, ``fori_loop`` over L tiles and
+  ``d`` chunks with an f32 accumulator, strict ``>`` so the first maximum wins, vocabulary tail
+  masked (masked loads of ``W`` on GPU, so ``W`` is never padded or copied); ``interpret=True``
+  on CPU; wrapped in :func:`bottleneck_jax.kernels.batch_shard_map` when a mesh is active.
+
+Measured (``python -m bottleneck_jax.efficiency._lexical_bench``, one H200, bf16, B=32, L=256,
+d=768, V=30522, median of 10): reference fwd 1.93 ms / fwd+bwd 7.98 ms with 1908 / 2146 MiB of
+temporaries; xla 2.01 / 3.38 ms, 132 / 130 MiB; pallas 1.69 / 3.56 ms, 7 / 115 MiB.
+
+Departures from the paper / its code:
+
+* Sparton's Triton source could not be read; the design follows the abstract and the maths above.
+* The Pallas backward is, in this version (v1), the dense chunked-XLA backward (cuBLAS/XLA GEMMs
+  per vocabulary block) rather than dedicated ``dW``/``dh`` kernels; the "sparse gradient"
+  tile skipping of the paper is therefore not implemented.
+* Ties: ``jnp.max`` (the reference) splits the gradient among tied maxima; the fused paths give
+  it all to the first index (as PyTorch ``max(dim)`` does). Ties have measure zero for
+  continuous inputs (but note that, for ``relu``/``log1p_relu``, every non-positive maximum gives
+  ``y = 0`` and zero gradient in all implementations).
+* ``activation="identity"`` (LexLIP's lexicon bottleneck pools raw logits) maps an all-masked row
+  to ``y = 0`` (not ``-inf``) with zero gradient; its ``idx`` is ``-1``.
+* The MLM "transform" (dense + GELU + LayerNorm) before the decoder stays outside the head.
+
+References:
+  Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval, 2026.
+  (code: https://github.com/thongnt99/sparton)
+  Formal et al., SPLADE v2: Sparse Lexical and Expansion Model for Information Retrieval, 2021.
+  https://arxiv.org/abs/2109.10086
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bottleneck_jax.core import validation as val
+from bottleneck_jax.efficiency._lexical_pool import ACTIVATIONS, LEXICAL_MAX_POOL
+
+
+def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_relu",
+                     return_indices: bool = False, implementation=None,
+                     block_size: int | None = None):
+  """Fused SPLADE/Sparton head: ``y = max_l f(h W^T + b)`` over unmasked positions.
+
+  .. math::
+    y_{bv} = f\\big(\\max_{l:\\,mask_{bl}} (h_{bl} \\cdot W_v + b_v)\\big),\\quad
+    f \\in \\{\\log(1+\\mathrm{relu}(\\cdot)),\\ \\mathrm{relu},\\ \\mathrm{id}\\}
+
+  Never materialises ``[B, L, V]`` except in ``implementation="reference"``. All dots accumulate
+  in f32; the output is f32. A row whose positions are all masked gives ``y = 0`` (also for
+  ``"identity"``, where the empty max ``-inf`` is replaced by 0) and zero gradient.
+
+  Args:
+    h: hidden states ``[*batch, L, d]`` (floating).
+    w: decoder / tied embedding table ``[V, d]`` (floating). Pass ``nnx.Linear`` kernels as
+      ``kernel.T``.
+    bias: optional ``[V]`` decoder bias.
+    mask: optional ``[*batch, L]`` bool/int attention mask (nonzero = keep); default all kept.
+    activation: ``"log1p_relu"`` (SPLADE), ``"relu"`` or ``"identity"`` (raw max, LexLIP's
+      lexicon bottleneck).
+    return_indices: also return the int32 argmax over L of the raw logits (``-1`` for an
+      all-masked row).
+    implementation: ``None`` (platform default), ``"reference"``, ``"xla"`` or ``"pallas"``.
+    block_size: vocabulary block size (``"xla"``: default 2048; ``"pallas"``: ``BV``, rounded
+      up to a power of two, default 128).
+
+  Returns:
+    ``y [*batch, V]`` f32, and ``idx [*batch, V]`` int32 if ``return_indices``.
+
+  Example:
+    >>> h = jnp.ones((2, 5, 8)); w = jnp.ones((30, 8)) * 0.1
+    >>> lexical_max_pool(h, w, mask=jnp.array([[1, 1, 0, 0, 0], [1] * 5])).shape
+    (2, 30)
+
+  References:
+    Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval, 2026.
+  """
+  fn = "lexical_max_pool"
+  val.check_rank(fn, "h", h, min_rank=2)
+  val.check_floating(fn, "h", h)
+  val.check_rank(fn, "w", w, 2)
+  val.check_floating(fn, "w", w)
+  if w.shape[1] != h.shape[-1]:
+    raise ValueError(f"{fn}: w must have shape [V, {h.shape[-1]}] (d of h), got "
+                     f"{list(w.shape)}")
+  n_vocab = w.shape[0]
+  if n_vocab < 1 or h.shape[-2] < 1:
+    raise ValueError(f"{fn}: need V >= 1 and L >= 1, got w {list(w.shape)} and h "
+                     f"{list(h.shape)}")
+  if bias is not None:
+    val.check_floating(fn, "bias", bias)
+    val.check_shape(fn, "bias", bias, (n_vocab,))
+  if mask is not None:
+    val.check_bool_or_int(fn, "mask", mask)
+    val.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
+  val.check_choice(fn, "activation", activation, ACTIVATIONS)
+  if block_size is not None:
+    val.check_scalar(fn, "block_size", block_size, low=1, integer=True)
+  LEXICAL_MAX_POOL.resolve(implementation)  # validates the name before tracing
+
+  batch = tuple(h.shape[:-2])
+  seq, d = h.shape[-2:]
+  hb = jnp.reshape(h, (-1, seq, d))
+  cdt = jnp.promote_types(h.dtype, w.dtype)
+  hb, wc = hb.astype(cdt), w.astype(cdt)
+  mb = (jnp.ones(hb.shape[:2], bool) if mask is None
+        else jnp.reshape(mask, (-1, seq)).astype(bool))
+  bb = jnp.zeros((n_vocab,), jnp.float32) if bias is None else bias
+  y, idx = LEXICAL_MAX_POOL(hb, wc, bb, mb, activation=activation, block_size=block_size,
+                            implementation=implementation)
+  y = jnp.reshape(y, batch + (n_vocab,))
+  if return_indices:
+    return y, jnp.reshape(idx, batch + (n_vocab,))
+  return y
+
+
+def flops_regularizer(reps):
+  """FLOPS regulariser of SPLADE / LexLIP: ``sum_v (mean_b |reps_bv|)^2``.
+
+  Penalises the expected number of floating-point operations of an inverted-index dot product
+  (a smooth proxy for ``sum_v P(reps_v != 0)^2``). Leading dims are all averaged over.
+
+  Args:
+    reps: ``[*batch, V]`` representations.
+
+  Returns:
+    scalar f32.
+
+  Example:
+    >>> float(flops_regularizer(jnp.array([[1.0, 0.0], [3.0, 2.0]])))
+    5.0
+
+  References:
+    Paria et al., Minimizing FLOPs to Learn Efficient Sparse Representations, ICLR 2020.
+    https://arxiv.org/abs/2004.05665 ; Formal et al., SPLADE, SIGIR 2021.
+  """
+  val.check_rank("flops_regularizer", "reps", reps, min_rank=1)
+  val.check_floating("flops_regularizer", "reps", reps)
+  r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
+  return jnp.sum(jnp.mean(r, axis=0) ** 2)
+
+
+def l1_regularizer(reps):
+  """L1 sparsity regulariser: ``mean_b sum_v |reps_bv|`` (SPLADE's L1 alternative).
+
+  Args:
+    reps: ``[*batch, V]`` representations.
+
+  Returns:
+    scalar f32.
+
+  Example:
+    >>> float(l1_regularizer(jnp.array([[1.0, 0.0], [3.0, -2.0]])))
+    3.0
+  """
+  val.check_rank("l1_regularizer", "reps", reps, min_rank=1)
+  val.check_floating("l1_regularizer", "reps", reps)
+  r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
+  return jnp.mean(jnp.sum(r, axis=-1))
+
+
+class SpladeHead(nnx.Module):
+  """SPLADE / Sparton head: owns ``W [V, d]`` and ``b [V]``, calls :func:`lexical_max_pool`.
+
+  With ``tied=True`` the head owns only the bias; pass the (tied) embedding table as
+  ``weight=`` at call time (e.g. ``model.embed.embedding.value``), as Sparton's
+  ``tie_weights(decoder)`` does.
+
+  Example:
+    >>> head = SpladeHead(8, 30, rngs=nnx.Rngs(0))
+    >>> head(jnp.ones((2, 5, 8)), jnp.ones((2, 5), bool)).shape
+    (2, 30)
+  """
+
+  def __init__(self, hidden_size: int, vocab_size: int, *, use_bias: bool = True,
+               tied: bool = False, activation: str = "log1p_relu", implementation=None,
+               block_size: int | None = None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    val.check_scalar("SpladeHead", "hidden_size", hidden_size, low=1, integer=True)
+    val.check_scalar("SpladeHead", "vocab_size", vocab_size, low=1, integer=True)
+    val.check_choice("SpladeHead", "activation", activation, ACTIVATIONS)
+    self.hidden_size, self.vocab_size = hidden_size, vocab_size
+    self.activation, self.implementation, self.block_size = activation, implementation, block_size
+    self.tied = tied
+    self.weight = None if tied else nnx.Param(
+        0.02 * jax.random.normal(rngs.params(), (vocab_size, hidden_size), param_dtype))
+    self.bias = nnx.Param(jnp.zeros((vocab_size,), param_dtype)) if use_bias else None
+
+  def __call__(self, h, mask=None, *, weight=None, return_indices: bool = False):
+    if self.tied:
+      if weight is None:
+        raise ValueError("SpladeHead: weight must be given when tied=True, got None")
+    elif weight is not None:
+      raise ValueError("SpladeHead: weight must be None for an untied head (it owns its "
+                       "weight), got an array")
+    w = weight if self.tied else self.weight[...]
+    val.check_shape("SpladeHead", "weight", w, (self.vocab_size, self.hidden_size))
+    b = None if self.bias is None else self.bias[...]
+    return lexical_max_pool(h, w, b, mask=mask, activation=self.activation,
+                            return_indices=return_indices, implementation=self.implementation,
+                            block_size=self.block_size)
+
+
+__all__ = ["lexical_max_pool", "flops_regularizer", "l1_regularizer", "SpladeHead"]

@@ -1,0 +1,237 @@
+"""Tests for the fused SPLADE/Sparton head (bottleneck_jax.efficiency.sparton)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
+from jax.test_util import check_grads
+
+from bottleneck_jax.efficiency.sparton import (
+    SpladeHead,
+    flops_regularizer,
+    l1_regularizer,
+    lexical_max_pool,
+)
+from bottleneck_jax.kernels import testing as ktest
+
+B, L, D, V = 4, 6, 16, 37  # V is not a multiple of any block size used below
+LENGTHS = np.array([6, 1, 0, 4])  # full, length-1, all-masked, ragged
+
+
+def _inputs(seed=0, b=B, l=L, d=D, v=V, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  h = jnp.asarray(rng.normal(size=(b, l, d)), dtype)
+  w = jnp.asarray(rng.normal(size=(v, d)) / np.sqrt(d), dtype)
+  bias = jnp.asarray(rng.normal(size=(v,)) * 0.5, jnp.float32)
+  lengths = LENGTHS if b == B else rng.integers(0, l + 1, size=b)
+  mask = jnp.asarray(np.arange(l)[None, :] < np.asarray(lengths)[:, None])
+  return h, w, bias, mask
+
+
+def _naive(h, w, bias, mask, activation):
+  """Independent numpy loop: per (b, v), SPLADE's activation then max over kept positions."""
+  h, w = np.asarray(h, np.float64), np.asarray(w, np.float64)
+  bias = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, np.float64)
+  mask = np.asarray(mask)
+  out = np.zeros((h.shape[0], w.shape[0]))
+  idx = np.full((h.shape[0], w.shape[0]), -1)
+  for b in range(h.shape[0]):
+    for v in range(w.shape[0]):
+      best, arg = -np.inf, -1
+      for l in range(h.shape[1]):
+        if mask[b, l]:
+          z = float(h[b, l] @ w[v] + bias[v])
+          if z > best:
+            best, arg = z, l
+      idx[b, v] = arg
+      if arg < 0:
+        out[b, v] = 0.0
+      elif activation == "log1p_relu":
+        out[b, v] = np.log1p(max(best, 0.0))
+      elif activation == "relu":
+        out[b, v] = max(best, 0.0)
+      else:
+        out[b, v] = best
+  return out, idx
+
+
+@pytest.mark.parametrize("activation", ["log1p_relu", "relu", "identity"])
+def test_reference_and_xla_match_naive_loop(activation):
+  h, w, bias, mask = _inputs()
+  want, want_idx = _naive(h, w, bias, mask, activation)
+  for impl in ("reference", "xla"):
+    y, idx = lexical_max_pool(h, w, bias, mask=mask, activation=activation, return_indices=True,
+                              implementation=impl, block_size=8)
+    assert y.dtype == jnp.float32 and idx.dtype == jnp.int32
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(idx, want_idx)
+  assert np.all(np.asarray(y)[2] == 0.0)  # all-masked row
+  assert np.all(np.asarray(idx)[2] == -1)
+
+
+def _agree_fn(activation, with_bias, block_size):
+  def fn(h, w, bias, mask, *, implementation):
+    return lexical_max_pool(h, w, bias if with_bias else None, mask=mask, activation=activation,
+                            return_indices=True, implementation=implementation,
+                            block_size=block_size)
+  return fn
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("activation,with_bias,block", [("log1p_relu", True, 8),
+                                                        ("relu", False, None),
+                                                        ("identity", True, 8)])
+def test_xla_agrees_with_reference(activation, with_bias, block):
+  # block=None: one vocabulary block covering everything (no scan, only the static tail).
+  ktest.assert_implementations_agree(_agree_fn(activation, with_bias, block), _inputs(1),
+                                     implementations=("xla",), diff_argnums=(0, 1, 2))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("activation", ["log1p_relu", "identity"])
+def test_pallas_interpret_agrees_with_reference(activation):
+  args = _inputs(2, b=B, l=5, d=8, v=21)  # L not a multiple of the L tile, V not of BV=16
+  ktest.assert_implementations_agree(_agree_fn(activation, True, 16), args,
+                                     implementations=("pallas",), diff_argnums=(0, 1, 2))
+
+
+@pytest.mark.kernel
+def test_bf16_inputs_agree():
+  args = _inputs(3, dtype=jnp.bfloat16)
+  ktest.assert_implementations_agree(_agree_fn("log1p_relu", True, 8), args,
+                                     implementations=("xla", "pallas"), diff_argnums=(0, 1, 2),
+                                     rtol=2e-2, atol=2e-2)
+
+
+def test_random_shapes_xla_vs_reference():
+  rng = np.random.default_rng(4)
+  for _ in range(2):
+    b, l, v = ktest.random_shapes(rng, 3, low=2, high=9, not_multiple_of=4)
+    h, w, bias, mask = _inputs(int(rng.integers(100)), b=b, l=l, d=4, v=v * 3)
+    y = lexical_max_pool(h, w, bias, mask=mask, implementation="xla", block_size=4)
+    want, _ = _naive(h, w, bias, mask, "log1p_relu")
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_backward_formula_and_check_grads():
+  h, w, bias, mask = _inputs(5)
+  f = lambda h, w, b: lexical_max_pool(h, w, b, mask=mask, implementation="xla", block_size=8)
+  y, vjp = jax.vjp(f, h, w, bias)
+  ybar = jnp.asarray(np.random.default_rng(6).normal(size=y.shape), jnp.float32)
+  _, _, db = vjp(ybar)
+  # db_v = sum_b g_bv with g = ybar * exp(-y) * 1[y > 0] (derived from the saved output only).
+  yn = np.asarray(y, np.float64)
+  g = np.asarray(ybar, np.float64) * np.exp(-yn) * (yn > 0)
+  np.testing.assert_allclose(db, g.sum(0), rtol=1e-5, atol=1e-6)
+  # Finite differences on the custom_vjp (continuous random data, away from ties).
+  check_grads(f, (h, w, bias), order=1, modes=["rev"], atol=5e-2, rtol=5e-2)
+
+
+def test_all_masked_row_zero_gradient_no_nan():
+  h, w, bias, mask = _inputs(7)
+  for activation, impl in (("log1p_relu", "xla"), ("identity", "xla"),
+                           ("identity", "reference")):
+    gh, gb = jax.jit(jax.grad(lambda h, b: jnp.sum(lexical_max_pool(
+        h, w, b, mask=mask, activation=activation, implementation=impl) ** 2 + 1.0), (0, 1)))(
+            h, bias)
+    assert np.all(np.isfinite(gh)) and np.all(np.isfinite(gb))
+    assert np.all(np.asarray(gh)[2] == 0.0)
+    assert np.all(np.asarray(gh)[1, 1:] == 0.0)  # only position 0 of the length-1 row
+
+
+def test_jit_vmap_leading_dims_and_default_mask():
+  h, w, bias, mask = _inputs(8)
+  h2 = jnp.stack([h, h[::-1]])
+  m2 = jnp.stack([mask, mask[::-1]])
+  f = jax.jit(lambda h, m: lexical_max_pool(h, w, bias, mask=m, implementation="xla",
+                                            block_size=8))
+  lead = f(h2, m2)
+  vm = jax.vmap(f)(h2, m2)
+  ref0 = lexical_max_pool(h, w, bias, mask=mask, implementation="reference")
+  np.testing.assert_allclose(lead, vm, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(lead[0], ref0, rtol=1e-5, atol=1e-5)
+  # mask=None keeps every position; rank-2 h is one sequence.
+  full = lexical_max_pool(h[0], w, bias, implementation="xla")
+  want, _ = _naive(h[:1], w, bias, np.ones((1, L), bool), "log1p_relu")
+  np.testing.assert_allclose(full, want[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
+def test_sharded_mesh(axis_type):
+  h, w, bias, mask = _inputs(9, b=8)
+  loss = lambda impl: (lambda h, w: jnp.sum(jnp.sin(lexical_max_pool(
+      h, w, bias, mask=mask_s, implementation=impl, block_size=16))))
+  mask_s = mask
+  want, want_g = jax.value_and_grad(loss("reference"), (0, 1))(h, w)
+  mesh = jax.make_mesh((4, 2), ("data", "fsdp"), axis_types=(axis_type,) * 2)
+  with jax.set_mesh(mesh):
+    hs = jax.device_put(h, P(("data", "fsdp")))
+    mask_s = jax.device_put(mask, P(("data", "fsdp")))
+    for impl in ("xla", "pallas"):
+      val, g = jax.jit(jax.value_and_grad(loss(impl), (0, 1)))(hs, w)
+      np.testing.assert_allclose(val, want, rtol=1e-5)
+      ktest.assert_trees_close(g, want_g, rtol=1e-5, atol=1e-5, what=impl)
+
+
+def test_regularizers_vs_numpy():
+  r = np.random.default_rng(10).normal(size=(2, 5, 7)).astype(np.float32)
+  flat = np.abs(r.reshape(-1, 7)).astype(np.float64)
+  np.testing.assert_allclose(flops_regularizer(jnp.asarray(r)), np.sum(flat.mean(0) ** 2),
+                             rtol=1e-6)
+  np.testing.assert_allclose(l1_regularizer(jnp.asarray(r)), flat.sum(1).mean(), rtol=1e-6)
+  g = jax.grad(flops_regularizer)(jnp.asarray(r[0]))
+  want = 2 * np.abs(r[0]).mean(0) * np.sign(r[0]) / 5
+  np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7)
+
+
+def test_splade_head():
+  h, _, _, mask = _inputs(11)
+  head = SpladeHead(D, V, implementation="xla", rngs=nnx.Rngs(0))
+  y = head(h, mask)
+  want, _ = _naive(h, head.weight[...], head.bias[...], mask, "log1p_relu")
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+  tied = SpladeHead(D, V, tied=True, use_bias=False, rngs=nnx.Rngs(0))
+  emb = jnp.asarray(np.random.default_rng(12).normal(size=(V, D)), jnp.float32)
+  want, _ = _naive(h, emb, None, mask, "log1p_relu")
+  np.testing.assert_allclose(tied(h, mask, weight=emb), want, rtol=1e-5, atol=1e-5)
+  grads = nnx.grad(lambda m: jnp.sum(m(h, mask)))(head)
+  assert grads.weight[...].shape == (V, D) and np.any(np.asarray(grads.bias[...]) != 0)
+  with pytest.raises(ValueError, match="weight must be given"):
+    tied(h, mask)
+  with pytest.raises(ValueError, match="weight must be None"):
+    head(h, mask, weight=emb)
+  with pytest.raises(ValueError, match="SpladeHead: weight must have shape"):
+    tied(h, mask, weight=emb[:, :3])
+
+
+def test_validation_errors():
+  h, w, bias, mask = _inputs()
+  with pytest.raises(ValueError, match=r"lexical_max_pool: w must have shape \[V, 16\]"):
+    lexical_max_pool(h, w[:, :5])
+  with pytest.raises(ValueError, match="lexical_max_pool: w must have rank 2"):
+    lexical_max_pool(h, w[None])
+  with pytest.raises(ValueError, match="lexical_max_pool: h must have rank >= 2"):
+    lexical_max_pool(h[0, 0], w)
+  with pytest.raises(ValueError, match="lexical_max_pool: mask must have shape"):
+    lexical_max_pool(h, w, mask=mask[:, :3])
+  with pytest.raises(TypeError, match="lexical_max_pool: mask must be a boolean or integer"):
+    lexical_max_pool(h, w, mask=mask.astype(jnp.float32))
+  with pytest.raises(TypeError, match="lexical_max_pool: h must have a floating dtype"):
+    lexical_max_pool(h.astype(jnp.int32), w)
+  with pytest.raises(TypeError, match="lexical_max_pool: w must have a floating dtype"):
+    lexical_max_pool(h, w.astype(jnp.int32))
+  with pytest.raises(ValueError, match="lexical_max_pool: bias must have shape"):
+    lexical_max_pool(h, w, bias[:3])
+  with pytest.raises(ValueError, match="lexical_max_pool: activation must be one of"):
+    lexical_max_pool(h, w, activation="gelu")
+  with pytest.raises(ValueError, match="unknown implementation 'cuda'"):
+    lexical_max_pool(h, w, implementation="cuda")
+  with pytest.raises(ValueError, match="implementation 'triton' is not available"):
+    lexical_max_pool(h, w, implementation="triton")
+  with pytest.raises(ValueError, match="lexical_max_pool: block_size must be >= 1"):
+    lexical_max_pool(h, w, block_size=0)
+  with pytest.raises(ValueError, match="need V >= 1 and L >= 1"):
+    lexical_max_pool(h[:, :0], w)
