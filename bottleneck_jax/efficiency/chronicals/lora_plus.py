@@ -1,0 +1,274 @@
+"""LoRA+ (as used by Chronicals): a larger learning rate for LoRA's B matrix, as an Optax transform.
+
+Papers: Hayou, Ghosh & Yu, *LoRA+: Efficient Low Rank Adaptation of Large Models*, 2024
+(https://arxiv.org/abs/2402.12354); used with ratio 16 by *Chronicals: A High-Performance
+Framework for LLM Fine-Tuning* (2026, https://github.com/Ajwebdevs/Chronicals).
+
+Idea. A LoRA adapter adds ``x @ A @ B`` (``A [in, r]`` random, ``B [r, out]`` zero at init) to a
+frozen linear layer. With one learning rate for both, feature learning is inefficient at large
+width; LoRA+ sets ``lr_B = ratio * lr_A`` (ratio ~ 16). Here that is
+``optax.multi_transform({"A": opt(lr), "B": opt(ratio * lr), "frozen": set_to_zero()}, labels)``
+with labels taken from parameter paths: a path component named ``lora_a``/``lora_A`` gives
+``"A"``, ``lora_b``/``lora_B`` gives ``"B"`` (the names of ``flax.nnx.LoRA`` and of HF PEFT),
+everything else ``"frozen"`` (or ``"other"``, trained at ``lr``, when ``frozen=False``).
+
+The labels work on plain pytrees, on ``nnx.State`` holding ``nnx.Variable`` leaves (what
+``nnx.Optimizer`` passes to ``tx.init``) and on the pure ``nnx.State`` it passes to
+``tx.update``. ``LoRALinear`` keeps its base kernel in a non-``Param`` variable
+(:class:`FrozenWeight`), so ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` never even sees it.
+
+Departures: the A/B orientation follows ``nnx.LoRA`` (``y = x W + s x A B``); ``B`` is the
+zero-initialised output-side factor, which is the one LoRA+ speeds up. The adapter scale is
+``s = alpha / rank`` (``alpha=None`` means ``s = 1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from bottleneck_jax.core import validation as V
+
+_A_NAMES = ("lora_a", "lora_A")
+_BASE_INIT = nnx.initializers.lecun_normal()
+_A_INIT = nnx.initializers.he_uniform()  # as flax.nnx.LoRA
+_B_INIT = nnx.initializers.zeros_init()
+_B_NAMES = ("lora_b", "lora_B")
+
+
+def _key_name(k) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _path_names(path) -> tuple[str, ...]:
+  names: list[str] = []
+  for k in path:
+    for part in _key_name(k).replace("/", ".").split("."):
+      if part:
+        names.append(part)
+  return tuple(names)
+
+
+def default_lora_label(path_names: tuple[str, ...]) -> str | None:
+  """``"A"``/``"B"`` when a path component is ``lora_a``/``lora_A``/``lora_b``/``lora_B``.
+
+  The last LoRA component of the path decides; ``None`` when there is none.
+  """
+  for name in reversed(path_names):
+    if name in _A_NAMES:
+      return "A"
+    if name in _B_NAMES:
+      return "B"
+  return None
+
+
+def lora_plus_labels(params: Any, *, label_fn: Callable[[tuple[str, ...]], str | None] | None =
+                     None, frozen: bool = True) -> Any:
+  """Labels ``"A"``, ``"B"`` and ``"frozen"`` (or ``"other"``) for every parameter leaf.
+
+  Args:
+    params: a pytree of arrays, or an ``nnx.State`` of arrays or of ``nnx.Variable``s.
+    label_fn: maps a path (a tuple of str components, e.g. ``("layer", "lora", "lora_a")``)
+      to ``"A"``, ``"B"`` or ``None``; default :func:`default_lora_label`.
+    frozen: label non-LoRA leaves ``"frozen"`` (True) or ``"other"`` (False).
+
+  Returns:
+    A pytree with the structure of ``params`` (``nnx.Variable``s count as leaves) holding the
+    labels.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> lora_plus_labels({"w": jnp.ones(2), "lora_a": jnp.ones(2), "lora_b": jnp.ones(2)})
+    {'lora_a': 'A', 'lora_b': 'B', 'w': 'frozen'}
+  """
+  label_fn = default_lora_label if label_fn is None else label_fn
+  if not callable(label_fn):
+    raise TypeError(f"lora_plus_labels: label_fn must be callable or None, got "
+                    f"{type(label_fn).__name__}")
+  rest = "frozen" if frozen else "other"
+
+  def one(path, _):
+    label = label_fn(_path_names(path))
+    if label not in ("A", "B", None, "frozen", "other"):
+      raise ValueError(f"lora_plus_labels: label_fn must return 'A', 'B', 'frozen', 'other' or "
+                       f"None, got {label!r} for path {_path_names(path)}")
+    return rest if label is None else label
+
+  return jax.tree_util.tree_map_with_path(one, params,
+                                          is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def _scaled(learning_rate, ratio):
+  if callable(learning_rate):
+    return lambda count: ratio * learning_rate(count)
+  return ratio * learning_rate
+
+
+def lora_plus(learning_rate: optax.ScalarOrSchedule, *, ratio: float = 16.0,
+              optimizer: Callable[..., optax.GradientTransformation] = optax.adamw,
+              label_fn: Callable[[tuple[str, ...]], str | None] | None = None,
+              frozen: bool = True, **opt_kwargs) -> optax.GradientTransformation:
+  """LoRA+: ``optimizer(lr)`` on the A factors, ``optimizer(ratio * lr)`` on the B factors.
+
+  .. math::
+    \\eta_A = \\eta, \\qquad \\eta_B = \\lambda\\,\\eta \\quad (\\lambda = 16 \\text{ by default})
+
+  Non-LoRA parameters get zero updates (``optax.set_to_zero``) when ``frozen=True`` and
+  ``optimizer(lr)`` otherwise. Labels come from parameter paths (see :func:`lora_plus_labels`);
+  ``init`` raises if no parameter is labelled A or B, so a naming mismatch cannot silently
+  freeze the whole model.
+
+  Args:
+    learning_rate: the A learning rate (a float or an optax schedule).
+    ratio: ``lr_B / lr_A`` (> 0).
+    optimizer: an optax alias taking the learning rate first (``optax.adamw``, ``optax.sgd``…).
+    label_fn: optional path -> ``"A"``/``"B"``/``None`` function.
+    frozen: whether non-LoRA parameters are frozen.
+    **opt_kwargs: extra keyword arguments for ``optimizer`` (e.g. ``weight_decay``).
+
+  Returns:
+    An ``optax.GradientTransformation`` (from ``optax.multi_transform``).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> params = {"w": jnp.ones(2), "lora_a": jnp.ones(2), "lora_b": jnp.ones(2)}
+    >>> tx = lora_plus(0.1, ratio=16.0, optimizer=optax.sgd)
+    >>> grads = jax.tree.map(jnp.ones_like, params)
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> updates["lora_b"] / updates["lora_a"]
+    Array([16., 16.], dtype=float32)
+
+  References:
+    Hayou, Ghosh & Yu, *LoRA+: Efficient Low Rank Adaptation of Large Models*, 2024,
+    https://arxiv.org/abs/2402.12354; Chronicals (2026).
+  """
+  if not callable(learning_rate):
+    V.check_scalar("lora_plus", "learning_rate", learning_rate, low=0.0)
+  V.check_scalar("lora_plus", "ratio", ratio, low=0.0, low_inclusive=False)
+  if not callable(optimizer):
+    raise TypeError(f"lora_plus: optimizer must be an optax alias (callable), got "
+                    f"{type(optimizer).__name__}")
+  if label_fn is not None and not callable(label_fn):
+    raise TypeError(f"lora_plus: label_fn must be callable or None, got "
+                    f"{type(label_fn).__name__}")
+
+  transforms = {
+      "A": optimizer(learning_rate, **opt_kwargs),
+      "B": optimizer(_scaled(learning_rate, ratio), **opt_kwargs),
+      "frozen": optax.set_to_zero(),
+      "other": optimizer(learning_rate, **opt_kwargs),
+  }
+
+  def labels(params):
+    tree = lora_plus_labels(params, label_fn=label_fn, frozen=frozen)
+    found = set(jax.tree.leaves(tree))
+    if not found & {"A", "B"}:
+      raise ValueError("lora_plus: no parameter path has a component named lora_a/lora_A or "
+                       "lora_b/lora_B; rename the adapters or pass label_fn=")
+    return tree
+
+  return optax.multi_transform(transforms, labels)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure LoRA linear and its NNX module
+# --------------------------------------------------------------------------------------------
+
+
+def lora_linear(x: jax.Array, kernel: jax.Array, lora_a: jax.Array, lora_b: jax.Array, *,
+                scale: float = 1.0, bias: jax.Array | None = None) -> jax.Array:
+  """``x @ kernel + scale * (x @ lora_a) @ lora_b (+ bias)``, never forming ``A @ B``.
+
+  Args:
+    x: ``[*batch, in]``.
+    kernel: ``[in, out]`` base weight.
+    lora_a: ``[in, r]``.
+    lora_b: ``[r, out]``.
+    scale: adapter scale (``alpha / r``).
+    bias: optional ``[out]``.
+
+  Returns:
+    ``[*batch, out]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> lora_linear(jnp.ones((1, 2)), jnp.eye(2), jnp.ones((2, 1)), jnp.ones((1, 2)), scale=0.5)
+    Array([[2., 2.]], dtype=float32)
+  """
+  fn = "lora_linear"
+  V.check_rank(fn, "x", x, min_rank=1)
+  V.check_rank(fn, "kernel", kernel, 2)
+  V.check_rank(fn, "lora_a", lora_a, 2)
+  V.check_rank(fn, "lora_b", lora_b, 2)
+  d_in, d_out = kernel.shape
+  V.check_axis_size(fn, "x", x, -1, d_in, "kernel.shape[0]")
+  V.check_shape(fn, "lora_a", lora_a, (d_in, None))
+  V.check_shape(fn, "lora_b", lora_b, (lora_a.shape[1], d_out))
+  if bias is not None:
+    V.check_shape(fn, "bias", bias, (d_out,))
+  y = x @ kernel + scale * ((x @ lora_a) @ lora_b)
+  return y if bias is None else y + bias
+
+
+class FrozenWeight(nnx.Variable):
+  """A weight that never receives gradients or optimizer updates (not an ``nnx.Param``)."""
+
+
+class LoRALinear(nnx.Module):
+  """A frozen linear layer plus a trainable low-rank adapter: ``x W + (alpha/r) x A B``.
+
+  ``kernel`` (and ``bias`` if any) are :class:`FrozenWeight` variables; ``lora_a [in, r]``
+  (random, ``a_init``) and ``lora_b [r, out]`` (zeros) are ``nnx.Param``, so the layer equals
+  its base at init and ``nnx.Optimizer(model, lora_plus(...), wrt=nnx.Param)`` trains only the
+  adapter. (``flax.nnx.LoRALinear`` differs: its base kernel is a trainable ``Param`` and it
+  has no ``alpha`` scale; :func:`lora_plus` labels its ``lora_a``/``lora_b`` too.)
+
+  Example:
+    >>> from flax import nnx
+    >>> import jax.numpy as jnp
+    >>> layer = LoRALinear(3, 4, rank=2, rngs=nnx.Rngs(0))
+    >>> layer(jnp.ones((5, 3))).shape
+    (5, 4)
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, rank: int,
+               alpha: float | None = None, use_bias: bool = False,
+               base_kernel_init: nnx.Initializer = _BASE_INIT,
+               a_init: nnx.Initializer = _A_INIT, b_init: nnx.Initializer = _B_INIT,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    fn = "LoRALinear"
+    V.check_scalar(fn, "in_features", in_features, low=1, integer=True)
+    V.check_scalar(fn, "out_features", out_features, low=1, integer=True)
+    V.check_scalar(fn, "rank", rank, low=1, integer=True)
+    if alpha is not None:
+      V.check_scalar(fn, "alpha", alpha, low=0.0, low_inclusive=False)
+    self.in_features, self.out_features, self.rank = in_features, out_features, rank
+    self.scale = 1.0 if alpha is None else float(alpha) / rank
+    self.kernel = FrozenWeight(base_kernel_init(rngs.params(), (in_features, out_features),
+                                                param_dtype))
+    self.bias = FrozenWeight(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.lora_a = nnx.Param(a_init(rngs.params(), (in_features, rank), param_dtype))
+    self.lora_b = nnx.Param(b_init(rngs.params(), (rank, out_features), param_dtype))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    bias = None if self.bias is None else self.bias[...]
+    return lora_linear(x, self.kernel[...], self.lora_a[...], self.lora_b[...],
+                       scale=self.scale, bias=bias)
+
+
+__all__ = [
+    "FrozenWeight",
+    "LoRALinear",
+    "default_lora_label",
+    "lora_linear",
+    "lora_plus",
+    "lora_plus_labels",
+]
