@@ -69,7 +69,7 @@ def assert_implementations_agree(
     diff_argnums: arguments to differentiate (default: every floating argument).
     rtol, atol: value tolerances (defaults depend on the dtype of the first float argument).
     grad_rtol, grad_atol: VJP tolerances (default: the value tolerances).
-    key: for the random output cotangent (default ``jax.random.key(0)``).
+    key: seeds the random output cotangents (drawn with numpy; default seed 0).
     jit: compile each implementation with ``jax.jit``.
   """
   args = tuple(args)
@@ -80,7 +80,7 @@ def assert_implementations_agree(
   rtol, atol = _tols(first_float.dtype if first_float is not None else jnp.float32, rtol, atol)
   grad_rtol = grad_rtol if grad_rtol is not None else rtol
   grad_atol = grad_atol if grad_atol is not None else atol
-  key = jax.random.key(0) if key is None else key
+  seed = 0 if key is None else int(np.asarray(jax.random.key_data(key)).ravel()[-1])
 
   def run(impl):
     def f(*diff):
@@ -89,21 +89,25 @@ def assert_implementations_agree(
         full[i] = d
       return fn(*full, implementation=impl)
 
-    def value_and_vjp(*diff):
+    def value_and_vjp(diff, cts):
       out, vjp = jax.vjp(f, *diff)
       leaves, treedef = jax.tree.flatten(out)
-      keys = jax.random.split(key, max(len(leaves), 1))
-      cts = [jax.random.normal(k, l.shape, jnp.float32).astype(l.dtype)
-             if jnp.issubdtype(l.dtype, jnp.floating)
-             else np.zeros(l.shape, jax.dtypes.float0)
-             for k, l in zip(keys, leaves)]
+      cts = [c.astype(l.dtype) if jnp.issubdtype(l.dtype, jnp.floating)
+             else np.zeros(l.shape, jax.dtypes.float0) for c, l in zip(cts, leaves)]
       return out, vjp(jax.tree.unflatten(treedef, cts))
 
+    diff = tuple(args[i] for i in diff_argnums)
+    # Random output cotangents drawn on the host (numpy), the same for every implementation.
+    out_shapes = jax.eval_shape(f, *diff)
+    cts = [rng.standard_normal(l.shape).astype(np.float32)
+           for l in jax.tree.leaves(out_shapes)]
     g = jax.jit(value_and_vjp) if jit else value_and_vjp
-    return g(*(args[i] for i in diff_argnums))
+    return g(diff, cts)
 
+  rng = np.random.default_rng(seed)
   ref_out, ref_grads = run(reference)
   for impl in implementations:
+    rng = np.random.default_rng(seed)
     out, grads = run(impl)
     assert_trees_close(out, ref_out, rtol=rtol, atol=atol, what=f"{impl} value")
     assert_trees_close(grads, ref_grads, rtol=grad_rtol, atol=grad_atol, what=f"{impl} vjp")
