@@ -1,0 +1,425 @@
+#!/usr/bin/env python
+"""Benchmarks for the efficiency family's fused kernels: memory and time tables.
+
+Two ops, each as ``"reference"`` (materialises the big tensor), ``"xla"`` (chunked XLA +
+custom_vjp) and ``"pallas"``:
+
+* ``ce``: fused linear cross-entropy (Cut Cross-Entropy, Chronicals), target size N=8192 tokens,
+  d=2048, V=128256 (Llama-3 vocabulary);
+* ``splade``: the SPLADE/Sparton lexical max-pool, target size B=32, L=256, d=768, V=30522.
+
+What is printed (markdown tables):
+
+1. **temporary memory of forward + backward** at the target size, from
+   ``jax.jit(f).lower(*ShapeDtypeStructs).compile().memory_analysis().temp_size_in_bytes``.
+   Nothing is allocated or run: the programs are only compiled. f32 inputs, because on CPU bf16
+   inputs make XLA upcast and hoist the whole weight (spec efficiency.md §8.1). On CPU the Pallas
+   path only exists in interpret mode, whose memory says nothing about a GPU kernel: n/a.
+2. **CPU wall time** (median, ``block_until_ready``) of reference vs xla at a SMALLER size, in
+   the same process.
+3. ``--gpu`` (automatic when ``jax.default_backend() == "gpu"``): a native-Pallas agreement
+   check, then bf16 median times (forward, forward+backward) at the target size for every
+   implementation, TFLOP/s, XLA's ``bytes accessed`` estimate per time vs the HBM bandwidth
+   measured with a large copy, and temporary memory of the compiled GPU programs.
+
+Usage::
+
+    python scripts/bench_efficiency.py                 # CPU: memory at target + CPU timings
+    python scripts/bench_efficiency.py --quick         # smaller sizes
+    python scripts/bench_efficiency.py --ops ce --gpu  # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+import traceback
+
+import jax
+import jax.numpy as jnp
+
+GiB = 1024 ** 3
+IMPLS = ("reference", "xla", "pallas")
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _lce():
+  from bottleneck_jax.efficiency.chronicals.linear_cross_entropy import linear_cross_entropy
+  return linear_cross_entropy
+
+
+def _pool():
+  try:
+    from bottleneck_jax.efficiency.sparton import lexical_max_pool
+  except ImportError as e:  # written by another helper; may be absent
+    return None, f"{type(e).__name__}: {e}"
+  return lexical_max_pool, None
+
+
+def fmt_bytes(b):
+  if b is None:
+    return "n/a"
+  return f"{b / GiB:.3f} GiB" if b >= GiB / 8 else f"{b / 1024 ** 2:.1f} MiB"
+
+
+def compile_stats(f, specs):
+  """``(compiled, temp, args, out)`` of ``jax.jit(f)`` lowered on ShapeDtypeStructs."""
+  c = jax.jit(f).lower(*specs).compile()
+  m = c.memory_analysis()
+  return c, m.temp_size_in_bytes, m.argument_size_in_bytes, m.output_size_in_bytes
+
+
+def bytes_accessed(compiled):
+  try:
+    ca = compiled.cost_analysis()
+    if isinstance(ca, (list, tuple)):
+      ca = ca[0]
+    return float(ca.get("bytes accessed", float("nan")))
+  except Exception:  # noqa: BLE001 - not every backend reports it
+    return float("nan")
+
+
+def median_time(f, args, *, iters, warmup=1):
+  for _ in range(warmup):
+    jax.block_until_ready(f(*args))
+  ts = []
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts)
+
+
+def table(header, rows):
+  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  print("\n".join(out) + "\n", flush=True)
+
+
+# -------------------------------------------------------------------------------- op builders
+
+
+def ce_sizes(quick):
+  return (2048, 512, 32768) if quick else (8192, 2048, 128256)
+
+
+def ce_time_sizes(quick):
+  return (256, 128, 4096) if quick else (1024, 256, 16384)
+
+
+def ce_fns(impl, n, v):
+  lce = _lce()
+
+  def loss(x, w, y):
+    return lce(x, w, y, implementation=impl)
+
+  def fwd_bwd(x, w, y):
+    return jax.value_and_grad(loss, argnums=(0, 1))(x, w, y)
+
+  return loss, fwd_bwd
+
+
+def ce_specs(n, d, v, dtype):
+  return (jax.ShapeDtypeStruct((n, d), dtype), jax.ShapeDtypeStruct((v, d), dtype),
+          jax.ShapeDtypeStruct((n,), jnp.int32))
+
+
+def ce_inputs(n, d, v, dtype, seed=0):
+  k = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(k[0], (n, d), jnp.float32).astype(dtype)
+  w = (jax.random.normal(k[1], (v, d), jnp.float32) * d ** -0.5).astype(dtype)
+  y = jax.random.randint(k[2], (n,), 0, v)
+  return x, w, y
+
+
+def splade_sizes(quick):
+  return (8, 128, 384, 8192) if quick else (32, 256, 768, 30522)
+
+
+def splade_time_sizes(quick):
+  return (2, 64, 128, 2048) if quick else (8, 128, 256, 8192)
+
+
+def splade_fns(impl):
+  pool, _ = _pool()
+
+  def fwd(h, w, b, mask):
+    return jnp.sum(pool(h, w, b, mask=mask, implementation=impl))
+
+  def fwd_bwd(h, w, b, mask):
+    return jax.value_and_grad(fwd, argnums=(0, 1, 2))(h, w, b, mask)
+
+  return fwd, fwd_bwd
+
+
+def splade_specs(b, l, d, v, dtype):
+  return (jax.ShapeDtypeStruct((b, l, d), dtype), jax.ShapeDtypeStruct((v, d), dtype),
+          jax.ShapeDtypeStruct((v,), jnp.float32), jax.ShapeDtypeStruct((b, l), jnp.bool_))
+
+
+def splade_inputs(b, l, d, v, dtype, seed=0):
+  k = jax.random.split(jax.random.key(seed), 4)
+  h = jax.random.normal(k[0], (b, l, d), jnp.float32).astype(dtype)
+  w = (jax.random.normal(k[1], (v, d), jnp.float32) * d ** -0.5).astype(dtype)
+  bias = jax.random.normal(k[2], (v,), jnp.float32) * 0.1
+  lens = jax.random.randint(k[3], (b,), 1, l + 1)
+  mask = jnp.arange(l)[None, :] < lens[:, None]
+  return h, w, bias, mask
+
+
+# --------------------------------------------------------------------------------- sections
+
+
+def memory_section(op, quick, on_gpu):
+  """Temp memory of fwd+bwd at the target size, f32 inputs, compile only."""
+  if op == "ce":
+    n, d, v = ce_sizes(quick)
+    title = f"fused linear cross-entropy, N={n}, d={d}, V={v}"
+    specs = ce_specs(n, d, v, jnp.float32)
+    build = lambda impl: ce_fns(impl, n, v)[1]
+  else:
+    pool, why = _pool()
+    if pool is None:
+      print(f"### splade lexical max-pool: not available ({why})\n")
+      return
+    b, l, d, v = splade_sizes(quick)
+    title = f"SPLADE lexical max-pool, B={b}, L={l}, d={d}, V={v}"
+    specs = splade_specs(b, l, d, v, jnp.float32)
+    build = lambda impl: splade_fns(impl)[1]
+  print(f"### Temporary memory, forward + backward: {title}, f32 inputs "
+        f"({jax.default_backend()}, compile only)\n")
+  rows, ref_temp = [], None
+  for impl in IMPLS:
+    if impl == "pallas" and not on_gpu:
+      rows.append([impl, "n/a (interpret mode on CPU)", "", "", ""])
+      continue
+    try:
+      _, temp, args, out = compile_stats(build(impl), specs)
+    except Exception as e:  # noqa: BLE001 - report and go on
+      rows.append([impl, f"failed: {type(e).__name__}: {str(e)[:120]}", "", "", ""])
+      continue
+    if impl == "reference":
+      ref_temp = temp
+    ratio = f"{ref_temp / temp:.1f}x" if ref_temp and temp else "-"
+    rows.append([impl, fmt_bytes(temp), ratio, fmt_bytes(args + out), fmt_bytes(temp + args + out)])
+  table(["implementation", "temp", "reference / this", "args + out", "temp + args + out"], rows)
+
+
+def cpu_time_section(op, quick, iters):
+  if op == "ce":
+    n, d, v = ce_time_sizes(quick)
+    size = f"N={n}, d={d}, V={v}"
+    args = ce_inputs(n, d, v, jnp.float32)
+    fns = {impl: ce_fns(impl, n, v) for impl in ("reference", "xla")}
+  else:
+    pool, why = _pool()
+    if pool is None:
+      print(f"### splade CPU time: not available ({why})\n")
+      return
+    b, l, d, v = splade_time_sizes(quick)
+    size = f"B={b}, L={l}, d={d}, V={v}"
+    args = splade_inputs(b, l, d, v, jnp.float32)
+    fns = {impl: splade_fns(impl) for impl in ("reference", "xla")}
+  name = "fused linear cross-entropy" if op == "ce" else "SPLADE lexical max-pool"
+  print(f"### {jax.default_backend().upper()} wall time, {name}, SMALLER size {size}, f32, "
+        f"median of {iters} after 1 warm-up, same process\n")
+  rows, ref = [], {}
+  for impl, (fwd, fb) in fns.items():
+    tf = median_time(jax.jit(fwd), args, iters=iters)
+    tb = median_time(jax.jit(fb), args, iters=iters)
+    if impl == "reference":
+      ref = {"f": tf, "b": tb}
+    rows.append([impl, f"{tf * 1e3:.1f} ms", f"{tb * 1e3:.1f} ms",
+                 f"{tb / ref['b']:.2f}x"])
+  table(["implementation", "forward", "forward + backward", "fwd+bwd time / reference"], rows)
+
+
+def measure_bandwidth():
+  """HBM bandwidth of a large elementwise copy: (read + write bytes) / time.
+
+  A 4 GiB f32 array, ``a * 2`` (a fused elementwise kernel), 10 calls queued back to back and
+  timed together (so host dispatch overlaps), best of 3.
+  """
+  a = jnp.ones((1 << 30,), jnp.float32)
+  f = jax.jit(lambda a: a * 2.0)
+  jax.block_until_ready(f(a))
+  best = float("inf")
+  for _ in range(3):
+    t0 = time.perf_counter()
+    outs = [f(a) for _ in range(10)]
+    jax.block_until_ready(outs)
+    best = min(best, (time.perf_counter() - t0) / 10)
+    del outs
+  del a
+  return 2 * (1 << 30) * 4 / best
+
+
+def gpu_check_section(ops):
+  """Native Pallas vs reference on small shapes (values and VJPs)."""
+  from bottleneck_jax.kernels import testing
+  print("### Native Pallas agreement check (GPU)\n")
+  rows = []
+  if "ce" in ops:
+    lce = _lce()
+    for dtype, tol in ((jnp.float32, 2e-3), (jnp.bfloat16, 3e-2)):
+      x, w, y = ce_inputs(300, 128, 1000, dtype, seed=1)
+      y = y.at[5].set(-100)
+      b = jax.random.normal(jax.random.key(7), (1000,), jnp.float32)
+      try:
+        testing.assert_implementations_agree(
+            lambda x, w, b, *, implementation, y=y: lce(
+                x, w, y, bias=b, softcap=20.0, label_smoothing=0.1, z_loss=1e-3,
+                reduction="none", implementation=implementation),
+            (x, w, b), implementations=("xla", "pallas"), rtol=tol, atol=tol)
+        rows.append(["ce", jnp.dtype(dtype).name, "ok"])
+      except Exception as e:  # noqa: BLE001
+        rows.append(["ce", jnp.dtype(dtype).name, f"FAILED {type(e).__name__}: "
+                     f"{str(e)[:300]}".replace("\n", " ")])
+  if "splade" in ops:
+    pool, why = _pool()
+    if pool is None:
+      rows.append(["splade", "-", f"not available ({why})"])
+    else:
+      for dtype, tol in ((jnp.float32, 2e-3), (jnp.bfloat16, 3e-2)):
+        h, w, b, mask = splade_inputs(4, 100, 128, 1000, dtype, seed=1)
+        try:
+          testing.assert_implementations_agree(
+              lambda h, w, b, *, implementation, mask=mask: pool(h, w, b, mask=mask,
+                                                      implementation=implementation),
+              (h, w, b), implementations=("xla", "pallas"), rtol=tol, atol=tol)
+          rows.append(["splade", jnp.dtype(dtype).name, "ok"])
+        except Exception as e:  # noqa: BLE001
+          rows.append(["splade", jnp.dtype(dtype).name, f"FAILED {type(e).__name__}: "
+                       f"{str(e)[:300]}".replace("\n", " ")])
+  table(["op", "dtype", "xla and pallas vs reference"], rows)
+
+
+def gpu_time_section(op, quick, iters, bw):
+  dtype = jnp.bfloat16
+  if op == "ce":
+    n, d, v = ce_sizes(quick)
+    size = f"N={n}, d={d}, V={v}"
+    args = ce_inputs(n, d, v, dtype)
+    specs = ce_specs(n, d, v, dtype)
+    flops_f, flops_b = 2 * n * d * v, 6 * n * d * v
+    build = lambda impl: ce_fns(impl, n, v)
+    name = "fused linear cross-entropy"
+  else:
+    pool, why = _pool()
+    if pool is None:
+      print(f"### splade GPU time: not available ({why})\n")
+      return
+    b, l, d, v = splade_sizes(quick)
+    size = f"B={b}, L={l}, d={d}, V={v}"
+    args = splade_inputs(b, l, d, v, dtype)
+    specs = splade_specs(b, l, d, v, dtype)
+    flops_f, flops_b = 2 * b * l * d * v, 4 * b * l * d * v
+    build = splade_fns
+    name = "SPLADE lexical max-pool"
+  dev = jax.devices()[0].device_kind
+  print(f"### GPU ({dev}) {name}, {size}, bf16 inputs, median of {iters} after 3 warm-ups; "
+        f"HBM copy bandwidth {bw / 1e12:.2f} TB/s; TFLOP/s counts 2·MNK forward and "
+        f"{'6' if op == 'ce' else '4'}·(...) backward (no recompute)\n")
+  rows, ref = [], {}
+  for impl in IMPLS:
+    fwd, fb = build(impl)
+    try:
+      cf, _temp_f, _, _ = compile_stats(fwd, specs)
+      cb, temp_b, _, _ = compile_stats(fb, specs)
+      tf = median_time(cf, args, iters=iters, warmup=3)
+      tb = median_time(cb, args, iters=iters, warmup=3)
+    except Exception as e:  # noqa: BLE001
+      rows.append([impl, f"failed: {type(e).__name__}: {str(e)[:200]}".replace("\n", " ")]
+                  + [""] * 7)
+      traceback.print_exc(limit=3)
+      continue
+    if impl == "reference":
+      ref = {"f": tf, "b": tb, "temp": temp_b}
+    bacc = bytes_accessed(cb)
+    bw_txt = "n/a" if math.isnan(bacc) else f"{bacc / tb / 1e12:.2f} TB/s ({bacc / tb / bw:.0%})"
+    rows.append([impl, f"{tf * 1e3:.2f} ms", f"{tb * 1e3:.2f} ms",
+                 f"{ref['b'] / tb:.2f}x" if ref else "-",
+                 f"{flops_f / tf / 1e12:.0f}", f"{(flops_f + flops_b) / tb / 1e12:.0f}",
+                 fmt_bytes(temp_b),
+                 f"{ref['temp'] / temp_b:.1f}x" if ref and temp_b else "-",
+                 bw_txt])
+  table(["implementation", "forward", "fwd + bwd", "speed-up vs reference (fwd+bwd)",
+         "fwd TFLOP/s", "fwd+bwd TFLOP/s", "temp (fwd+bwd)", "temp reduction",
+         "XLA bytes-accessed estimate / time (vs copy bw)"], rows)
+
+
+def gpu_pallas_sweep(quick, iters):
+  """Forward-only time of a few Pallas tile configurations (CE)."""
+  from bottleneck_jax.efficiency.chronicals import _lce_pallas
+  n, d, v = ce_sizes(quick)
+  x, w, y = ce_inputs(n, d, v, jnp.bfloat16)
+  print(f"### Pallas CE forward tile sweep, N={n}, d={d}, V={v}, bf16\n")
+  rows = []
+  configs = [{"block_n": bn, "block_v": bv, "block_d": bd, "num_warps": nw, "num_stages": ns}
+             for bn, bv, bd, nw, ns in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3),
+                                        (128, 256, 64, 8, 3), (128, 256, 64, 8, 4),
+                                        (128, 256, 32, 8, 4), (128, 256, 128, 8, 2),
+                                        (256, 128, 64, 8, 3), (64, 256, 64, 4, 3),
+                                        (128, 256, 64, 4, 3))]
+  for splits in (4, 16):
+    configs.append(dict(configs[2], splits=splits))
+  for cfg in configs:
+    f = jax.jit(lambda x, w, y, cfg=cfg: _lce_pallas.forward(x, w, y, None, None, None, cfg))
+    try:
+      t = median_time(f, (x, w, y), iters=iters, warmup=2)
+      rows.append([str(cfg), f"{t * 1e3:.2f} ms", f"{2 * n * d * v / t / 1e12:.0f}"])
+    except Exception as e:  # noqa: BLE001
+      rows.append([str(cfg), f"failed: {type(e).__name__}: {str(e)[:150]}".replace("\n", " "),
+                   ""])
+  table(["config (splits: default unless given)", "forward", "TFLOP/s"], rows)
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--quick", action="store_true", help="smaller sizes everywhere")
+  p.add_argument("--ops", default="ce,splade", help="comma-separated subset of ce,splade")
+  p.add_argument("--gpu", action="store_true", default=None,
+                 help="GPU section (default: on when the default backend is gpu)")
+  p.add_argument("--no-gpu", dest="gpu", action="store_false")
+  p.add_argument("--skip-memory", action="store_true")
+  p.add_argument("--skip-cpu-time", action="store_true")
+  p.add_argument("--sweep", action="store_true", help="GPU: Pallas CE forward tile sweep")
+  p.add_argument("--iters", type=int, default=None)
+  a = p.parse_args(argv)
+  ops = [o.strip() for o in a.ops.split(",") if o.strip()]
+  for o in ops:
+    if o not in ("ce", "splade"):
+      p.error(f"--ops: unknown op {o!r}; expected ce and/or splade")
+  backend = jax.default_backend()
+  on_gpu = backend == "gpu"
+  gpu = on_gpu if a.gpu is None else a.gpu
+  if gpu and not on_gpu:
+    print(f"--gpu asked for but the default backend is {backend}: skipping the GPU section")
+    gpu = False
+  print(f"# bench_efficiency: jax {jax.__version__}, backend {backend} "
+        f"({jax.devices()[0].device_kind}), command: {' '.join(sys.argv)}\n")
+  if not a.skip_memory:
+    for op in ops:
+      memory_section(op, a.quick, on_gpu)
+  if not a.skip_cpu_time and not on_gpu:
+    for op in ops:
+      cpu_time_section(op, a.quick, a.iters or 3)
+  if gpu:
+    gpu_check_section(ops)
+    bw = measure_bandwidth()
+    for op in ops:
+      gpu_time_section(op, a.quick, a.iters or 20, bw)
+    if a.sweep and "ce" in ops:
+      gpu_pallas_sweep(a.quick, a.iters or 10)
+
+
+if __name__ == "__main__":
+  main()
