@@ -18,7 +18,9 @@ from jax.test_util import check_grads
 from scipy import integrate, special, stats
 
 from bottleneck_jax.core import BottleneckOutput
-from bottleneck_jax.information import vib as vib_mod
+import importlib
+
+vib_mod = importlib.import_module("bottleneck_jax.information.vib")
 from bottleneck_jax.information.vib import (
     VIB,
     VIBClassifier,
