@@ -2,3 +2,6 @@
 
 Add one line per experiment module; a module that fails to import raises here (loudly).
 """
+from bottleneck_jax.experiments import vib_digits  # noqa: F401  (vib-digits, vib-digits-sweep)
+from bottleneck_jax.experiments import splade_toy  # noqa: F401  (splade-toy)
+from bottleneck_jax.experiments import wta_crs_memory  # noqa: F401  (wta-crs-memory)

@@ -73,6 +73,24 @@ def make_mesh(data: int = -1, fsdp: int = 1, *, axis_types: str = "explicit",
   return jax.make_mesh((int(data), int(fsdp)), AXES, axis_types=(kind, kind), devices=devices)
 
 
+_DEFAULT_MESH: dict = {}
+
+
+def set_default_mesh(data: int = -1, fsdp: int = 1, *, axis_types: str = "explicit") -> None:
+  """Sets the mesh that :func:`default_mesh` (and so ``train(mesh=None)``) builds.
+
+  ``scripts/train.py --mesh data=4,fsdp=2`` calls this, so every experiment runs on that mesh
+  without knowing about it. The arguments are checked when the mesh is built.
+  """
+  _DEFAULT_MESH.clear()
+  _DEFAULT_MESH.update(data=data, fsdp=fsdp, axis_types=axis_types)
+
+
+def default_mesh() -> jax.sharding.Mesh:
+  """The mesh set by :func:`set_default_mesh`, else data parallelism over all devices."""
+  return make_mesh(**_DEFAULT_MESH)
+
+
 def parse_mesh(text: str | None) -> dict[str, int]:
   """Parses ``"data=4,fsdp=2"`` into ``{"data": 4, "fsdp": 2}`` (empty text: ``{}``)."""
   out: dict[str, int] = {}
@@ -104,6 +122,24 @@ def batch_sharding(mesh) -> NamedSharding:
 def replicated(mesh) -> NamedSharding:
   """Fully replicated sharding on ``mesh``."""
   return NamedSharding(mesh, P())
+
+
+def put_replicated(tree, mesh=None):
+  """Places host arrays (the same on every process) fully replicated on ``mesh``.
+
+  Works with several processes too (``jax.make_array_from_process_local_data`` with the global
+  shape equal to the local one). ``mesh`` defaults to the one set by ``jax.set_mesh``.
+  """
+  if mesh is None:
+    mesh = jax.sharding.get_mesh()
+    if mesh.empty:
+      raise ValueError("put_replicated: pass mesh= or call it under `with jax.set_mesh(mesh):`")
+  sharding = replicated(mesh)
+
+  def one(x):
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(sharding, x, x.shape)
+  return jax.tree.map(one, tree)
 
 
 def param_spec(shape: Sequence[int], mesh, *, min_size: int = DEFAULT_MIN_SIZE) -> P:
@@ -202,13 +238,16 @@ __all__ = [
     "abstract_state",
     "batch_sharding",
     "check_batch_divisible",
+    "default_mesh",
     "gather_params",
     "has_sharded_leaf",
     "is_explicit",
     "make_mesh",
     "param_spec",
     "parse_mesh",
+    "put_replicated",
     "replicated",
+    "set_default_mesh",
     "shard_state",
     "state_shardings",
 ]

@@ -1,0 +1,308 @@
+"""The ``bottleneck-jax`` command line.
+
+Commands:
+
+* ``bottleneck-jax list [--family F] [--status S] [--json]``: the catalogue of papers;
+* ``bottleneck-jax experiments [--json]``: the registered experiments with their claims;
+* ``bottleneck-jax run NAME [--workdir DIR] [--steps N] [--seed S] [--quick] [--set k=v ...]``:
+  runs one experiment and prints its result (files under the work directory);
+* ``bottleneck-jax reproduce [ID ...] [--family F] [--all] [--quick] [--out results.md]``: runs
+  the experiments of papers, a family or the whole catalogue and writes a markdown results table
+  (claim, paper's number, our number, held or not); ``--record`` stores the summaries in
+  ``experiments/recorded_results.json``, from which the catalogue computes ``reproduced``.
+
+Bad input (an unknown experiment, option or value) prints one line on stderr and exits with
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+class UsageError(Exception):
+  """A user mistake: printed without a traceback, exit status 2."""
+
+
+def _enable_compilation_cache() -> None:
+  # Repeated runs skip XLA compilation (an optimisation only; never fatal).
+  if os.environ.get("BOTTLENECK_JAX_NO_CACHE"):
+    return
+  try:
+    import jax
+    path = os.path.join(os.path.expanduser("~"), ".cache", "bottleneck_jax", "jax_cache")
+    os.makedirs(path, exist_ok=True)
+    if not jax.config.jax_compilation_cache_dir:
+      jax.config.update("jax_compilation_cache_dir", path)
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  except Exception:  # noqa: BLE001, S110 - an optimisation only
+    pass
+
+
+def _fmt(v) -> str:
+  if isinstance(v, bool) or v is None:
+    return str(v)
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  if isinstance(v, int):
+    return str(v)
+  return json.dumps(v, default=str) if not isinstance(v, str) else v
+
+
+# -- list / experiments ----------------------------------------------------------------------
+def cmd_list(args) -> int:
+  from bottleneck_jax import catalog
+  try:
+    rows = catalog.entries(family=args.family, status=args.status)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  print(catalog.to_json(rows) if args.json else catalog.format_table(rows))
+  return 0
+
+
+def cmd_experiments(args) -> int:
+  from bottleneck_jax.experiments import registry
+  exps = [registry.get(n) for n in registry.names()]
+  if args.json:
+    print(json.dumps([{"name": e.name, "paper_id": e.paper_id, "claim": e.claim,
+                       "metric": e.metric, "expectation": e.expectation,
+                       "paper_value": e.paper_value, "defaults": dict(e.defaults)}
+                      for e in exps], indent=2, default=str))
+    return 0
+  for e in exps:
+    print(f"{e.name}  [{e.paper_id}]")
+    print(f"    claim:       {e.claim}")
+    print(f"    metric:      {e.metric}")
+    print(f"    expectation: {e.expectation}")
+  print(f"\n{len(exps)} experiments; run one with `bottleneck-jax run NAME [--quick]`")
+  return 0
+
+
+# -- run -------------------------------------------------------------------------------------
+def _prepare(name, *, steps, seed, quick, sets):
+  """Validates a run's arguments before anything heavy starts; returns (exp, overrides)."""
+  from bottleneck_jax.experiments import registry
+  try:
+    exp = registry.get(name)
+    overrides = registry.parse_overrides(sets)
+    registry.resolve_config(exp, quick=quick, steps=steps, seed=seed, overrides=overrides)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  return exp, overrides
+
+
+def _summary_line(summary: dict) -> str:
+  held = "held" if summary["expectation_held"] else "NOT held"
+  return (f"{summary['experiment']}: {summary['metric']} = {_fmt(summary['value'])}  "
+          f"(expectation: {summary['expectation']}) -> {held}  [{summary['seconds']:.1f} s"
+          f"{', quick' if summary['quick'] else ''}]")
+
+
+def cmd_run(args) -> int:
+  from bottleneck_jax.experiments import registry
+  exp, overrides = _prepare(args.name, steps=args.steps, seed=args.seed, quick=args.quick,
+                            sets=args.set)
+  workdir = Path(args.workdir) if args.workdir else Path("runs") / exp.name
+  _enable_compilation_cache()
+  summary = registry.run_experiment(exp.name, workdir=workdir, steps=args.steps, seed=args.seed,
+                                    quick=args.quick, overrides=overrides,
+                                    progress=not args.no_progress)
+  print(_summary_line(summary))
+  for k, v in summary["results"].items():
+    if k in (summary["metric"], "expectation_held") or isinstance(v, (list, dict)):
+      continue
+    print(f"    {k}: {_fmt(v)}")
+  table = summary["results"].get("table")
+  if isinstance(table, list) and table and isinstance(table[0], dict):
+    keys = list(table[0])
+    print("    " + "  ".join(f"{k:>14}" for k in keys))
+    for row in table:
+      print("    " + "  ".join(f"{_fmt(row.get(k)):>14}" for k in keys))
+  print(f"    files: {workdir}/ (config.json, metrics.jsonl, summary.json, plots/, checkpoints/)")
+  return 0
+
+
+# -- reproduce -------------------------------------------------------------------------------
+def _experiments_for(ids, family, all_) -> list[str]:
+  from bottleneck_jax import catalog
+  from bottleneck_jax.experiments import registry
+  names = registry.names()
+  by_paper: dict[str, list[str]] = {}
+  for n in names:
+    by_paper.setdefault(registry.get(n).paper_id, []).append(n)
+  if all_:
+    return names
+  wanted: list[str] = []
+  if family is not None:
+    try:
+      rows = catalog.entries(family=family)
+    except ValueError as e:
+      raise UsageError(str(e)) from None
+    ids = list(ids) + [e.id for e in rows]
+  if not ids:
+    raise UsageError("reproduce: name paper ids, --family F or --all")
+  known_ids = {e.id for e in catalog.entries()}
+  for id_ in ids:
+    if id_ in names:  # an experiment name works too
+      found = [id_]
+    else:
+      if id_ not in known_ids and id_ not in by_paper:
+        raise UsageError(f"reproduce: unknown paper id {id_!r}; see `bottleneck-jax list`")
+      found = list(by_paper.get(id_, []))
+      if id_ in known_ids:
+        found += [e for e in catalog.get(id_).experiments if e in names and e not in found]
+    for n in found:
+      if n not in wanted:
+        wanted.append(n)
+  return wanted
+
+
+def _md(text) -> str:
+  return str(text if text is not None else "—").replace("|", "\\|").replace("\n", " ")
+
+
+def results_table(summaries: list[dict]) -> str:
+  """A markdown table: paper, experiment, claim, paper's number, our number, held."""
+  lines = ["| paper | experiment | claim | paper's number | our number | expectation | held |",
+           "|---|---|---|---|---|---|---|"]
+  for s in summaries:
+    if "error" in s:
+      ours, held = f"error: {s['error']}", "error"
+    else:
+      ours = f"{s['metric']} = {_fmt(s['value'])}"
+      held = ("yes" if s["expectation_held"] else "**no**") + (" (quick)" if s["quick"] else "")
+    lines.append("| " + " | ".join(_md(c) for c in (
+        s["paper_id"], s["experiment"], s["claim"], s.get("paper_value"), ours,
+        s["expectation"], held)) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def cmd_reproduce(args) -> int:
+  from bottleneck_jax.experiments import registry
+  names = _experiments_for(args.ids, args.family, args.all)
+  if not names:
+    print("reproduce: no experiment registered for the selection", file=sys.stderr)
+    return 0
+  base = Path(args.workdir) if args.workdir else Path("runs") / "reproduce"
+  _enable_compilation_cache()
+  summaries = []
+  for n in names:
+    exp = registry.get(n)
+    t0 = time.time()
+    try:
+      s = registry.run_experiment(n, workdir=base / n, quick=args.quick,
+                                  progress=not args.no_progress)
+      print(_summary_line(s))
+    except Exception as e:  # noqa: BLE001 - a failed experiment stays in the table
+      s = {"experiment": n, "paper_id": exp.paper_id, "claim": exp.claim,
+           "paper_value": exp.paper_value, "metric": exp.metric, "expectation": exp.expectation,
+           "error": f"{type(e).__name__}: {e}", "quick": args.quick,
+           "seconds": round(time.time() - t0, 2)}
+      print(f"{n}: ERROR {s['error']}", file=sys.stderr)
+    summaries.append(s)
+  table = results_table(summaries)
+  if args.out:
+    Path(args.out).write_text("# Results\n\n" + table)
+    print(f"wrote {args.out}")
+  else:
+    print(table)
+  if args.record:
+    from bottleneck_jax import catalog
+    recorded = catalog.recorded_results()
+    for s in summaries:
+      if "error" not in s:
+        recorded[s["experiment"]] = {k: s[k] for k in (
+            "paper_id", "metric", "value", "expectation_held", "quick", "seconds")}
+    catalog.RESULTS_PATH.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    print(f"recorded {len(summaries)} results in {catalog.RESULTS_PATH}")
+  return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # exit status 2, one clear line, no traceback
+    self.print_usage(sys.stderr)
+    print(f"{self.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _non_negative_int(text: str) -> int:
+  try:
+    v = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be an int, got {text!r}") from None
+  if v < 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+  return v
+
+
+def _positive_int(text: str) -> int:
+  v = _non_negative_int(text)
+  if v < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+  return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+  from bottleneck_jax import catalog
+  p = _Parser(prog="bottleneck-jax",
+              description="Bottlenecks in JAX: the catalogue, experiments and reproductions.")
+  sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+  q = sub.add_parser("list", help="the catalogue of papers")
+  q.add_argument("--family", choices=catalog.FAMILIES)
+  q.add_argument("--status", choices=catalog.STATUSES)
+  q.add_argument("--json", action="store_true", help="print JSON")
+  q.set_defaults(func=cmd_list)
+
+  q = sub.add_parser("experiments", help="the registered experiments and their claims")
+  q.add_argument("--json", action="store_true", help="print JSON")
+  q.set_defaults(func=cmd_experiments)
+
+  q = sub.add_parser("run", help="run one experiment")
+  q.add_argument("name", help="experiment name (see `bottleneck-jax experiments`)")
+  q.add_argument("--workdir", help="output folder (default runs/NAME); rerun to resume")
+  q.add_argument("--steps", type=_positive_int, help="training steps")
+  q.add_argument("--seed", type=_non_negative_int, help="random seed")
+  q.add_argument("--quick", action="store_true", help="the small CI configuration")
+  q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a configuration value (JSON values), repeatable")
+  q.add_argument("--no-progress", action="store_true", help="no progress bar")
+  q.set_defaults(func=cmd_run)
+
+  q = sub.add_parser("reproduce", help="run the experiments of papers and write a results table")
+  q.add_argument("ids", nargs="*", help="catalogue ids (or experiment names)")
+  q.add_argument("--family", choices=catalog.FAMILIES)
+  q.add_argument("--all", action="store_true", help="every registered experiment")
+  q.add_argument("--quick", action="store_true", help="the small CI configurations")
+  q.add_argument("--out", help="write the markdown table here (default: print it)")
+  q.add_argument("--workdir", help="base folder for the runs (default runs/reproduce)")
+  q.add_argument("--record", action="store_true",
+                 help="store the summaries in experiments/recorded_results.json")
+  q.add_argument("--no-progress", action="store_true", help="no progress bars")
+  q.set_defaults(func=cmd_reproduce)
+  return p
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Entry point of ``bottleneck-jax``; returns the exit status."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    return int(args.func(args) or 0)
+  except UsageError as e:
+    print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted; rerun the same command to resume from the last checkpoint",
+          file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())
