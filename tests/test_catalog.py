@@ -1,0 +1,87 @@
+"""The catalogue: ids, titles and families match papers.md; every named function exists; the
+status is what the repository supports."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bottleneck_jax import catalog
+
+# The 49 ids of shared/papers.md, in order (pinned here so the test also runs without shared/).
+PAPER_IDS = [
+    "walloc", "skintokens-fsq", "winner-init", "sparton", "lpgnas", "hib", "vq-logits", "lexlip",
+    "marag-r1", "cvib", "cs-ib", "sparse-cbm", "vpo", "ib-generalization", "ard-vae", "brl",
+    "chi0", "shc", "gpicl", "dkvb", "pcbm", "labo", "graph-rlearner", "sae-data-selection",
+    "kinetics", "cbm-input-features", "knobo", "adaptive-mi", "lossy-mi", "rettention", "wta-crs",
+    "editreward", "agentcpm-explore", "ecbm", "cib-reasoning", "chart-perception", "dn-cbm",
+    "info-plane", "codebook-features", "remix", "zipvl", "chronicals", "bottlenecked-transformer",
+    "concept-metrics", "hicra", "plasticity", "sl-cbm", "bottlefit", "bottleneck-sampling",
+]
+
+PAPERS_MD = Path(__file__).resolve().parents[2] / "shared" / "papers.md"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ids_match_the_paper_list():
+  assert catalog.paper_ids() == PAPER_IDS
+  assert len(set(PAPER_IDS)) == 49
+
+
+@pytest.mark.skipif(not PAPERS_MD.exists(), reason="shared/papers.md not beside the checkout")
+def test_ids_titles_and_families_match_papers_md():
+  rows = re.findall(r"^\| (\d+) \| `([a-z0-9-]+)` \| (\w+) \| (.+?) \| (.+?) \|$",
+                    PAPERS_MD.read_text(), flags=re.M)
+  assert len(rows) == 49
+  by_id = {e.id: e for e in catalog.entries(include_base=False)}
+  for number, id_, family, title, listed in rows:
+    e = by_id[id_]
+    assert (e.number, e.family, e.title, e.listed) == (int(number), family, title, listed)
+
+
+def test_every_listed_function_module_test_and_experiment_exists():
+  from bottleneck_jax import experiments
+  known = set(experiments.names())
+  for e in catalog.entries():
+    assert e.family in catalog.FAMILIES
+    for path in e.functions:
+      assert callable(catalog.resolve(path)), path
+    for name in e.experiments:
+      assert name in known, (e.id, name)
+      assert experiments.get(name).paper_id == e.id
+    for t in e.tests:
+      assert (ROOT / t).exists(), t
+    if e.status != "planned":
+      __import__(e.module)
+
+
+def test_status_is_computed_from_functions_tests_and_recorded_results(monkeypatch, tmp_path):
+  e = catalog.Entry(1, "x", "information", "t", "d", "m", functions=("a.b",), tests=("t.py",),
+                    experiments=("exp",))
+  monkeypatch.setattr(catalog, "RESULTS_PATH", tmp_path / "r.json")
+  assert e.status == "implemented"
+  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": True, "quick": True}}))
+  assert e.status == "implemented"  # a quick run is not a reproduction
+  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": True, "quick": False}}))
+  assert e.status == "reproduced"
+  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": False, "quick": False}}))
+  assert e.status == "implemented"
+  assert catalog.Entry(1, "x", "f", "t", "d", "m", functions=("a.b",)).status == "planned"
+
+
+def test_filters_and_formats():
+  rows = catalog.entries(family="efficiency")
+  assert {e.id for e in rows} >= {"sparton", "lexlip", "chronicals", "wta-crs"}
+  table = catalog.format_table(rows)
+  assert "sparton" in table and "rows:" in table
+  data = json.loads(catalog.to_json(rows))
+  assert {d["id"] for d in data} == {e.id for e in rows}
+  assert all(d["status"] in catalog.STATUSES for d in data)
+  with pytest.raises(ValueError, match="entries: family must be one of"):
+    catalog.entries(family="nope")
+  with pytest.raises(ValueError, match="entries: status must be one of"):
+    catalog.entries(status="done")
+  with pytest.raises(ValueError, match="unknown catalogue id 'nope'"):
+    catalog.get("nope")
+  assert catalog.get("vib").number == 0
