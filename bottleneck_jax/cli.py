@@ -109,9 +109,16 @@ def cmd_run(args) -> int:
                             sets=args.set)
   workdir = Path(args.workdir) if args.workdir else Path("runs") / exp.name
   _enable_compilation_cache()
-  summary = registry.run_experiment(exp.name, workdir=workdir, steps=args.steps, seed=args.seed,
-                                    quick=args.quick, overrides=overrides,
-                                    progress=not args.no_progress)
+  from bottleneck_jax.train import PreemptedError
+  try:
+    summary = registry.run_experiment(exp.name, workdir=workdir, steps=args.steps,
+                                      seed=args.seed, quick=args.quick, overrides=overrides,
+                                      progress=not args.no_progress)
+  except PreemptedError as e:
+    print(f"bottleneck-jax run: {e}; rerun the same command to resume", file=sys.stderr)
+    return 143
+  except ValueError as e:  # configuration the experiment rejects (checked before training)
+    raise UsageError(str(e)) from None
   print(_summary_line(summary))
   for k, v in summary["results"].items():
     if k in (summary["metric"], "expectation_held") or isinstance(v, (list, dict)):

@@ -95,3 +95,12 @@ def test_reproduce_writes_the_table(tmp_path, capsys, monkeypatch):
   rc, out, err = _run(capsys, "reproduce", "cli-test", "--workdir", str(tmp_path / "runs2"),
                       "--no-progress")
   assert rc == 0 and "| cli-test | cli-test-fake |" in out
+
+
+def test_run_rejects_a_configuration_the_experiment_cannot_use(tmp_path, capsys):
+  from bottleneck_jax import cli
+  rc = cli.main(["run", "vib-digits", "--quick", "--workdir", str(tmp_path / "w"), "--set",
+                 "batch_size=100000", "--no-progress"])
+  err = capsys.readouterr().err
+  assert rc == 2
+  assert "batch_size must be <=" in err and "Traceback" not in err
