@@ -7,7 +7,9 @@ import optax
 import pytest
 from flax import nnx
 
-from bottleneck_jax.efficiency.chronicals import lora_plus as LP
+import importlib
+
+LP = importlib.import_module("bottleneck_jax.efficiency.chronicals.lora_plus")
 
 RNG = np.random.default_rng(0)
 
