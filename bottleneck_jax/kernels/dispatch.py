@@ -132,7 +132,9 @@ class Op:
       implementation = forced()
     if implementation is None:
       order = tuple(i for i in default_order() if i in self.implementations)
-      return (order or ("xla",) if "xla" in self.implementations else ("reference",)), False
+      if not order:  # an op with no implementation of the platform's default kinds
+        order = ("xla",) if "xla" in self.implementations else ("reference",)
+      return order, False
     order, explicit = _normalise(self.name, implementation)
     for impl in order:
       if impl not in self.implementations:

@@ -151,3 +151,11 @@ def test_random_shapes_includes_a_non_multiple():
   rng = np.random.default_rng(0)
   sizes = ktesting.random_shapes(rng, 3, low=8, high=8, not_multiple_of=8)
   assert any(s % 8 for s in sizes)
+
+
+def test_default_order_keeps_platform_kernels_when_an_op_has_no_xla(monkeypatch):
+  from bottleneck_jax.kernels import dispatch
+  only_pallas = kernels.Op("p", {"reference": _ref, "pallas": lambda x: x * 0.0})
+  assert only_pallas.resolve(None) == (("reference",), False)  # CPU: no xla, no default kernel
+  monkeypatch.setattr(dispatch, "backend", lambda: "gpu")
+  assert only_pallas.resolve(None) == (("pallas",), False)
