@@ -106,6 +106,7 @@ class Checkpointer:
         cleanup_tmp_directories=True,
         create=True,
     )
+    self._last_saved: int | None = None
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "data", "meta"))
 
@@ -143,6 +144,9 @@ class Checkpointer:
     """
     if not force and not self.should_save(step):
       return False
+    if int(step) == self._last_saved or int(step) in self._manager.all_steps():
+      return False  # already saved (or being saved): Orbax refuses a step twice
+    self._last_saved = int(step)
     meta = _jsonable({**dict(meta or {}), "step": int(step)})
     data = _jsonable({"state": data_state})
     return bool(self._manager.save(

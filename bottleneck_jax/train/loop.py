@@ -296,8 +296,8 @@ def train(model_fn: Callable[[], nnx.Module],
         log(step, split="eval", **metrics)
 
     def save(step, *, force=False):
-      if ckpt is None:
-        return
+      if ckpt is None or not (force or ckpt.should_save(step)):
+        return  # decide before gathering the state: most steps save nothing
       ckpt.save(step, nnx.state((model, optimizer)), data_state=iterator.get_state(),
                 meta={"seed": seed, "steps": steps, "config": dict(config or {}),
                       "metrics": last_metrics}, force=force)

@@ -73,3 +73,15 @@ def test_errors(tmp_path):
     assert ck.latest_step() is None
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
       ck.restore({"w": jnp.zeros(2)})
+
+
+def test_forced_save_of_an_already_saved_step_is_a_no_op(tmp_path):
+  # A preemption signal at a step the interval already saved forces a second save of that
+  # step; Orbax would raise StepAlreadyExistsError (also while the first save is in flight).
+  with Checkpointer(tmp_path / "ck", every=2, keep=2) as ck:
+    assert ck.save(2, {"w": jnp.zeros(2)})
+    assert not ck.save(2, {"w": jnp.ones(2)}, force=True)
+    ck.wait_until_finished()
+    assert ck.all_steps() == [2]
+    restored, _, _ = ck.restore({"w": jnp.zeros(2)})
+  np.testing.assert_array_equal(np.asarray(restored["w"]), np.zeros(2))
