@@ -74,9 +74,14 @@ class Entry:
 def recorded_results() -> dict:
   """The last recorded experiment results (``{experiment: summary}``); empty if none."""
   try:
-    return json.loads(RESULTS_PATH.read_text())
-  except (FileNotFoundError, json.JSONDecodeError):
+    text = RESULTS_PATH.read_text()
+  except FileNotFoundError:
     return {}
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:  # never hide a damaged record: it decides the statuses
+    raise ValueError(f"recorded_results: {RESULTS_PATH} is not valid JSON ({e}); rerun "
+                     "`bottleneck-jax reproduce --all --record`") from None
 
 
 def _P(number, id_, family, title, listed, **kw):

@@ -117,8 +117,10 @@ def cmd_run(args) -> int:
   except PreemptedError as e:
     print(f"bottleneck-jax run: {e}; rerun the same command to resume", file=sys.stderr)
     return 143
-  except ValueError as e:  # configuration the experiment rejects (checked before training)
-    raise UsageError(str(e)) from None
+  except ValueError as e:  # e.g. a configuration the training loop rejects
+    if os.environ.get("BOTTLENECK_JAX_DEBUG"):
+      raise
+    raise UsageError(f"{e}\n(set BOTTLENECK_JAX_DEBUG=1 to see the traceback)") from None
   print(_summary_line(summary))
   for k, v in summary["results"].items():
     if k in (summary["metric"], "expectation_held") or isinstance(v, (list, dict)):
@@ -191,6 +193,10 @@ def results_table(summaries: list[dict]) -> str:
 
 def cmd_reproduce(args) -> int:
   from bottleneck_jax.experiments import registry
+  from bottleneck_jax.train import PreemptedError
+  if args.record and args.quick:
+    raise UsageError("--record stores full runs only (a quick run reproduces nothing); "
+                     "drop --quick or --record")
   names = _experiments_for(args.ids, args.family, args.all)
   if not names:
     print("reproduce: no experiment registered for the selection", file=sys.stderr)
@@ -205,6 +211,9 @@ def cmd_reproduce(args) -> int:
       s = registry.run_experiment(n, workdir=base / n, quick=args.quick,
                                   progress=not args.no_progress)
       print(_summary_line(s))
+    except PreemptedError as e:
+      print(f"bottleneck-jax reproduce: {e}; rerun the same command to resume", file=sys.stderr)
+      return 143
     except Exception as e:  # noqa: BLE001 - a failed experiment stays in the table
       s = {"experiment": n, "paper_id": exp.paper_id, "claim": exp.claim,
            "paper_value": exp.paper_value, "metric": exp.metric, "expectation": exp.expectation,
@@ -225,7 +234,10 @@ def cmd_reproduce(args) -> int:
       if "error" not in s:
         recorded[s["experiment"]] = {k: s[k] for k in (
             "paper_id", "metric", "value", "expectation_held", "quick", "seconds")}
-    catalog.RESULTS_PATH.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+        recorded[s["experiment"]]["recorded"] = time.strftime("%Y-%m-%d")
+    from bottleneck_jax.core.io import atomic_write_text
+    atomic_write_text(catalog.RESULTS_PATH,
+                      json.dumps(recorded, indent=2, sort_keys=True) + "\n")
     print(f"recorded {len(summaries)} results in {catalog.RESULTS_PATH}")
   return 0
 

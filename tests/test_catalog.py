@@ -85,3 +85,11 @@ def test_filters_and_formats():
   with pytest.raises(ValueError, match="unknown catalogue id 'nope'"):
     catalog.get("nope")
   assert catalog.get("vib").number == 0
+
+
+def test_a_damaged_results_record_is_an_error_not_a_silent_demotion(monkeypatch, tmp_path):
+  bad = tmp_path / "r.json"
+  bad.write_text('{"vib-digits": {"expectation_held": tr')
+  monkeypatch.setattr(catalog, "RESULTS_PATH", bad)
+  with pytest.raises(ValueError, match="recorded_results: .* is not valid JSON"):
+    catalog.recorded_results()

@@ -104,3 +104,9 @@ def test_run_rejects_a_configuration_the_experiment_cannot_use(tmp_path, capsys)
   err = capsys.readouterr().err
   assert rc == 2
   assert "batch_size must be <=" in err and "Traceback" not in err
+
+
+def test_reproduce_refuses_to_record_quick_runs(capsys):
+  from bottleneck_jax import cli
+  assert cli.main(["reproduce", "--all", "--quick", "--record"]) == 2
+  assert "--record stores full runs only" in capsys.readouterr().err

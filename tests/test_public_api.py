@@ -13,8 +13,8 @@ SURFACE = {
         "train",
     ],
     "bottleneck_jax.core": [
-        "Array", "BottleneckOutput", "LN2", "as_key", "bits_to_nats", "nats_to_bits", "split_like",
-        "validation",
+        "Array", "BottleneckOutput", "LN2", "as_key", "atomic_write_text", "bits_to_nats",
+        "nats_to_bits", "split_like", "validation",
     ],
     "bottleneck_jax.kernels": [
         "IMPLEMENTATIONS", "Op", "backend", "batch_axes", "batch_shard_map", "cdiv", "current_mesh",

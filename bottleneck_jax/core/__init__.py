@@ -1,6 +1,7 @@
 """Shared foundations: the bottleneck protocol, validation, units and key handling."""
 
 from bottleneck_jax.core import validation
+from bottleneck_jax.core.io import atomic_write_text
 from bottleneck_jax.core.rng import as_key, split_like
 from bottleneck_jax.core.types import Array, BottleneckOutput
 from bottleneck_jax.core.units import LN2, bits_to_nats, nats_to_bits
@@ -10,6 +11,7 @@ __all__ = [
     "BottleneckOutput",
     "LN2",
     "as_key",
+    "atomic_write_text",
     "bits_to_nats",
     "nats_to_bits",
     "split_like",

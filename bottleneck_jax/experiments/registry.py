@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bottleneck_jax.core.io import atomic_write_text
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -199,7 +201,7 @@ def run_experiment(name: str, *, workdir: str | os.PathLike | None = None,
     is_main = True
   workdir.mkdir(parents=True, exist_ok=True)
   if is_main:
-    (workdir / "config.json").write_text(json.dumps(
+    atomic_write_text(workdir / "config.json", json.dumps(
         {"experiment": name, "paper_id": exp.paper_id, **config}, indent=2, default=str))
   ctx = RunContext(experiment=exp, workdir=workdir, config=config, progress=progress,
                    is_main_process=is_main)
@@ -221,7 +223,7 @@ def run_experiment(name: str, *, workdir: str | os.PathLike | None = None,
       "results": {k: _jsonable(v) for k, v in result.items()},
   }
   if is_main:
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=2, default=str))
   return summary
 
 

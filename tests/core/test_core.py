@@ -97,3 +97,11 @@ def test_check_scalar_ranges_and_types():
 def test_check_choice():
   with pytest.raises(ValueError, match=r"f: reduction must be one of \['mean', 'sum'\], got 'max'"):
     V.check_choice("f", "reduction", "max", ("mean", "sum"))
+
+
+def test_atomic_write_text_replaces_whole_file_and_leaves_no_temporaries(tmp_path):
+  p = tmp_path / "sub" / "f.json"
+  core.atomic_write_text(p, "old")
+  core.atomic_write_text(p, "new")
+  assert p.read_text() == "new"
+  assert sorted(x.name for x in p.parent.iterdir()) == ["f.json"]
