@@ -34,11 +34,18 @@ def describe(x) -> str:
 
 
 def check_array(fn: str, arg: str, x: Any) -> None:
-  """Checks that ``x`` is an array (or array-like with shape and dtype)."""
-  if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-    if isinstance(x, (list, tuple, int, float, np.number)):
-      return
-    raise TypeError(f"{fn}: {arg} must be an array, got {type(x).__name__}")
+  """Checks that ``x`` is an array (anything with shape and dtype) or a Python/NumPy scalar.
+
+  Lists and tuples are refused with a hint: ``jnp`` operations do not take them either.
+  """
+  if hasattr(x, "shape") and hasattr(x, "dtype"):
+    return
+  if isinstance(x, (int, float, np.number)) and not isinstance(x, bool):
+    return
+  if isinstance(x, (list, tuple)):
+    raise TypeError(f"{fn}: {arg} must be an array, got {type(x).__name__} (convert it with "
+                    f"jnp.asarray)")
+  raise TypeError(f"{fn}: {arg} must be an array, got {type(x).__name__}")
 
 
 def check_rank(fn: str, arg: str, x: Any, rank: int | Iterable[int] | None = None, *,
@@ -84,6 +91,7 @@ def check_axis_size(fn: str, arg: str, x: Any, axis: int, size: int, what: str =
 
 def check_floating(fn: str, arg: str, x: Any, allowed: Iterable[Any] | None = None) -> None:
   """Checks that ``x`` has a floating dtype (optionally one of ``allowed``)."""
+  check_array(fn, arg, x)
   dt = _dtype(x)
   if not jnp.issubdtype(dt, jnp.floating):
     raise TypeError(f"{fn}: {arg} must have a floating dtype, got {dt.name}")
@@ -95,6 +103,7 @@ def check_floating(fn: str, arg: str, x: Any, allowed: Iterable[Any] | None = No
 
 def check_integer(fn: str, arg: str, x: Any) -> None:
   """Checks that ``x`` has an integer dtype."""
+  check_array(fn, arg, x)
   dt = _dtype(x)
   if not jnp.issubdtype(dt, jnp.integer):
     raise TypeError(f"{fn}: {arg} must have an integer dtype, got {dt.name}")
@@ -102,6 +111,7 @@ def check_integer(fn: str, arg: str, x: Any) -> None:
 
 def check_bool_or_int(fn: str, arg: str, x: Any) -> None:
   """Checks that ``x`` is a boolean or integer mask."""
+  check_array(fn, arg, x)
   dt = _dtype(x)
   if not (dt == jnp.bool_ or jnp.issubdtype(dt, jnp.integer)):
     raise TypeError(f"{fn}: {arg} must be a boolean or integer mask, got {dt.name}")
@@ -113,12 +123,19 @@ def _is_concrete_number(v) -> bool:
 
 def check_scalar(fn: str, arg: str, v: Any, *, low: float | None = None,
                  high: float | None = None, low_inclusive: bool = True,
-                 high_inclusive: bool = True, integer: bool = False) -> None:
+                 high_inclusive: bool = True, integer: bool = False,
+                 static: bool = False) -> None:
   """Checks a Python (static) scalar configuration value lies in a range.
 
-  Traced values (e.g. a ``beta`` swept under ``vmap``) are accepted without a range check.
+  Traced values (e.g. a ``beta`` swept under ``vmap``) are accepted without a range check,
+  unless ``static=True``: the value configures the computation itself (an epsilon, a cap, a
+  block size) and must be a Python number, so a traced one is a ``TypeError``.
   """
   if isinstance(v, jax.core.Tracer):
+    if static:
+      raise TypeError(f"{fn}: {arg} must be a static Python number (it configures the "
+                      f"computation), got a traced value; pass it as a Python float or mark it "
+                      f"static in jax.jit")
     return
   if hasattr(v, "shape") and _shape(v) == ():
     try:

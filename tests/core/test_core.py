@@ -105,3 +105,13 @@ def test_atomic_write_text_replaces_whole_file_and_leaves_no_temporaries(tmp_pat
   core.atomic_write_text(p, "new")
   assert p.read_text() == "new"
   assert sorted(x.name for x in p.parent.iterdir()) == ["f.json"]
+
+
+def test_lists_are_refused_with_a_hint_and_static_scalars_must_be_concrete():
+  with pytest.raises(TypeError, match=r"f: x must be an array, got list \(convert it with "
+                     r"jnp.asarray\)"):
+    V.check_floating("f", "x", [1.0, 2.0])
+  with pytest.raises(TypeError, match="f: labels must be an array, got tuple"):
+    V.check_integer("f", "labels", (1, 2))
+  with pytest.raises(TypeError, match="f: eps must be a static Python number"):
+    jax.jit(lambda e: V.check_scalar("f", "eps", e, low=0.0, static=True) or e)(1e-6)

@@ -77,7 +77,7 @@ def _check_rms_norm(fn, x, weight, eps):
   V.check_rank(fn, "weight", weight, 1)
   V.check_floating(fn, "weight", weight)
   V.check_shape(fn, "weight", weight, (x.shape[-1],))
-  V.check_scalar(fn, "eps", eps, low=0.0)
+  V.check_scalar(fn, "eps", eps, low=0.0, static=True)
 
 
 def _rms_stats(x, eps):
@@ -330,8 +330,19 @@ def _check_swiglu_linear(fn, x, w_gate, w_up):
                       f"{w.dtype.name}")
 
 
-def _mm(x, w):
-  return jnp.matmul(x, w, preferred_element_type=_F32)
+def _mm(x, w, out_sharding=None):
+  return jnp.matmul(x, w, preferred_element_type=_F32, out_sharding=out_sharding)
+
+
+def _explicit_spec(w):
+  """``w``'s PartitionSpec on an Explicit mesh, else ``None``: a weight gradient contracts the
+  (batch-sharded) rows, and there JAX needs the output sharding named."""
+  sharding = jax.typeof(w).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or not any(
+      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return None
+  return sharding.spec
 
 
 def _swiglu_linear_reference(x, w_gate, w_up):
@@ -355,8 +366,8 @@ def _swiglu_linear_vjp_bwd(res, dy):
   da, du = da.astype(x.dtype), du.astype(x.dtype)
   dx = _mm(da, w_gate.T) + _mm(du, w_up.T)
   x2 = x.reshape(-1, x.shape[-1])
-  dwg = _mm(x2.T, da.reshape(-1, da.shape[-1]))
-  dwu = _mm(x2.T, du.reshape(-1, du.shape[-1]))
+  dwg = _mm(x2.T, da.reshape(-1, da.shape[-1]), _explicit_spec(w_gate))
+  dwu = _mm(x2.T, du.reshape(-1, du.shape[-1]), _explicit_spec(w_up))
   return dx.astype(x.dtype), dwg.astype(w_gate.dtype), dwu.astype(w_up.dtype)
 
 
@@ -411,7 +422,7 @@ def _check_rope_x(fn, arg, x, theta, convention):
   d = x.shape[-1]
   if d % 2:
     raise ValueError(f"{fn}: {arg} must have an even head_dim (last axis), got {d}")
-  V.check_scalar(fn, "theta", theta, low=0.0, low_inclusive=False)
+  V.check_scalar(fn, "theta", theta, low=0.0, low_inclusive=False, static=True)
   if not isinstance(convention, str):
     raise TypeError(f"{fn}: convention must be a str, got {type(convention).__name__}")
   V.check_choice(fn, "convention", convention, _CONVENTIONS)

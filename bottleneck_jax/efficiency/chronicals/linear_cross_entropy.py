@@ -102,7 +102,7 @@ def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=Non
     V_.check_floating(fn, "bias", bias)
     V_.check_shape(fn, "bias", bias, (v,))
   if softcap is not None:
-    V_.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False)
+    V_.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
   if block_size is not None:
     V_.check_scalar(fn, "block_size", block_size, low=1, integer=True)
   if _is_concrete(labels):

@@ -333,3 +333,14 @@ def test_rope_errors():
     F.qk_rope(Q, K, POS, implementation="bogus")
   with pytest.raises(ValueError, match="'pallas' is not available"):
     F.apply_rope(Q, POS, implementation="pallas")
+
+
+def test_configuration_scalars_must_be_static():
+  x = jnp.ones((4, 8), jnp.float32)
+  with pytest.raises(TypeError, match="rms_norm: eps must be a static Python number"):
+    jax.jit(lambda e: F.rms_norm(x, jnp.ones(8, jnp.float32), eps=e))(1e-6)
+  q = jnp.ones((1, 4, 2, 8), jnp.float32)
+  with pytest.raises(TypeError, match="theta must be a static Python number"):
+    jax.jit(lambda t: F.apply_rope(q, jnp.arange(4), theta=t))(10000.0)
+  with pytest.raises(TypeError, match=r"rms_norm: x must be an array, got list"):
+    F.rms_norm([1.0, 2.0], jnp.ones(2, jnp.float32))

@@ -293,3 +293,13 @@ def test_validation_logit_stats_labels_range_and_traced_labels_skip_check():
   # Under jit labels are tracers: no concrete range check, and valid labels work.
   out = jax.jit(lambda y: linear_cross_entropy(X, W, y, block_size=BLOCK))(Y)
   assert np.isfinite(float(out))
+
+
+def test_softcap_must_be_static_and_lists_are_refused():
+  x = jnp.ones((4, 8), jnp.float32)
+  w = jnp.ones((16, 8), jnp.float32)
+  labels = jnp.zeros(4, jnp.int32)
+  with pytest.raises(TypeError, match="softcap must be a static Python number"):
+    jax.jit(lambda c: linear_cross_entropy(x, w, labels, softcap=c))(30.0)
+  with pytest.raises(TypeError, match="labels must be an array, got list"):
+    linear_cross_entropy(x, w, [0, 1, 2, 3])
