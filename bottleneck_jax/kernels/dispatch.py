@@ -61,6 +61,9 @@ def default_order(platform: str | None = None) -> tuple[str, ...]:
 def force(implementation: str | Sequence[str] | None):
   """Context manager: every op called with ``implementation=None`` inside uses this instead.
 
+  The choice happens when an op is traced: a function already compiled by ``jax.jit`` keeps
+  the implementation it was traced with (clear its cache or jit a new function to switch).
+
   Example::
 
       with bottleneck_jax.kernels.force("reference"):

@@ -18,13 +18,9 @@ import numpy as np
 
 
 def _tols(dtype, rtol, atol):
-  if rtol is not None and atol is not None:
-    return rtol, atol
-  if jnp.dtype(dtype) == jnp.bfloat16:
-    return rtol or 2e-2, atol or 2e-2
-  if jnp.dtype(dtype) == jnp.float16:
-    return rtol or 5e-3, atol or 5e-3
-  return rtol or 2e-5, atol or 2e-5
+  default = {jnp.dtype(jnp.bfloat16): 2e-2, jnp.dtype(jnp.float16): 5e-3}.get(
+      jnp.dtype(dtype), 2e-5)
+  return (default if rtol is None else rtol), (default if atol is None else atol)
 
 
 def _float_leaves(tree):
