@@ -73,6 +73,11 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # --------------------------------------------------------------------------------------------
 
 
+def _stats(x):
+  """Statistics (KL, log-probs, losses) are computed in at least float32, also for bf16 inputs."""
+  return x if jnp.finfo(x.dtype).bits >= 32 else x.astype(jnp.float32)
+
+
 def _check_gaussian(fn: str, mean, std) -> None:
   V.check_rank(fn, "mean", mean, min_rank=1)
   V.check_floating(fn, "mean", mean)
@@ -120,6 +125,7 @@ def diag_gaussian_kl_std_normal(mean: Float[Array, "*batch k"],
   """
   fn = "diag_gaussian_kl_std_normal"
   _check_gaussian(fn, mean, std)
+  mean, std = _stats(mean), _stats(std)
   return 0.5 * jnp.sum(jnp.square(mean) + jnp.square(std) - 1.0 - 2.0 * jnp.log(std), axis=-1)
 
 
@@ -168,6 +174,7 @@ def diag_gaussian_log_prob(z: Float[Array, "*sample_batch k"], mean: Float[Array
   except ValueError:
     raise ValueError(f"{fn}: z must broadcast against mean's shape {list(mean.shape)}, got "
                      f"shape {list(z.shape)}") from None
+  z, mean, std = _stats(z), _stats(mean), _stats(std)
   u = (z - mean) / std
   return -0.5 * jnp.sum(jnp.square(u) + 2.0 * jnp.log(std) + _LOG_2PI, axis=-1)
 
@@ -357,6 +364,7 @@ def vib_loss(logits_s: Float[Array, "s *batch c"], labels: Int[Array, "*batch"],
     raise ValueError(f"{fn}: rate must have shape {list(batch)} (logits_s.shape[1:-1]), got "
                      f"{list(np.shape(rate))}")
   V.check_scalar(fn, "beta", beta, low=0.0)
+  logits_s, rate = _stats(logits_s), _stats(jnp.asarray(rate))
   dtype = logits_s.dtype
   labels = labels.astype(jnp.int32)
   logp = jax.nn.log_softmax(logits_s, axis=-1)

@@ -529,3 +529,18 @@ def test_public_names():
       "VIB", "VIBClassifier", "VIBEncoder", "diag_gaussian_kl_std_normal",
       "diag_gaussian_log_prob", "ema_update", "vib", "vib_loss", "vib_predictive_logprobs",
       "vib_rate"}
+
+
+def test_bf16_inputs_get_float32_statistics():
+  rng = np.random.default_rng(0)
+  mean = rng.normal(size=(64, 16)).astype(np.float32)
+  std = (0.1 + rng.random((64, 16))).astype(np.float32)
+  m16, s16 = jnp.asarray(mean, jnp.bfloat16), jnp.asarray(std, jnp.bfloat16)
+  kl = diag_gaussian_kl_std_normal(m16, s16)
+  assert kl.dtype == jnp.float32
+  # float64 closed form on the bf16-rounded inputs
+  m64, s64 = np.asarray(m16, np.float64), np.asarray(s16, np.float64)
+  want = 0.5 * np.sum(m64**2 + s64**2 - 1 - 2 * np.log(s64), axis=-1)
+  np.testing.assert_allclose(np.asarray(kl), want, rtol=1e-5)
+  out = vib(m16, s16, key=jax.random.key(0))
+  assert out.z.dtype == jnp.bfloat16 and out.bits.dtype == jnp.float32
