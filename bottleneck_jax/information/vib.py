@@ -225,7 +225,7 @@ def vib_rate(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"],
                      f"(a leading sample axis, then mean's shape), got "
                      f"{list(np.shape(z_samples))}")
   log_q = diag_gaussian_log_prob(z_samples, mean, std)
-  log_r = -0.5 * jnp.sum(jnp.square(z_samples) + _LOG_2PI, axis=-1)
+  log_r = -0.5 * jnp.sum(jnp.square(_stats(z_samples)) + _LOG_2PI, axis=-1)
   return jnp.mean(log_q - log_r, axis=0)
 
 
