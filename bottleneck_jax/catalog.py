@@ -257,6 +257,7 @@ _BUILT: dict[str, dict] = {
                    f"{_E}.swiglu", f"{_E}.swiglu_linear", f"{_E}.apply_rope", f"{_E}.qk_rope",
                    f"{_E}.lora_plus", f"{_E}.LoRALinear", f"{_E}.pack_sequences",
                    f"{_E}.packed_attention_mask"],
+        experiments=["chronicals-cce-memory", "chronicals-packing", "chronicals-lora-plus"],
         tests=["tests/efficiency/chronicals/test_linear_cross_entropy.py",
                "tests/efficiency/chronicals/test_fused.py",
                "tests/efficiency/chronicals/test_lora_plus.py",
@@ -270,7 +271,8 @@ _BUILT: dict[str, dict] = {
     "lexlip": dict(
         functions=[f"{_E}.lexicon_bottleneck", f"{_E}.lexicon_weighting",
                    f"{_E}.lexlip_contrastive_loss", f"{_E}.LexiconHead"],
-        tests=["tests/efficiency/test_lexlip.py"]),
+        experiments=["lexlip-toy"],
+        tests=["tests/efficiency/test_lexlip.py", "tests/experiments/test_lexlip_toy.py"]),
     "wta-crs": dict(
         functions=[f"{_E}.wta_crs_linear", f"{_E}.wta_crs_sample", f"{_E}.crs_sample",
                    f"{_E}.WTACRSLinear"],
