@@ -114,6 +114,16 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
   return (out, p) if return_probs else out
 
 
+def _rows_sharded_if_explicit(x):
+  """``P(<x's row sharding>, None)`` when ``x`` lives on an Explicit mesh, else ``None``."""
+  sharding = jax.typeof(x).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or not any(
+      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return None
+  return jax.sharding.PartitionSpec(sharding.spec[0], None)
+
+
 def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
                             flops_weight: float = 0.002, return_aux: bool = False):
   """LexLIP's in-batch contrastive objective with the FLOPS regulariser.
@@ -150,10 +160,12 @@ def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
   t, i = normalize(text_reps), normalize(image_reps)
-  logits = t @ i.T / temperature
-  diag = jnp.arange(logits.shape[0])
-  ce_t = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[diag, diag])
-  ce_i = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[diag, diag])
+  # Under an Explicit mesh both operands are batch-sharded: keep the rows' sharding and
+  # replicate the columns (the default would shard both axes of [B, B] over the same mesh axes).
+  logits = jnp.matmul(t, i.T, out_sharding=_rows_sharded_if_explicit(t)) / temperature
+  diag = jnp.sum(t * i, axis=-1) / temperature  # logits[b, b], without a gather
+  ce_t = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diag)
+  ce_i = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diag)
   contrastive = 0.5 * (ce_t + ce_i)
   flops = flops_regularizer(t) + flops_regularizer(i)
   loss = contrastive + flops_weight * flops

@@ -315,9 +315,20 @@ def wta_crs_sample(p: Float[Array, "n"], *, k: int, key, c=None) -> Sample:
 # The linear layer.
 
 
-def _matmul(a, b, dims, out_dtype):
-  return lax.dot_general(a, b, (dims, ((), ())),
-                         preferred_element_type=jnp.float32).astype(out_dtype)
+def _matmul(a, b, dims, out_dtype, out_sharding=None):
+  return lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=jnp.float32,
+                         out_sharding=out_sharding).astype(out_dtype)
+
+
+def _explicit_spec(w):
+  """``w``'s PartitionSpec on an Explicit mesh, else ``None``: ``dw`` contracts the
+  (batch-sharded) rows, and there JAX needs the output sharding named."""
+  sharding = jax.typeof(w).sharding
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or not any(
+      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return None
+  return sharding.spec
 
 
 def _forward(x2, w, b):
@@ -327,23 +338,34 @@ def _forward(x2, w, b):
   return y.astype(x2.dtype)
 
 
+def _take_rows(a, idx):
+  """``a[idx]`` along axis 0; on an Explicit mesh the gathered rows (``a``'s rows may be
+  sharded) come back replicated over the row axis."""
+  spec = _explicit_spec(a)
+  if spec is None:
+    return jnp.take(a, idx, axis=0)
+  return a.at[idx].get(out_sharding=jax.sharding.PartitionSpec(None, *spec[1:]))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _linear(k, estimator, probe_shape, x2, w, b, probe, key, grad_norms):
-  del k, estimator, probe_shape, probe, key, grad_norms
+def _linear(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
+  del k, estimator, probe_type, probe, key, grad_norms
   return _forward(x2, w, b)
 
 
-def _linear_fwd(k, estimator, probe_shape, x2, w, b, probe, key, grad_norms):
-  del probe_shape
+def _linear_fwd(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
+  del probe_type
   y = _forward(x2, w, b)
   n = x2.shape[0]
   if estimator == "exact" or k >= n:
     saved = (x2, None)
   else:
     p = _probs(x2, grad_norms)
+    if _explicit_spec(p) is not None:  # sampling is global over the n rows: replicate p [n]
+      p = jax.sharding.reshard(p, jax.sharding.PartitionSpec())
     sample = (wta_crs_sample(p, k=k, key=key) if estimator == "wta"
               else crs_sample(p, k=k, key=key))
-    x_sel = (jnp.take(x2, sample.indices, axis=0).astype(jnp.float32)
+    x_sel = (_take_rows(x2, sample.indices).astype(jnp.float32)
              * sample.scales[:, None]).astype(x2.dtype)
     saved = (x_sel, sample.indices)
   bias_like = None if b is None else jnp.zeros((0,), b.dtype)
@@ -351,16 +373,19 @@ def _linear_fwd(k, estimator, probe_shape, x2, w, b, probe, key, grad_norms):
   return y, (saved, w, bias_like, probe_like)
 
 
-def _linear_bwd(k, estimator, probe_shape, res, g):
+def _linear_bwd(k, estimator, probe_type, res, g):
   del k, estimator
   (x_rows, idx), w, bias_like, probe_like = res
-  g_rows = g if idx is None else jnp.take(g, idx, axis=0)
-  dw = _matmul(x_rows, g_rows, ((0,), (0,)), w.dtype)
+  g_rows = g if idx is None else _take_rows(g, idx)
+  dw = _matmul(x_rows, g_rows, ((0,), (0,)), w.dtype, _explicit_spec(w))
   dx = _matmul(g, w, ((1,), (1,)), g.dtype)
   db = None if bias_like is None else jnp.sum(g.astype(jnp.float32), axis=0).astype(
       bias_like.dtype)
   norms = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32)), axis=-1))
+  probe_shape, probe_spec = probe_type
   dprobe = norms.reshape(probe_shape).astype(probe_like.dtype)
+  if probe_spec is not None:  # an Explicit mesh: the cotangent must have the probe's sharding
+    dprobe = jax.sharding.reshard(dprobe, probe_spec)
   return dx, dw, db, dprobe, None, None
 
 
@@ -449,8 +474,8 @@ def wta_crs_linear(x: Float[Array, "*batch d_in"], w: Float[Array, "d_in d_out"]
     probe = jnp.zeros((n,), jnp.float32)
   key = as_key(key, fn=fn)
   k = budget(n, ratio=ratio, minimal_k=minimal_k)
-  y2 = _linear(k, estimator, tuple(probe.shape), x.reshape(n, d_in), w, b, probe, key,
-               grad_norms)
+  probe_type = (tuple(probe.shape), _explicit_spec(probe))  # static: shape, Explicit sharding
+  y2 = _linear(k, estimator, probe_type, x.reshape(n, d_in), w, b, probe, key, grad_norms)
   return y2.reshape(*rows, d_out)
 
 
