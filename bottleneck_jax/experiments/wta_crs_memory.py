@@ -68,11 +68,11 @@ relu.defvjp(_relu_fwd, _relu_bwd)
 
 class _MLP(nnx.Module):
 
-  def __init__(self, sizes, *, estimator, ratio, use_grad_norms=True, rngs):
+  def __init__(self, sizes, *, estimator, ratio, use_grad_norms=False, num_rows=None, rngs):
     from bottleneck_jax.efficiency.wta_crs import WTACRSLinear
     self.layers = nnx.List([
         WTACRSLinear(a, b, ratio=ratio, estimator=estimator, use_grad_norms=use_grad_norms,
-                     rngs=rngs)
+                     num_rows=num_rows, rngs=rngs)
         for a, b in itertools.pairwise(sizes)])
 
   def __call__(self, x):
@@ -129,7 +129,8 @@ def train_mlp(config: dict[str, Any], *, estimator: str, log=None, progress: boo
   seed = int(config["seed"])
   sizes = [data.x_train.shape[1], *config["hidden"], data.num_classes]
   model = _MLP(sizes, estimator=estimator, ratio=float(config["ratio"]),
-               use_grad_norms=bool(config["use_grad_norms"]), rngs=nnx.Rngs(seed))
+               use_grad_norms=bool(config["use_grad_norms"]),
+               num_rows=int(config["batch_size"]), rngs=nnx.Rngs(seed))
   opt = nnx.Optimizer(model, optax.adam(float(config["lr"])), wrt=nnx.Param)
   diff = nnx.DiffState(0, nnx.Any(nnx.Param, WTACRSGradNorms))
 

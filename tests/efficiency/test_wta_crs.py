@@ -312,7 +312,12 @@ def test_module_equals_pure_function_and_nnx_linear_layout():
 
 
 def test_train_step_caches_grad_norms():
-  model = W.WTACRSLinear(D_IN, D_OUT, rngs=nnx.Rngs(0))
+  model = W.WTACRSLinear(D_IN, D_OUT, use_grad_norms=True, num_rows=N, rngs=nnx.Rngs(0))
+  # The cache has its final shape from construction on, so a checkpoint restores into the
+  # abstract model of the constructor.
+  abstract = nnx.eval_shape(lambda: W.WTACRSLinear(D_IN, D_OUT, use_grad_norms=True,
+                                                   num_rows=N, rngs=nnx.Rngs(0)))
+  assert nnx.state(abstract, W.WTACRSGradNorms)["grad_norms"].get_value().shape == (N,)
   opt = nnx.Optimizer(model, optax.sgd(0.01), wrt=nnx.Param)
   diff = nnx.DiffState(0, nnx.Any(nnx.Param, W.WTACRSGradNorms))
   x, target = jnp.asarray(X), jnp.asarray(G)
@@ -325,13 +330,13 @@ def test_train_step_caches_grad_norms():
     opt.update(model, grads)
     return loss
 
-  assert model.grad_norms[...].shape == (0,)
+  np.testing.assert_array_equal(model.grad_norms[...], 0.0)  # first step: p ∝ ‖x_i‖
   k0, b0 = np.asarray(model.kernel[...]), np.asarray(model.bias[...])
-  step(model, opt)                       # sizes the cache; this step runs stateless
-  assert model.grad_norms[...].shape == (N,)
-  np.testing.assert_array_equal(model.grad_norms[...], 0.0)
+  step(model, opt)                       # the probe cotangent lands in the cache
+  want = np.linalg.norm(X @ k0 + b0 - G, axis=-1)   # ‖g_i‖ of the first step's loss
+  np.testing.assert_allclose(model.grad_norms[...], want, rtol=1e-4)
   k1, b1 = np.asarray(model.kernel[...]), np.asarray(model.bias[...])
-  step(model, opt)                       # now the probe cotangent lands in the cache
+  step(model, opt)
   want = np.linalg.norm(X @ k1 + b1 - G, axis=-1)   # ‖g_i‖ of the second step's loss
   np.testing.assert_allclose(model.grad_norms[...], want, rtol=1e-4)
   assert not np.allclose(k1, k0) and not np.allclose(b1, b0)
@@ -417,6 +422,10 @@ def test_validation_errors():
       (lambda: W.WTACRSLinear(3, 3, estimator="x", rngs=nnx.Rngs(0)), ValueError,
        "WTACRSLinear: estimator must be one of"),
       (lambda: W.WTACRSLinear(3, 3, rngs=0), TypeError, "WTACRSLinear: rngs must be an nnx.Rngs"),
+      (lambda: W.WTACRSLinear(3, 3, use_grad_norms=True, rngs=nnx.Rngs(0)), ValueError,
+       "WTACRSLinear: num_rows .* is required with use_grad_norms=True"),
+      (lambda: W.WTACRSLinear(3, 3, use_grad_norms=True, num_rows=(0,), rngs=nnx.Rngs(0)),
+       ValueError, "WTACRSLinear: num_rows must be a positive int"),
   ]
   for f, exc, match in cases:
     with pytest.raises(exc, match=match):
