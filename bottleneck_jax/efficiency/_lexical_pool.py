@@ -245,9 +245,12 @@ def _pallas_kernel(h_ref, mask_ref, w_ref, b_ref, m_ref, idx_ref, *, n_l, n_d, b
     z = jnp.where(valid[:, None] & col_ok[None, :], z, _NEG_INF)
     tmax = jnp.max(z, axis=0)
     rows = l0 + lax.broadcasted_iota(jnp.int32, (bl, bv), 0)
-    # First row attaining the tile max (portable replacement of argmax).
-    targ = jnp.min(jnp.where(z == tmax[None, :], rows, jnp.int32(2**30)), axis=0)
-    upd = tmax > best  # strict: the first maximum over L wins
+    # First row attaining the tile max (portable replacement of argmax). A NaN logit makes
+    # the max NaN (as jnp.max / jnp.argmax do): pick the first NaN row and keep it.
+    tnan = jnp.isnan(tmax)
+    hit = jnp.where(tnan[None, :], jnp.isnan(z), z == tmax[None, :])
+    targ = jnp.min(jnp.where(hit, rows, jnp.int32(2**30)), axis=0)
+    upd = (tmax > best) | (tnan & ~jnp.isnan(best))  # strict: the first maximum over L wins
     return jnp.where(upd, tmax, best), jnp.where(upd, targ, arg)
 
   init = (jnp.full((bv,), _NEG_INF, jnp.float32), jnp.full((bv,), -1, jnp.int32))

@@ -132,7 +132,7 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
   hb, wc = hb.astype(cdt), w.astype(cdt)
   mb = (jnp.ones(hb.shape[:2], bool) if mask is None
         else jnp.reshape(mask, (-1, seq)).astype(bool))
-  bb = jnp.zeros((n_vocab,), jnp.float32) if bias is None else bias
+  bb = jnp.zeros((n_vocab,), jnp.float32) if bias is None else bias.astype(jnp.float32)
   y, idx = LEXICAL_MAX_POOL(hb, wc, bb, mb, activation=activation, block_size=block_size,
                             implementation=implementation)
   y = jnp.reshape(y, batch + (n_vocab,))

@@ -235,3 +235,24 @@ def test_validation_errors():
     lexical_max_pool(h, w, block_size=0)
   with pytest.raises(ValueError, match="need V >= 1 and L >= 1"):
     lexical_max_pool(h[:, :0], w)
+
+
+@pytest.mark.kernel
+def test_nan_logits_propagate_in_every_implementation():
+  # DESIGN: NaNs are never silently swallowed. jnp.max/argmax propagate a NaN (first NaN row).
+  h, w, bias, mask = _inputs(seed=3)
+  h = h.at[0, 2, 0].set(jnp.nan)
+  outs = {impl: lexical_max_pool(h, w, bias, mask=mask, return_indices=True, implementation=impl)
+          for impl in ("reference", "xla", "pallas")}
+  want_nan = np.isnan(np.asarray(outs["reference"][0]))
+  assert want_nan[0].all() and not want_nan[1:].any()
+  for impl, (y, idx) in outs.items():
+    np.testing.assert_array_equal(np.isnan(np.asarray(y)), want_nan, err_msg=impl)
+    np.testing.assert_array_equal(np.asarray(idx)[0], 2, err_msg=impl)
+
+
+def test_bf16_bias_is_accepted_under_strict_promotion():
+  h, w, bias, mask = _inputs(seed=4)
+  want = lexical_max_pool(h, w, bias, mask=mask, implementation="reference")
+  got = lexical_max_pool(h, w, bias.astype(jnp.bfloat16), mask=mask, implementation="xla")
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-2)
