@@ -261,6 +261,9 @@ def _pallas_kernel(h_ref, mask_ref, w_ref, b_ref, m_ref, idx_ref, *, n_l, n_d, b
 
 def _pallas_blocks(l_, d_, v_, block_size, interpret):
   """``(bl, bd, bv)`` tile sizes; raises NotImplementedError when the GPU cannot tile."""
+  if not interpret and kernels.backend() == "tpu":
+    raise NotImplementedError("the Pallas lexical_max_pool kernel is validated on GPU (Triton) "
+                              "and in interpret mode only, not on TPU (Mosaic)")
   if interpret:
     bd = next(c for c in (64, 32, 16, 8, 4, 2, 1) if d_ % c == 0)
     bl = min(32, blocks.next_power_of_2(l_))

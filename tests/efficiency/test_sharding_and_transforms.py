@@ -344,3 +344,27 @@ def test_module_on_mesh(name, kind):
   _assert_batch_sharded(got, mesh, name)
   KT.assert_trees_close(nnx.to_pure_dict(got_g), nnx.to_pure_dict(want_g), rtol=1e-4,
                         atol=1e-5, what=name)
+
+
+def test_pallas_kernels_not_validated_on_tpu_step_aside(monkeypatch):
+  """On TPU (simulated) the Pallas rms_norm / lexical_max_pool kernels raise
+  NotImplementedError, so the default order ("pallas", "xla") falls back to XLA."""
+  import importlib
+
+  from bottleneck_jax import kernels
+  from bottleneck_jax.kernels import dispatch
+  fused_mod = importlib.import_module("bottleneck_jax.efficiency.chronicals.fused")
+  for mod, name in ((dispatch, "backend"), (kernels, "backend"), (fused_mod, "backend")):
+    monkeypatch.setattr(mod, name, lambda: "tpu")
+  monkeypatch.setattr(fused_mod, "pallas_interpret", lambda *a: False)
+  monkeypatch.setattr(kernels, "pallas_interpret", lambda *a: False)
+  x = jnp.asarray(_f32(_rng(0), 8, 128))
+  w = jnp.ones((128,), jnp.float32)
+  with pytest.raises(NotImplementedError, match="not on TPU"):
+    rms_norm(x, w, implementation="pallas")
+  np.testing.assert_allclose(np.asarray(rms_norm(x, w)),
+                             np.asarray(rms_norm(x, w, implementation="reference")), rtol=1e-5)
+  h = jnp.asarray(_f32(_rng(1), 2, 4, 16))
+  wv = jnp.asarray(_f32(_rng(2), 32, 16))
+  with pytest.raises(NotImplementedError, match="not on TPU"):
+    lexical_max_pool(h, wv, implementation="pallas")

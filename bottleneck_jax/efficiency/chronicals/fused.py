@@ -194,8 +194,11 @@ def _rms_norm_pallas(x, weight, *, eps=1e-6):
   d = x.shape[-1]
   if not pallas_interpret() and backend() == "gpu" and d != next_power_of_2(d):
     raise NotImplementedError(f"the Triton lowering needs a power-of-two feature size, got {d}")
-  if not pallas_interpret() and backend() == "tpu" and d % 128:
-    raise NotImplementedError(f"the TPU kernel needs a feature size divisible by 128, got {d}")
+  if not pallas_interpret() and backend() == "tpu":
+    # Row blocks of 16384 // d rows are not multiples of 8 for wide rows, and the kernel has
+    # never been lowered with Mosaic: fall back to the XLA path until it is validated there.
+    raise NotImplementedError("the Pallas rms_norm kernel is validated on GPU (Triton) and in "
+                              "interpret mode only, not on TPU (Mosaic)")
   return _rms_norm_pallas_vjp(x, weight, float(eps))
 
 
