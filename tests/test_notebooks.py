@@ -1,6 +1,5 @@
 """Executes the notebooks in colab/ in their quick mode (CI=1), as CI does."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -18,8 +18,8 @@ SURFACE = {
     ],
     "bottleneck_jax.kernels": [
         "IMPLEMENTATIONS", "Op", "backend", "batch_axes", "batch_shard_map", "cdiv", "current_mesh",
-        "default_order", "force", "forced", "next_power_of_2", "pallas_interpret", "pick_block",
-        "round_up", "testing",
+        "default_order", "explicit_spec", "force", "forced", "is_explicit", "next_power_of_2",
+        "pallas_interpret", "pick_block", "round_up", "testing",
     ],
     "bottleneck_jax.information": [
         "VIB", "VIBClassifier", "VIBEncoder", "diag_gaussian_kl_std_normal",

@@ -7,7 +7,8 @@ on the same rate–distortion plane, in bits.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 

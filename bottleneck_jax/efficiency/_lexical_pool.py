@@ -94,8 +94,7 @@ def _vocab_blocks(v: int, vb: int) -> tuple[int, int]:
 def _replicated_if_explicit():
   """``P()`` under an Explicit mesh (a contraction over the sharded batch must name its output
   sharding there), else ``None``."""
-  mesh = kernels.current_mesh()
-  if mesh is not None and any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+  if kernels.is_explicit(kernels.current_mesh()):
     return jax.sharding.PartitionSpec()
   return None
 

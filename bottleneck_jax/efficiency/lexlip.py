@@ -46,6 +46,7 @@ from flax import nnx
 
 from bottleneck_jax.core import validation as val
 from bottleneck_jax.efficiency.sparton import flops_regularizer, lexical_max_pool
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 
 def lexicon_weighting(h, w, bias=None, *, mask=None, implementation=None,
@@ -116,12 +117,10 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
 
 def _rows_sharded_if_explicit(x):
   """``P(<x's row sharding>, None)`` when ``x`` lives on an Explicit mesh, else ``None``."""
-  sharding = jax.typeof(x).sharding
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or mesh.empty or not any(
-      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+  spec = explicit_spec(x)
+  if spec is None:
     return None
-  return jax.sharding.PartitionSpec(sharding.spec[0], None)
+  return jax.sharding.PartitionSpec(spec[0] if len(spec) else None, None)
 
 
 def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,

@@ -29,7 +29,7 @@ Implementations (``implementation=``, see :mod:`bottleneck_jax.kernels`):
   masked (masked loads of ``W`` on GPU, so ``W`` is never padded or copied); ``interpret=True``
   on CPU; wrapped in :func:`bottleneck_jax.kernels.batch_shard_map` when a mesh is active.
 
-Measured (``python -m bottleneck_jax.efficiency._lexical_bench``, one H200, bf16, B=32, L=256,
+Measured (``python scripts/bench_efficiency.py --ops splade``, one H200, bf16, B=32, L=256,
 d=768, V=30522, median of 10): reference fwd 1.93 ms / fwd+bwd 7.98 ms with 1908 / 2146 MiB of
 temporaries; xla 2.01 / 3.38 ms, 132 / 130 MiB; pallas 1.69 / 3.56 ms, 7 / 115 MiB.
 

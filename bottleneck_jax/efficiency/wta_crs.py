@@ -89,12 +89,13 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core.rng import as_key
 from bottleneck_jax.core.validation import (
-    check_choice,
-    check_floating,
-    check_rank,
-    check_scalar,
-    describe,
+  check_choice,
+  check_floating,
+  check_rank,
+  check_scalar,
+  describe,
 )
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 ESTIMATORS = ("wta", "crs", "exact")
 _FLOOR = 1e-6
@@ -320,16 +321,6 @@ def _matmul(a, b, dims, out_dtype, out_sharding=None):
                          out_sharding=out_sharding).astype(out_dtype)
 
 
-def _explicit_spec(w):
-  """``w``'s PartitionSpec on an Explicit mesh, else ``None``: ``dw`` contracts the
-  (batch-sharded) rows, and there JAX needs the output sharding named."""
-  sharding = jax.typeof(w).sharding
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or mesh.empty or not any(
-      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
-    return None
-  return sharding.spec
-
 
 def _forward(x2, w, b):
   y = _matmul(x2, w, ((1,), (0,)), jnp.float32)
@@ -341,7 +332,7 @@ def _forward(x2, w, b):
 def _take_rows(a, idx):
   """``a[idx]`` along axis 0; on an Explicit mesh the gathered rows (``a``'s rows may be
   sharded) come back replicated over the row axis."""
-  spec = _explicit_spec(a)
+  spec = explicit_spec(a)
   if spec is None:
     return jnp.take(a, idx, axis=0)
   return a.at[idx].get(out_sharding=jax.sharding.PartitionSpec(None, *spec[1:]))
@@ -361,7 +352,7 @@ def _linear_fwd(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
     saved = (x2, None)
   else:
     p = _probs(x2, grad_norms)
-    if _explicit_spec(p) is not None:  # sampling is global over the n rows: replicate p [n]
+    if explicit_spec(p) is not None:  # sampling is global over the n rows: replicate p [n]
       p = jax.sharding.reshard(p, jax.sharding.PartitionSpec())
     sample = (wta_crs_sample(p, k=k, key=key) if estimator == "wta"
               else crs_sample(p, k=k, key=key))
@@ -377,7 +368,7 @@ def _linear_bwd(k, estimator, probe_type, res, g):
   del k, estimator
   (x_rows, idx), w, bias_like, probe_like = res
   g_rows = g if idx is None else _take_rows(g, idx)
-  dw = _matmul(x_rows, g_rows, ((0,), (0,)), w.dtype, _explicit_spec(w))
+  dw = _matmul(x_rows, g_rows, ((0,), (0,)), w.dtype, explicit_spec(w))
   dx = _matmul(g, w, ((1,), (1,)), g.dtype)
   db = None if bias_like is None else jnp.sum(g.astype(jnp.float32), axis=0).astype(
       bias_like.dtype)
@@ -474,7 +465,7 @@ def wta_crs_linear(x: Float[Array, "*batch d_in"], w: Float[Array, "d_in d_out"]
     probe = jnp.zeros((n,), jnp.float32)
   key = as_key(key, fn=fn)
   k = budget(n, ratio=ratio, minimal_k=minimal_k)
-  probe_type = (tuple(probe.shape), _explicit_spec(probe))  # static: shape, Explicit sharding
+  probe_type = (tuple(probe.shape), explicit_spec(probe))  # static: shape, Explicit sharding
   y2 = _linear(k, estimator, probe_type, x.reshape(n, d_in), w, b, probe, key, grad_norms)
   return y2.reshape(*rows, d_out)
 

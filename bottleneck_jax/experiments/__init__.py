@@ -3,6 +3,8 @@
 Each experiment module registers itself on import; this package imports them all.
 """
 
+# Experiment modules (each registers its experiments on import).
+from bottleneck_jax.experiments import _all  # noqa: E402,F401
 from bottleneck_jax.experiments.registry import (
     Experiment,
     RunContext,
@@ -13,9 +15,6 @@ from bottleneck_jax.experiments.registry import (
     resolve_config,
     run_experiment,
 )
-
-# Experiment modules (each registers its experiments on import).
-from bottleneck_jax.experiments import _all  # noqa: E402,F401
 
 __all__ = [
     "Experiment",

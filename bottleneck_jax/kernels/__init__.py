@@ -13,7 +13,13 @@ from bottleneck_jax.kernels.dispatch import (
     forced,
     pallas_interpret,
 )
-from bottleneck_jax.kernels.sharding import batch_axes, batch_shard_map, current_mesh
+from bottleneck_jax.kernels.sharding import (
+    batch_axes,
+    batch_shard_map,
+    current_mesh,
+    explicit_spec,
+    is_explicit,
+)
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -24,8 +30,10 @@ __all__ = [
     "cdiv",
     "current_mesh",
     "default_order",
+    "explicit_spec",
     "force",
     "forced",
+    "is_explicit",
     "next_power_of_2",
     "pallas_interpret",
     "pick_block",

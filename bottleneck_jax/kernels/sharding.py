@@ -23,6 +23,28 @@ def current_mesh():
   return None if mesh.empty else mesh
 
 
+def is_explicit(mesh) -> bool:
+  """Whether any axis of ``mesh`` has Explicit type (``jax.make_mesh``'s default)."""
+  return mesh is not None and any(t == AxisType.Explicit for t in mesh.axis_types)
+
+
+def explicit_spec(a):
+  """``a``'s PartitionSpec when it lives on an Explicit mesh, else ``None``.
+
+  Under Explicit axes a contraction over a sharded dimension (a weight gradient summing the
+  batch-sharded rows, say) must name its output sharding (``out_sharding=``); outside such a
+  mesh there is nothing to name.
+  """
+  try:
+    sharding = jax.typeof(a).sharding
+  except Exception:  # noqa: BLE001 - no sharding information
+    return None
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or not is_explicit(mesh):
+    return None
+  return sharding.spec
+
+
 def batch_axes(mesh, batch_size: int) -> tuple[str, ...]:
   """Mesh axes (in order) to shard a batch of ``batch_size`` rows over.
 
@@ -60,11 +82,10 @@ def batch_shard_map(fn: Callable, args: Sequence, *, batched: Sequence[bool],
   spec_b = P(axes if axes else None)
   in_specs = tuple(spec_b if b else P() for b in batched)
   out_specs = jax.tree.map(lambda b: spec_b if b else P(), out_batched)
-  explicit = any(t == AxisType.Explicit for t in mesh.axis_types)
-  if explicit:
+  if is_explicit(mesh):
     args = tuple(jax.sharding.reshard(a, s) for a, s in zip(args, in_specs))
   return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
                        check_vma=False)(*args)
 
 
-__all__ = ["current_mesh", "batch_axes", "batch_shard_map"]
+__all__ = ["batch_axes", "batch_shard_map", "current_mesh", "explicit_spec", "is_explicit"]

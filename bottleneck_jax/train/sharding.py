@@ -24,6 +24,8 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from bottleneck_jax.kernels import sharding as _kernel_sharding
+
 AXES = ("data", "fsdp")
 BATCH_SPEC = P(AXES)
 DEFAULT_MIN_SIZE = 2**18  # 262144 elements = 1 MiB in float32
@@ -111,7 +113,7 @@ def parse_mesh(text: str | None) -> dict[str, int]:
 
 def is_explicit(mesh) -> bool:
   """Whether any axis of ``mesh`` has Explicit type."""
-  return any(t == AxisType.Explicit for t in mesh.axis_types)
+  return _kernel_sharding.is_explicit(mesh)
 
 
 def batch_sharding(mesh) -> NamedSharding:

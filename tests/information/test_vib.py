@@ -6,6 +6,7 @@ References used (all independent of the code under test): NumPy closed forms, Sc
 Units: every quantity is in nats unless the test says bits.
 """
 
+import importlib
 import math
 
 import jax
@@ -18,7 +19,6 @@ from jax.test_util import check_grads
 from scipy import integrate, special, stats
 
 from bottleneck_jax.core import BottleneckOutput
-import importlib
 
 vib_mod = importlib.import_module("bottleneck_jax.information.vib")
 from bottleneck_jax.information.vib import (

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bottleneck_jax.kernels.sharding import explicit_spec
+
 F32 = jnp.float32
 DEFAULT_BLOCK_V = 2048
 
@@ -58,18 +60,6 @@ def _slice(a, start, width):
   return lax.dynamic_slice_in_dim(a, start, width, axis=0)
 
 
-def _explicit_spec(a):
-  """``a``'s PartitionSpec when it is sharded over an Explicit mesh, else ``None``."""
-  try:
-    sharding = jax.typeof(a).sharding
-  except Exception:  # noqa: BLE001 - no sharding information (e.g. an old tracer)
-    return None
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or mesh.empty or not any(
-      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
-    return None
-  return sharding.spec
-
 
 def _rows(x, labels):
   """Zero f32 row vector with ``x``'s row sharding, and labels resharded to match it.
@@ -77,7 +67,7 @@ def _rows(x, labels):
   Under an Explicit mesh, loop carries must keep the sharding the body produces (rows sharded
   like ``x``), and labels must be sharded like the logits' rows.
   """
-  spec = _explicit_spec(x)
+  spec = explicit_spec(x)
   row = jnp.zeros_like(x[:, 0], dtype=F32)
   if spec is not None:
     labels = jax.sharding.reshard(labels, jax.sharding.PartitionSpec(spec[0]))
@@ -114,8 +104,8 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
   v = w.shape[0]
   _, labels = _rows(x, labels.astype(jnp.int32))
   dw_sharding = None
-  if _explicit_spec(x) is not None:
-    w_spec = _explicit_spec(w)
+  if explicit_spec(x) is not None:
+    w_spec = explicit_spec(w)
     dw_sharding = jax.sharding.PartitionSpec(*(w_spec or ()))
   lse.astype(F32)
   dlse = dlse.astype(F32)[:, None]

@@ -62,6 +62,7 @@ from jax.experimental import pallas as pl
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op, backend, batch_shard_map, next_power_of_2, pallas_interpret
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 _F32 = jnp.float32
 _CONVENTIONS = ("half", "interleaved")
@@ -337,16 +338,6 @@ def _mm(x, w, out_sharding=None):
   return jnp.matmul(x, w, preferred_element_type=_F32, out_sharding=out_sharding)
 
 
-def _explicit_spec(w):
-  """``w``'s PartitionSpec on an Explicit mesh, else ``None``: a weight gradient contracts the
-  (batch-sharded) rows, and there JAX needs the output sharding named."""
-  sharding = jax.typeof(w).sharding
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or mesh.empty or not any(
-      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
-    return None
-  return sharding.spec
-
 
 def _swiglu_linear_reference(x, w_gate, w_up):
   a, u = _mm(x, w_gate), _mm(x, w_up)
@@ -369,8 +360,8 @@ def _swiglu_linear_vjp_bwd(res, dy):
   da, du = da.astype(x.dtype), du.astype(x.dtype)
   dx = _mm(da, w_gate.T) + _mm(du, w_up.T)
   x2 = x.reshape(-1, x.shape[-1])
-  dwg = _mm(x2.T, da.reshape(-1, da.shape[-1]), _explicit_spec(w_gate))
-  dwu = _mm(x2.T, du.reshape(-1, du.shape[-1]), _explicit_spec(w_up))
+  dwg = _mm(x2.T, da.reshape(-1, da.shape[-1]), explicit_spec(w_gate))
+  dwu = _mm(x2.T, du.reshape(-1, du.shape[-1]), explicit_spec(w_up))
   return dx.astype(x.dtype), dwg.astype(w_gate.dtype), dwu.astype(w_up.dtype)
 
 

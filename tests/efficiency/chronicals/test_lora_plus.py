@@ -1,13 +1,13 @@
 """Tests for LoRA+ (optax transform, labels) and LoRALinear."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
-
-import importlib
 
 LP = importlib.import_module("bottleneck_jax.efficiency.chronicals.lora_plus")
 
