@@ -43,6 +43,13 @@ from bottleneck_jax.train import sharding as shd
 from bottleneck_jax.train.checkpoint import Checkpointer
 
 
+def _close(iterator) -> None:
+  """Stops a grain iterator's prefetch threads (older grain iterators have no ``close``)."""
+  close = getattr(iterator, "close", None)
+  if close is not None:
+    close()
+
+
 class PreemptedError(RuntimeError):
   """Raised after the loop saved a checkpoint because the job is being preempted."""
 
@@ -262,10 +269,15 @@ def train(model_fn: Callable[[], nnx.Module],
       if data_state is not None:
         iterator.set_state(data_state)
       start = int(meta.get("step", resumed_from))
-      _check_same_config(fn, checkpoint_dir, meta.get("config"), config)
-      if start > steps:
-        raise ValueError(f"{fn}: the checkpoint in {checkpoint_dir} is at step {start}, beyond "
-                         f"steps={steps}; use a new work directory")
+      try:
+        _check_same_config(fn, checkpoint_dir, meta.get("config"), config)
+        if start > steps:
+          raise ValueError(f"{fn}: the checkpoint in {checkpoint_dir} is at step {start}, "
+                           f"beyond steps={steps}; use a new work directory")
+      except ValueError:
+        ckpt.close()
+        _close(iterator)
+        raise
     else:
       shardings = jax.tree.map(lambda t: t.sharding, target)
 
@@ -338,6 +350,7 @@ def train(model_fn: Callable[[], nnx.Module],
         bar.close()
       if ckpt is not None:
         ckpt.close()
+      _close(iterator)
   return TrainResult(model=model, optimizer=optimizer, step=steps, metrics=last_metrics,
                      resumed_from=resumed_from, history=history, mesh=mesh)
 
