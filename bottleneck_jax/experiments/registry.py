@@ -141,6 +141,7 @@ class RunContext:
   config: dict[str, Any]
   progress: bool = True
   is_main_process: bool = True
+  _logged: set | None = dataclasses.field(default=None, repr=False)
 
   @property
   def seed(self) -> int:
@@ -165,13 +166,44 @@ class RunContext:
     return d / (name if name.endswith(".png") else f"{name}.png")
 
   def log(self, step: int, **metrics) -> None:
-    """Appends one JSON line ``{"step": step, **metrics}`` to ``metrics.jsonl`` (process 0)."""
+    """Appends one JSON line ``{"step": step, **metrics}`` to ``metrics.jsonl`` (process 0).
+
+    A run resumed after a kill replays the steps after its last checkpoint, bit-identically:
+    a record already in the file (same content apart from its time stamp) is not written
+    twice, and a line cut short by the kill is dropped, so the file ends as an uninterrupted
+    run's would.
+    """
     if not self.is_main_process:
       return
-    rec = {"step": int(step), "time": time.time()}
+    if self._logged is None:
+      self._logged = self._load_logged()
+    rec = {"step": int(step)}
     rec.update({k: _jsonable(v) for k, v in metrics.items()})
+    ident = _identity(rec)
+    if ident in self._logged:
+      return
+    self._logged.add(ident)
+    rec["time"] = time.time()
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(rec) + "\n")
+
+  def _load_logged(self) -> set[str]:
+    if not self.metrics_path.exists():
+      return set()
+    good, logged = [], set()
+    for line in self.metrics_path.read_text().splitlines():
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a kill
+      good.append(line)
+      logged.add(_identity(rec))
+    atomic_write_text(self.metrics_path, "".join(g + "\n" for g in good))
+    return logged
+
+
+def _identity(rec: Mapping[str, Any]) -> str:
+  return json.dumps({k: v for k, v in rec.items() if k != "time"}, sort_keys=True, default=str)
 
 
 def _jsonable(v):

@@ -66,3 +66,21 @@ def test_quick_sweep_holds(tmp_path):
 def test_full_vib_digits_reaches_the_expectation(tmp_path):
   s = registry.run_experiment("vib-digits", workdir=tmp_path, progress=False)
   assert s["value"] >= 0.93 and s["expectation_held"]
+
+
+def test_metrics_log_drops_replayed_records_and_cut_lines(tmp_path):
+  """After a kill, the resumed run replays the steps after its checkpoint bit-identically;
+  the log keeps one copy of each record and drops a line the kill cut short."""
+  from bottleneck_jax.experiments.registry import RunContext, get
+  ctx = RunContext(experiment=get("vib-digits"), workdir=tmp_path, config={"seed": 0})
+  ctx.log(1, split="train", loss=0.5)
+  ctx.log(2, split="train", loss=0.25)
+  with open(ctx.metrics_path, "a") as f:
+    f.write('{"step": 3, "split": "tr')                     # the kill
+  resumed = RunContext(experiment=get("vib-digits"), workdir=tmp_path, config={"seed": 0})
+  resumed.log(2, split="train", loss=0.25)                    # replayed: identical
+  resumed.log(2, split="eval", loss=0.3)                      # new record at the same step
+  resumed.log(3, split="train", loss=0.125)
+  recs = [json.loads(line) for line in ctx.metrics_path.read_text().splitlines()]
+  assert [(r["step"], r["split"], r["loss"]) for r in recs] == [
+      (1, "train", 0.5), (2, "train", 0.25), (2, "eval", 0.3), (3, "train", 0.125)]
