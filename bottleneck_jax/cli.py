@@ -242,6 +242,32 @@ def cmd_reproduce(args) -> int:
   return 0
 
 
+# -- bench -----------------------------------------------------------------------------------
+def _bench_dirs() -> list[Path]:
+  import bottleneck_jax
+  dirs = [Path.cwd() / "scripts", Path(bottleneck_jax.__file__).resolve().parents[1] / "scripts"]
+  return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def _benches() -> dict[str, Path]:
+  found: dict[str, Path] = {}
+  for d in _bench_dirs():
+    for f in sorted(d.glob("bench_*.py")):
+      found.setdefault(f.stem[len("bench_"):], f)
+  return found
+
+
+def cmd_bench(args) -> int:
+  import runpy
+  benches = _benches()
+  if not benches:
+    raise UsageError("no scripts/bench_*.py found: run from a clone of the repository")
+  if args.name not in benches:
+    raise UsageError(f"unknown benchmark {args.name!r}; available: {sorted(benches)}")
+  ns = runpy.run_path(str(benches[args.name]), run_name="bottleneck_jax_bench")
+  return int(ns["main"](list(args.args)) or 0)
+
+
 # -- parser ----------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
   def error(self, message):  # exit status 2, one clear line, no traceback
@@ -293,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="override a configuration value (JSON values), repeatable")
   q.add_argument("--no-progress", action="store_true", help="no progress bar")
   q.set_defaults(func=cmd_run)
+
+  q = sub.add_parser("bench", help="run a benchmark script (scripts/bench_NAME.py) of the clone")
+  q.add_argument("name", help="benchmark name, e.g. efficiency")
+  q.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+  q.set_defaults(func=cmd_bench)
 
   q = sub.add_parser("reproduce", help="run the experiments of papers and write a results table")
   q.add_argument("ids", nargs="*", help="catalogue ids (or experiment names)")

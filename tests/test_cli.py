@@ -110,3 +110,12 @@ def test_reproduce_refuses_to_record_quick_runs(capsys):
   from bottleneck_jax import cli
   assert cli.main(["reproduce", "--all", "--quick", "--record"]) == 2
   assert "--record stores full runs only" in capsys.readouterr().err
+
+
+def test_bench_runs_a_script_of_the_clone_and_rejects_unknown_names(capsys):
+  from bottleneck_jax import cli
+  assert cli.main(["bench", "nope"]) == 2
+  assert "unknown benchmark 'nope'; available: ['efficiency']" in capsys.readouterr().err
+  assert cli.main(["bench", "efficiency", "--quick", "--ops", "splade", "--skip-cpu-time"]) == 0
+  out = capsys.readouterr().out
+  assert "Temporary memory, forward + backward: SPLADE lexical max-pool" in out
