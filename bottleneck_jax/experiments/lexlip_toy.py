@@ -62,6 +62,7 @@ from flax import nnx
 
 from bottleneck_jax.efficiency.lexlip import LexiconHead, lexlip_contrastive_loss
 from bottleneck_jax.experiments.registry import Experiment, RunContext, register
+from bottleneck_jax.experiments.splade_toy import ContextEncoder
 
 PAPER_ID = "lexlip"
 NUM_CLASSES = 10
@@ -157,21 +158,11 @@ class TextTower(nnx.Module):
   """Captions -> context-mixed tokens ``[B, L, d]`` -> lexicon weights ``[B, V]`` (masked)."""
 
   def __init__(self, vocab: int, dim: int, max_len: int, *, rngs: nnx.Rngs):
-    self.embed = nnx.Embed(vocab, dim, embedding_init=nnx.initializers.normal(0.3), rngs=rngs)
-    self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (max_len, dim)))
-    self.mix = nnx.Linear(dim, dim, rngs=rngs)
-    self.ln1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.dense = nnx.Linear(dim, dim, rngs=rngs)
-    self.ln2 = nnx.LayerNorm(dim, rngs=rngs)
+    self.encoder = ContextEncoder(vocab, dim, max_len, rngs=rngs)
     self.head = LexiconHead(dim, vocab, rngs=rngs)
 
   def __call__(self, tokens):
-    mask = tokens > 0
-    x = self.embed(tokens) + self.pos[...][: tokens.shape[1]]
-    m = mask[..., None].astype(x.dtype)
-    ctx = jnp.sum(x * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
-    x = self.ln1(x + jax.nn.gelu(self.mix(ctx)))
-    x = self.ln2(jax.nn.gelu(self.dense(x)))
+    x, mask = self.encoder(tokens)
     return self.head(x, mask)
 
 

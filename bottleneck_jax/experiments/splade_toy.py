@@ -77,27 +77,41 @@ def make_corpus(*, n_docs: int, vocab: int, topics: int, topic_words: int, doc_l
 # ------------------------------------------------------------------------------------------------
 
 
-class ToySplade(nnx.Module):
-  """Embedding -> context mixing -> MLM transform -> tied SPLADE head."""
+class ContextEncoder(nnx.Module):
+  """Token embedding + positions -> masked-mean context mixing -> MLM-style transform.
 
-  def __init__(self, vocab: int, dim: int, max_len: int, *, implementation: str, rngs):
+  A cheap stand-in for a transformer encoder: each token sees the masked mean of its sequence.
+  Returns the hidden states ``[B, L, d]`` and the mask ``tokens > 0``. Shared by the
+  ``splade-toy`` and ``lexlip-toy`` experiments.
+  """
+
+  def __init__(self, vocab: int, dim: int, max_len: int, *, rngs):
     self.embed = nnx.Embed(vocab, dim, embedding_init=nnx.initializers.normal(0.3), rngs=rngs)
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (max_len, dim)))
     self.mix = nnx.Linear(dim, dim, rngs=rngs)
     self.ln1 = nnx.LayerNorm(dim, rngs=rngs)
     self.dense = nnx.Linear(dim, dim, rngs=rngs)
     self.ln2 = nnx.LayerNorm(dim, rngs=rngs)
-    self.head = SpladeHead(dim, vocab, tied=True, implementation=implementation, rngs=rngs)
 
   def __call__(self, tokens):
     mask = tokens > 0
     x = self.embed(tokens) + self.pos[...][: tokens.shape[1]]
-    # Context: each token sees the masked mean of its sequence (a cheap stand-in for attention).
     m = mask[..., None].astype(x.dtype)
     ctx = jnp.sum(x * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
     x = self.ln1(x + jax.nn.gelu(self.mix(ctx)))
-    x = self.ln2(jax.nn.gelu(self.dense(x)))
-    return self.head(x, mask, weight=self.embed.embedding[...])
+    return self.ln2(jax.nn.gelu(self.dense(x))), mask
+
+
+class ToySplade(nnx.Module):
+  """:class:`ContextEncoder` -> tied SPLADE head."""
+
+  def __init__(self, vocab: int, dim: int, max_len: int, *, implementation: str, rngs):
+    self.encoder = ContextEncoder(vocab, dim, max_len, rngs=rngs)
+    self.head = SpladeHead(dim, vocab, tied=True, implementation=implementation, rngs=rngs)
+
+  def __call__(self, tokens):
+    x, mask = self.encoder(tokens)
+    return self.head(x, mask, weight=self.encoder.embed.embedding[...])
 
 
 def _train(data, cfg, implementation, log=None):
