@@ -13,7 +13,7 @@ SURFACE = {
         "train",
     ],
     "bottleneck_jax.core": [
-        "Array", "BottleneckOutput", "LN2", "as_key", "atomic_write_text", "bits_to_nats",
+        "Array", "BottleneckOutput", "LN2", "as_key", "atomic_write_text", "bits_to_nats", "debug",
         "nats_to_bits", "split_like", "validation",
     ],
     "bottleneck_jax.kernels": [

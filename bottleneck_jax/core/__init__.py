@@ -1,6 +1,6 @@
 """Shared foundations: the bottleneck protocol, validation, units and key handling."""
 
-from bottleneck_jax.core import validation
+from bottleneck_jax.core import debug, validation
 from bottleneck_jax.core.io import atomic_write_text
 from bottleneck_jax.core.rng import as_key, split_like
 from bottleneck_jax.core.types import Array, BottleneckOutput
@@ -13,6 +13,7 @@ __all__ = [
     "as_key",
     "atomic_write_text",
     "bits_to_nats",
+    "debug",
     "nats_to_bits",
     "split_like",
     "validation",
