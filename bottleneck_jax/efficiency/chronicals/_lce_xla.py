@@ -107,7 +107,6 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
   if explicit_spec(x) is not None:
     w_spec = explicit_spec(w)
     dw_sharding = jax.sharding.PartitionSpec(*(w_spec or ()))
-  lse.astype(F32)
   dlse = dlse.astype(F32)[:, None]
   dt = dt.astype(F32)[:, None]
   dzs = dzs.astype(F32)[:, None]
