@@ -180,31 +180,10 @@ def _xla_block(v: int, block_size: int | None) -> int:
   return max(1, min(v, block_size or _DEFAULT_XLA_BLOCK))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _pool_xla(h, w, bias, mask, activation, vb):
-  m, idx = _xla_forward_raw(h, w, bias, mask, vb)
-  return activate(m, activation), idx
-
-
-def _pool_xla_fwd(h, w, bias, mask, activation, vb):
-  y, idx = _pool_xla(h, w, bias, mask, activation, vb)
-  return (y, idx), (h, w, bias, y, idx)
-
-
-def _pool_bwd(activation, vb, res, cts):
-  h, w, bias, y, idx = res
-  ybar, _ = cts
-  dh, dw, db = _dense_backward(h, w, y, idx, ybar, activation=activation, vb=vb)
-  return dh.astype(h.dtype), dw, db.astype(bias.dtype), None
-
-
-_pool_xla.defvjp(_pool_xla_fwd, _pool_bwd)
-
-
 def xla(h, w, bias, mask, *, activation, block_size=None, return_indices=False):
   """Chunked XLA implementation (``lax.scan`` over vocabulary blocks + a static tail)."""
   del return_indices
-  return _pool_xla(h, w, bias, mask, activation, _xla_block(w.shape[0], block_size))
+  return _pool(h, w, bias, mask, activation, "xla", _xla_block(w.shape[0], block_size))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -330,29 +309,38 @@ def _pallas_forward_raw(h, w, bias, mask, block_size):
   return m, idx
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _pool_pallas(h, w, bias, mask, activation, block_size):
-  m, idx = _pallas_forward_raw(h, w, bias, mask, block_size)
-  return activate(m, activation), idx
-
-
-def _pool_pallas_fwd(h, w, bias, mask, activation, block_size):
-  y, idx = _pool_pallas(h, w, bias, mask, activation, block_size)
-  return (y, idx), (h, w, bias, y, idx)
-
-
-def _pool_pallas_bwd(activation, block_size, res, cts):
-  w = res[1]
-  return _pool_bwd(activation, _xla_block(w.shape[0], None), res, cts)
-
-
-_pool_pallas.defvjp(_pool_pallas_fwd, _pool_pallas_bwd)
-
-
 def pallas(h, w, bias, mask, *, activation, block_size=None, return_indices=False):
   """Pallas forward kernel (interpret mode on CPU) + the dense chunked-XLA backward (v1)."""
   del return_indices
-  return _pool_pallas(h, w, bias, mask, activation, block_size)
+  return _pool(h, w, bias, mask, activation, "pallas", block_size)
+
+
+# ------------------------------------------------------------------------------------------------
+# The shared custom VJP: forward by the chosen kernel, residuals y and idx, dense XLA backward.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _pool(h, w, bias, mask, activation, kernel, block):
+  forward = _xla_forward_raw if kernel == "xla" else _pallas_forward_raw
+  m, idx = forward(h, w, bias, mask, block)
+  return activate(m, activation), idx
+
+
+def _pool_fwd(h, w, bias, mask, activation, kernel, block):
+  y, idx = _pool(h, w, bias, mask, activation, kernel, block)
+  return (y, idx), (h, w, bias, y, idx)
+
+
+def _pool_bwd(activation, kernel, block, res, cts):
+  h, w, bias, y, idx = res
+  ybar, _ = cts
+  # The Pallas block size is a kernel tile; the XLA backward uses its own vocabulary block.
+  vb = block if kernel == "xla" else _xla_block(w.shape[0], None)
+  dh, dw, db = _dense_backward(h, w, y, idx, ybar, activation=activation, vb=vb)
+  return dh.astype(h.dtype), dw, db.astype(bias.dtype), None
+
+
+_pool.defvjp(_pool_fwd, _pool_bwd)
 
 
 LEXICAL_MAX_POOL = kernels.Op("lexical_max_pool",
