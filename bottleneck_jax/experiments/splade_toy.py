@@ -147,9 +147,10 @@ def _train(data, cfg, implementation, log=None):
     q = jnp.asarray(data["train_q"][sel])
     d = jnp.asarray(data["docs"][data["train_doc"][sel]])
     loss, ce = step(model, opt, q, d)
-    losses.append(float(loss))
+    losses.append(loss)  # a device scalar: no host sync per step
     if log is not None and (s % 10 == 0 or s == cfg["steps"] - 1):
       log(s, **{f"loss_{implementation}": float(loss), f"ce_{implementation}": float(ce)})
+  losses = [float(x) for x in jax.device_get(losses)]
   seconds = time.time() - t0
 
   encode = nnx.jit(lambda m, t: m(t))

@@ -158,9 +158,10 @@ def train_mlp(config: dict[str, Any], *, estimator: str, log=None, progress: boo
   loss = float("nan")
   for s in it:
     idx = rng.choice(xtr.shape[0], bs, replace=False)
-    loss = float(step(model, opt, xtr[idx], ytr[idx]))
+    loss = step(model, opt, xtr[idx], ytr[idx])  # stays on device: no host sync per step
     if log is not None and (s + 1) % int(config["log_every"]) == 0:
-      log(s + 1, estimator=estimator, loss=loss)
+      log(s + 1, estimator=estimator, loss=float(loss))
+  loss = float(loss)
   mem = stored_bytes(model, xtr[:bs], ytr[:bs])
   return {"test_accuracy": float(accuracy(model, xte, yte)),
           "train_accuracy": float(accuracy(model, xtr, ytr)), "final_loss": loss,
