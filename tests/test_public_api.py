@@ -47,10 +47,12 @@ SURFACE = {
         "sample_images", "source_to_arrays", "tfds_source", "to_global",
     ],
     "bottleneck_jax.train": [
-        "Checkpointer", "PreemptedError", "TrainResult", "abstract_state", "batch_sharding",
-        "default_mesh", "gather_params", "is_main_process", "make_mesh", "make_train_step",
-        "maybe_initialize", "param_spec", "parse_mesh", "put_replicated", "set_default_mesh",
-        "shard_state", "state_shardings", "steps_for_epochs", "train",
+        "Checkpointer", "PreemptedError", "SweepResult", "TrainResult", "abstract_state",
+        "allowing_code_change", "apply_optax", "batch_sharding", "code_version", "default_mesh",
+        "gather_params", "is_main_process", "make_mesh", "make_train_step", "maybe_initialize",
+        "optimizer_update", "param_spec", "parse_mesh", "plot_curves", "put_replicated", "pyplot",
+        "save_figure", "set_default_mesh", "shard_state", "state_shardings", "steps_for_epochs",
+        "sweep", "train",
     ],
     "bottleneck_jax.experiments": [
         "Experiment", "RunContext", "get", "names", "parse_overrides", "register", "resolve_config",

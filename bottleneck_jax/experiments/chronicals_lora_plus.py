@@ -171,9 +171,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 def _plot(ctx, out, lrs, best, target, smooth) -> None:
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bottleneck_jax.train import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.4, 3.4))
     k = np.ones(smooth) / smooth
     for name, style in (("lora", "-"), ("lora_plus", "--")):
@@ -188,9 +187,7 @@ def _plot(ctx, out, lrs, best, target, smooth) -> None:
            title="LoRA (solid) vs LoRA+ ratio 16 (dashed); colour = lr_A")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ctx.plot_path("loss_curves"))
-    plt.close(fig)
+    save_figure(fig, ctx.plot_path("loss_curves"))
   except Exception as e:  # noqa: BLE001 - plotting is optional
     logging.getLogger(__name__).warning("chronicals-lora-plus: no plot (%s)", e)
 

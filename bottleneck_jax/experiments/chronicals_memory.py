@@ -138,26 +138,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 def _plot(ctx: RunContext, rows, *, d: int, v: int) -> None:
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bottleneck_jax.train import plot_curves
     n = [r["tokens"] for r in rows]
     mib = 2.0 ** 20
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    ax.plot(n, [r["reference_temp_bytes"] / mib for r in rows], "o-",
-            label="reference (materialised logits)")
-    ax.plot(n, [r["xla_temp_bytes"] / mib for r in rows], "s-", label="xla (cut cross-entropy)")
-    ax.plot(n, [r["logits_f32_bytes"] / mib for r in rows], ":", color="gray",
-            label="f32 logits N·V·4")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("tokens N")
-    ax.set_ylabel("fwd+bwd temp memory (MiB)")
-    ax.set_title(f"CE head, V={v}, d={d}, f32 (XLA:CPU compile)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ctx.plot_path("memory_vs_tokens"))
-    plt.close(fig)
+    curves = {"reference (materialised logits)": [r["reference_temp_bytes"] / mib for r in rows],
+              "xla (cut cross-entropy)": [r["xla_temp_bytes"] / mib for r in rows],
+              "f32 logits N·V·4": [r["logits_f32_bytes"] / mib for r in rows]}
+    plot_curves(ctx.plot_path("memory_vs_tokens"), {k: (n, y) for k, y in curves.items()},
+                xlabel="tokens N", ylabel="fwd+bwd temp memory (MiB)", logx=2, logy=True,
+                title=f"CE head, V={v}, d={d}, f32 (XLA:CPU compile)",
+                styles=dict(zip(curves, ({"marker": "o"}, {"marker": "s"},
+                                         {"ls": ":", "color": "gray"}))))
   except Exception as e:  # noqa: BLE001 - plotting is optional
     logging.getLogger(__name__).warning("chronicals-cce-memory: no plot (%s)", e)
 

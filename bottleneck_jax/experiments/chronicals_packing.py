@@ -180,9 +180,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 def _plot(ctx: RunContext, lengths, eff, t_len) -> None:
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bottleneck_jax.train import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.3))
     ax[0].hist(np.minimum(lengths, t_len), bins=60, color="tab:blue")
     ax[0].set(xlabel="sequence length (tokens)", ylabel="count", yscale="log",
@@ -192,9 +191,7 @@ def _plot(ctx: RunContext, lengths, eff, t_len) -> None:
     for i, k in enumerate(names):
       ax[1].text(eff[k] + 0.01, i, f"{eff[k]:.3f}", va="center", fontsize=8)
     ax[1].set(xlim=(0, 1.12), xlabel="efficiency = real tokens / (B·T)", title=f"T={t_len}")
-    fig.tight_layout()
-    fig.savefig(ctx.plot_path("efficiency"))
-    plt.close(fig)
+    save_figure(fig, ctx.plot_path("efficiency"))
   except Exception as e:  # noqa: BLE001 - plotting is optional
     logging.getLogger(__name__).warning("chronicals-packing: no plot (%s)", e)
 

@@ -279,9 +279,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "train_seconds": round(seconds, 2), "expectation_held": held}
   ctx.log(len(losses), **{k: v for k, v in result.items() if k != "expectation_held"})
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bottleneck_jax.train import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(losses)
     ax[0].set(xlabel="step", ylabel="LexLIP loss", yscale="log", title="training")
@@ -296,9 +295,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ax[1].set(ylim=(0, 1), title=f"held-out, nnz img {ev['image_nonzeros']:.1f} / "
               f"txt {ev['text_nonzeros']:.1f} of {cfg['vocab']}")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(ctx.plot_path("retrieval"))
-    plt.close(fig)
+    save_figure(fig, ctx.plot_path("retrieval"))
   except Exception as e:  # noqa: BLE001 - plotting is optional
     logging.getLogger(__name__).warning("lexlip-toy: no plot (%s)", e)
   return result

@@ -219,19 +219,12 @@ def run(ctx: RunContext) -> dict:
                                     and early_rel < 1e-4)
   ctx.log(cfg["steps"], **{k: v for k, v in result.items() if k != "expectation_held"})
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(loss_r, label=f"reference head (MRR@10 {mrr_r:.3f})", lw=2, alpha=0.6)
-    ax.plot(loss_f, "--", label=f"fused head, xla (MRR@10 {mrr_f:.3f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ctx.plot_path("loss"))
-    plt.close(fig)
+    from bottleneck_jax.train import plot_curves
+    ref, fused = f"reference head (MRR@10 {mrr_r:.3f})", f"fused head, xla (MRR@10 {mrr_f:.3f})"
+    plot_curves(ctx.plot_path("loss"), {ref: (np.arange(len(loss_r)), loss_r),
+                                        fused: (np.arange(len(loss_f)), loss_f)},
+                ylabel="training loss", logy=True, figsize=(5, 3.2),
+                styles={ref: {"lw": 2, "alpha": 0.6}, fused: {"ls": "--"}})
   except ImportError:  # plotting is optional
     pass
   return result

@@ -133,10 +133,8 @@ def _read_metrics(path) -> list[dict]:
 
 
 def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+  from bottleneck_jax.train import pyplot
+  return pyplot()
 
 
 def _plot_curves(ctx: RunContext, name: str = "learning_curves") -> None:

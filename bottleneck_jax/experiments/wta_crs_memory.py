@@ -198,10 +198,8 @@ def _run(ctx: RunContext) -> dict[str, Any]:
 
 
 def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+  from bottleneck_jax.train import pyplot
+  return pyplot()
 
 
 register(Experiment(

@@ -23,8 +23,10 @@ on restore.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,42 @@ def _jsonable(obj):
       return np.asarray(o).tolist()
     return str(o)
   return json.loads(json.dumps(obj, default=default))
+
+
+@functools.cache
+def code_version() -> dict[str, str | None]:
+  """The code that runs: ``{"version": bottleneck_jax.__version__, "commit": git HEAD}``.
+
+  ``commit`` is ``None`` outside a git checkout (an installed wheel) or without ``git``.
+  """
+  import bottleneck_jax
+  commit = None
+  root = Path(bottleneck_jax.__file__).resolve().parents[1]
+  if (root / ".git").exists():
+    try:
+      out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                           text=True, timeout=10, check=False)
+      commit = out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+      commit = None
+  return {"version": str(bottleneck_jax.__version__), "commit": commit}
+
+
+def same_code(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+  """Whether ``saved`` (a :func:`code_version` stored earlier) is the code of ``current``:
+  same version, and same commit where both are known. Unknown saved code is not the same."""
+  if not isinstance(saved, Mapping) or saved.get("version") != current.get("version"):
+    return False
+  a, b = saved.get("commit"), current.get("commit")
+  return a is None or b is None or a == b
+
+
+def describe_code(code: Mapping[str, Any] | None) -> str:
+  """``bottleneck_jax 0.1.0 (commit 1234abcd)`` for messages."""
+  if not isinstance(code, Mapping):
+    return "an unknown version"
+  commit = code.get("commit")
+  return f"bottleneck_jax {code.get('version')}" + (f" (commit {commit[:12]})" if commit else "")
 
 
 class Checkpointer:
@@ -158,6 +196,16 @@ class Checkpointer:
         ),
         force=True))  # the interval is decided above (Orbax would also save the first step)
 
+  def read_meta(self, step: int | None = None) -> dict:
+    """The meta dict of checkpoint ``step`` (the latest by default), without its arrays: check
+    a checkpoint's configuration before restoring it."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"Checkpointer.read_meta: no checkpoint in {self.directory}")
+    restored = self._manager.restore(int(step),
+                                     args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"] or {})
+
   def restore(self, target, *, step: int | None = None) -> tuple[Any, Any, dict]:
     """Restores ``(state, data_state, meta)`` from ``step`` (the latest by default).
 
@@ -209,4 +257,4 @@ class Checkpointer:
     return False
 
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "code_version", "describe_code", "same_code"]
