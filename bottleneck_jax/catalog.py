@@ -53,6 +53,12 @@ class Entry:
   note: str = ""
 
   @property
+  def file(self) -> str:
+    """The method's implementation file, relative to the repository root
+    (``bottleneck_jax/information/_vib.py``)."""
+    return self.module.replace(".", "/") + ".py"
+
+  @property
   def status(self) -> str:
     if not (self.functions and self.tests):
       return "planned"
@@ -66,6 +72,7 @@ class Entry:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["status"] = self.status
+    d["file"] = self.file
     for k in ("functions", "experiments", "tests"):
       d[k] = list(d[k])
     return d
@@ -85,7 +92,7 @@ def recorded_results() -> dict:
 
 
 def _P(number, id_, family, title, listed, **kw):
-  module = kw.pop("module", f"bottleneck_jax.{family}.{id_.replace('-', '_')}")
+  module = kw.pop("module", f"bottleneck_jax.{family}._{id_.replace('-', '_')}")
   return Entry(number=number, id=id_, family=family, title=title, listed=listed, module=module,
                **kw)
 
@@ -242,26 +249,27 @@ _PAPERS: list[Entry] = [
 
 # Methods built so far: functions, experiments and the test files that check them.
 _E = "bottleneck_jax.efficiency"
+_O = "bottleneck_jax.ops"
+_D = "bottleneck_jax.data"
 _BUILT: dict[str, dict] = {
     "vib": dict(
         functions=["bottleneck_jax.information.vib", "bottleneck_jax.information.vib_rate",
                    "bottleneck_jax.information.vib_loss",
                    "bottleneck_jax.information.vib_predictive_logprobs",
-                   "bottleneck_jax.information.diag_gaussian_kl_std_normal",
+                   "bottleneck_jax.core.distributions.diag_gaussian_kl_std_normal",
                    "bottleneck_jax.information.VIBClassifier"],
         experiments=["vib-digits", "vib-digits-sweep"],
         tests=["tests/information/test_vib.py", "tests/experiments/test_vib_digits.py"]),
     "chronicals": dict(
-        module=f"{_E}.chronicals",
-        functions=[f"{_E}.linear_cross_entropy", f"{_E}.linear_logit_stats", f"{_E}.rms_norm",
-                   f"{_E}.swiglu", f"{_E}.swiglu_linear", f"{_E}.apply_rope", f"{_E}.qk_rope",
-                   f"{_E}.lora_plus", f"{_E}.LoRALinear", f"{_E}.pack_sequences",
-                   f"{_E}.packed_attention_mask"],
+        functions=[f"{_O}.linear_cross_entropy", f"{_O}.linear_logit_stats", f"{_O}.rms_norm",
+                   f"{_O}.swiglu", f"{_O}.swiglu_linear", f"{_O}.apply_rope", f"{_O}.qk_rope",
+                   f"{_E}.lora_plus", f"{_E}.LoRALinear", f"{_D}.pack_sequences",
+                   f"{_D}.packed_attention_mask"],
         experiments=["chronicals-cce-memory", "chronicals-packing", "chronicals-lora-plus"],
-        tests=["tests/efficiency/chronicals/test_linear_cross_entropy.py",
-               "tests/efficiency/chronicals/test_fused.py",
-               "tests/efficiency/chronicals/test_lora_plus.py",
-               "tests/efficiency/chronicals/test_packing.py"],
+        tests=["tests/ops/test_linear_cross_entropy.py",
+               "tests/ops/test_fused_ops.py",
+               "tests/efficiency/test_chronicals.py",
+               "tests/data/test_packing.py"],
         note="CE memory 36.7x lower than the materialising reference (BENCHMARKS.md)"),
     "sparton": dict(
         functions=[f"{_E}.lexical_max_pool", f"{_E}.flops_regularizer", f"{_E}.SpladeHead"],
@@ -285,7 +293,6 @@ _BASE: list[Entry] = [
     _P(0, "vib", "information",
        "Deep Variational Information Bottleneck (Alemi, Fischer, Dillon, Murphy; ICLR 2017)",
        "Dec 1, 2016",
-       module="bottleneck_jax.information.vib",
        note="base method: the Gaussian-encoder IB every information-family paper builds on"),
 ]
 

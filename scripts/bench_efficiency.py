@@ -49,13 +49,13 @@ IMPLS = ("reference", "xla", "pallas")
 
 
 def _lce():
-  from bottleneck_jax.efficiency.chronicals.linear_cross_entropy import linear_cross_entropy
+  from bottleneck_jax.ops import linear_cross_entropy
   return linear_cross_entropy
 
 
 def _pool():
   try:
-    from bottleneck_jax.efficiency.sparton import lexical_max_pool
+    from bottleneck_jax.efficiency import lexical_max_pool
   except ImportError as e:  # written by another helper; may be absent
     return None, f"{type(e).__name__}: {e}"
   return lexical_max_pool, None
@@ -358,7 +358,7 @@ def gpu_time_section(op, quick, iters, bw):
 
 def gpu_pallas_sweep(quick, iters):
   """Forward-only time of a few Pallas tile configurations (CE)."""
-  from bottleneck_jax.efficiency.chronicals import _lce_pallas
+  from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
   n, d, v = ce_sizes(quick)
   x, w, y = ce_inputs(n, d, v, jnp.bfloat16)
   print(f"### Pallas CE forward tile sweep, N={n}, d={d}, V={v}, bf16\n")

@@ -1,92 +1,258 @@
-"""Pins the public surface: each namespace exports exactly these names (like optax_test.py).
+"""Pins the public surface: each namespace exports exactly these names, each of this kind
+(function, class, module, type alias or constant), like optax's API test. No public name shadows
+a module: implementation modules are private (``information/_vib.py``) and the family re-exports.
 
-Changing the public API is deliberate: update this list in the same commit."""
+Changing the public API is deliberate: update this table in the same commit."""
 
 import importlib
+import inspect
+import pkgutil
+import types
+import typing
 
 import pytest
 
+import bottleneck_jax
+
 SURFACE = {
-    "bottleneck_jax": [
-        "__version__", "architecture", "attention", "catalog", "compression", "concepts", "core",
-        "data", "efficiency", "experiments", "information", "kernels", "objectives", "quantize",
-        "train",
-    ],
-    "bottleneck_jax.core": [
-        "Array", "BottleneckOutput", "LN2", "as_key", "atomic_write_text", "bits_to_nats", "debug",
-        "nats_to_bits", "split_like", "validation",
-    ],
-    "bottleneck_jax.kernels": [
-        "IMPLEMENTATIONS", "Op", "backend", "batch_axes", "batch_shard_map", "cdiv", "current_mesh",
-        "default_order", "explicit_spec", "force", "forced", "is_explicit", "next_power_of_2",
-        "pallas_interpret", "pick_block", "round_up", "testing",
-    ],
-    "bottleneck_jax.information": [
-        "VIB", "VIBClassifier", "VIBEncoder", "diag_gaussian_kl_std_normal",
-        "diag_gaussian_log_prob", "ema_update", "vib", "vib_loss", "vib_predictive_logprobs",
-        "vib_rate",
-    ],
-    "bottleneck_jax.efficiency": [
-        "FusedRMSNorm", "LexiconHead", "LoRALinear", "PackedBatch", "SpladeHead", "WTACRSGradNorms",
-        "WTACRSLinear", "adaptive_c", "apply_rope", "best_fit_decreasing", "budget", "chronicals",
-        "crs_sample", "flops_regularizer", "l1_regularizer", "lexical_max_pool",
-        "lexicon_bottleneck", "lexicon_weighting", "lexlip_contrastive_loss",
-        "linear_cross_entropy", "linear_logit_stats", "lora_plus", "lora_plus_labels",
-        "pack_sequences", "packed_attention_mask", "qk_rope", "rms_norm", "sampling_probs",
-        "store_grad_norms", "swiglu", "swiglu_linear", "wta_crs_linear", "wta_crs_sample",
-    ],
-    "bottleneck_jax.efficiency.chronicals": [
-        "FrozenWeight", "FusedRMSNorm", "LoRALinear", "PackedBatch", "PackingStats", "apply_rope",
-        "best_fit_decreasing", "default_lora_label", "linear_cross_entropy", "linear_logit_stats",
-        "lora_linear", "lora_plus", "lora_plus_labels", "pack_sequences", "packed_attention_mask",
-        "qk_rope", "rms_norm", "swiglu", "swiglu_linear",
-    ],
-    "bottleneck_jax.data": [
-        "ArrayDataset", "DATASET_NAMES", "SAMPLE_IMAGE_NAMES", "batches", "load_breast_cancer",
-        "load_dataset", "load_diabetes", "load_digits", "load_tfds", "sample_image",
-        "sample_images", "source_to_arrays", "tfds_source", "to_global",
-    ],
-    "bottleneck_jax.train": [
-        "Checkpointer", "PreemptedError", "SweepResult", "TrainResult", "abstract_state",
-        "allowing_code_change", "apply_optax", "batch_sharding", "code_version", "default_mesh",
-        "gather_params", "is_main_process", "make_mesh", "make_train_step", "maybe_initialize",
-        "optimizer_update", "param_spec", "parse_mesh", "plot_curves", "put_replicated", "pyplot",
-        "save_figure", "set_default_mesh", "shard_state", "state_shardings", "steps_for_epochs",
-        "sweep", "train",
-    ],
-    "bottleneck_jax.experiments": [
-        "Experiment", "RunContext", "get", "names", "parse_overrides", "register", "resolve_config",
-        "run_experiment",
-    ],
-    "bottleneck_jax.catalog": [
-        "Entry", "FAMILIES", "STATUSES", "entries", "format_table", "get", "paper_ids",
-        "recorded_results", "resolve", "to_json",
-    ],
-    "bottleneck_jax.concepts": [
-    ],
-    "bottleneck_jax.quantize": [
-    ],
-    "bottleneck_jax.compression": [
-    ],
-    "bottleneck_jax.attention": [
-    ],
-    "bottleneck_jax.architecture": [
-    ],
-    "bottleneck_jax.objectives": [
-    ],
+    "bottleneck_jax": {
+        "__version__": "constant",
+        "architecture": "module",
+        "attention": "module",
+        "catalog": "module",
+        "compression": "module",
+        "concepts": "module",
+        "core": "module",
+        "data": "module",
+        "efficiency": "module",
+        "experiments": "module",
+        "information": "module",
+        "kernels": "module",
+        "objectives": "module",
+        "ops": "module",
+        "quantize": "module",
+        "train": "module",
+    },
+    "bottleneck_jax.core": {
+        "Array": "class",
+        "BottleneckOutput": "class",
+        "LN2": "constant",
+        "as_key": "function",
+        "atomic_write_text": "function",
+        "bits_to_nats": "function",
+        "debug": "module",
+        "distributions": "module",
+        "nats_to_bits": "function",
+        "split_like": "function",
+        "validation": "module",
+    },
+    "bottleneck_jax.kernels": {
+        "IMPLEMENTATIONS": "constant",
+        "Implementation": "type",
+        "Op": "class",
+        "PLATFORMS": "constant",
+        "UnsupportedInput": "class",
+        "backend": "function",
+        "batch_axes": "function",
+        "batch_shard_map": "function",
+        "cdiv": "function",
+        "current_mesh": "function",
+        "default_order": "function",
+        "explicit_spec": "function",
+        "force": "function",
+        "forced": "function",
+        "is_explicit": "function",
+        "next_power_of_2": "function",
+        "pallas_interpret": "function",
+        "pick_block": "function",
+        "round_up": "function",
+        "testing": "module",
+    },
+    "bottleneck_jax.ops": {
+        "FusedRMSNorm": "class",
+        "apply_rope": "function",
+        "linear_cross_entropy": "function",
+        "linear_logit_stats": "function",
+        "qk_rope": "function",
+        "rms_norm": "function",
+        "swiglu": "function",
+        "swiglu_linear": "function",
+    },
+    "bottleneck_jax.information": {
+        "VIB": "class",
+        "VIBClassifier": "class",
+        "VIBEncoder": "class",
+        "ema_update": "function",
+        "vib": "function",
+        "vib_loss": "function",
+        "vib_predictive_logprobs": "function",
+        "vib_rate": "function",
+    },
+    "bottleneck_jax.efficiency": {
+        "FrozenWeight": "class",
+        "LexiconHead": "class",
+        "LoRALinear": "class",
+        "SpladeHead": "class",
+        "WTACRSGradNorms": "class",
+        "WTACRSLinear": "class",
+        "adaptive_c": "function",
+        "budget": "function",
+        "crs_sample": "function",
+        "default_lora_label": "function",
+        "flops_regularizer": "function",
+        "l1_regularizer": "function",
+        "lexical_max_pool": "function",
+        "lexicon_bottleneck": "function",
+        "lexicon_weighting": "function",
+        "lexlip_contrastive_loss": "function",
+        "lora_linear": "function",
+        "lora_plus": "function",
+        "lora_plus_labels": "function",
+        "sampling_probs": "function",
+        "store_grad_norms": "function",
+        "wta_crs_linear": "function",
+        "wta_crs_sample": "function",
+    },
+    "bottleneck_jax.data": {
+        "ArrayDataset": "class",
+        "DATASET_NAMES": "constant",
+        "PackedBatch": "class",
+        "PackingStats": "class",
+        "SAMPLE_IMAGE_NAMES": "constant",
+        "batches": "function",
+        "best_fit_decreasing": "function",
+        "load_breast_cancer": "function",
+        "load_dataset": "function",
+        "load_diabetes": "function",
+        "load_digits": "function",
+        "load_tfds": "function",
+        "pack_sequences": "function",
+        "packed_attention_mask": "function",
+        "sample_image": "function",
+        "sample_images": "function",
+        "source_to_arrays": "function",
+        "tfds_source": "function",
+        "to_global": "function",
+    },
+    "bottleneck_jax.train": {
+        "Checkpointer": "class",
+        "PreemptedError": "class",
+        "SweepResult": "class",
+        "TrainResult": "class",
+        "abstract_state": "function",
+        "allowing_code_change": "function",
+        "apply_optax": "function",
+        "batch_sharding": "function",
+        "code_version": "function",
+        "default_mesh": "function",
+        "gather_params": "function",
+        "is_main_process": "function",
+        "make_mesh": "function",
+        "make_train_step": "function",
+        "maybe_initialize": "function",
+        "optimizer_update": "function",
+        "param_spec": "function",
+        "parse_mesh": "function",
+        "plot_curves": "function",
+        "put_replicated": "function",
+        "pyplot": "function",
+        "save_figure": "function",
+        "set_default_mesh": "function",
+        "shard_state": "function",
+        "state_shardings": "function",
+        "steps_for_epochs": "function",
+        "sweep": "function",
+        "train": "function",
+    },
+    "bottleneck_jax.experiments": {
+        "Experiment": "class",
+        "RunContext": "class",
+        "get": "function",
+        "names": "function",
+        "parse_overrides": "function",
+        "register": "function",
+        "resolve_config": "function",
+        "run_experiment": "function",
+    },
+    "bottleneck_jax.catalog": {
+        "Entry": "class",
+        "FAMILIES": "constant",
+        "STATUSES": "constant",
+        "entries": "function",
+        "format_table": "function",
+        "get": "function",
+        "paper_ids": "function",
+        "recorded_results": "function",
+        "resolve": "function",
+        "to_json": "function",
+    },
+    "bottleneck_jax.concepts": {
+    },
+    "bottleneck_jax.quantize": {
+    },
+    "bottleneck_jax.compression": {
+    },
+    "bottleneck_jax.attention": {
+    },
+    "bottleneck_jax.architecture": {
+    },
+    "bottleneck_jax.objectives": {
+    },
 }
 
 
+def _kind(obj) -> str:
+  if isinstance(obj, types.ModuleType):
+    return "module"
+  if typing.get_origin(obj) is typing.Literal:
+    return "type"
+  if inspect.isclass(obj):
+    return "class"
+  if callable(obj):
+    return "function"
+  return "constant"
+
+
 @pytest.mark.parametrize("module", sorted(SURFACE))
-def test_public_surface_is_pinned(module):
+def test_public_surface_and_kinds_are_pinned(module):
   mod = importlib.import_module(module)
-  assert sorted(mod.__all__) == SURFACE[module]
-  for name in mod.__all__:
-    assert hasattr(mod, name), f"{module}.{name} is listed in __all__ but missing"
+  assert sorted(mod.__all__) == sorted(SURFACE[module]), module
+  got = {name: _kind(getattr(mod, name)) for name in mod.__all__}
+  assert got == SURFACE[module]
+
+
+def _all_modules():
+  yield bottleneck_jax
+  for info in pkgutil.walk_packages(bottleneck_jax.__path__, "bottleneck_jax."):
+    yield importlib.import_module(info.name)
+
+
+def test_no_public_name_shadows_a_module():
+  """``import bottleneck_jax.x.y as m`` and ``mock.patch("bottleneck_jax.x.y.f")`` must see the
+  module ``y``: no package attribute named like one of its submodules may hold anything else."""
+  for mod in _all_modules():
+    if not hasattr(mod, "__path__"):
+      continue
+    for info in pkgutil.iter_modules(mod.__path__):
+      sub = importlib.import_module(f"{mod.__name__}.{info.name}")
+      attr = getattr(mod, info.name, sub)
+      assert attr is sub, f"{mod.__name__}.{info.name} is {type(attr).__name__}, not the module"
+
+
+def test_methods_live_in_private_modules():
+  """Every public function or class of a family is defined in a private module of it."""
+  for family in ("information", "efficiency", "ops", "concepts", "quantize", "compression",
+                 "attention", "architecture", "objectives"):
+    mod = importlib.import_module(f"bottleneck_jax.{family}")
+    for name in mod.__all__:
+      obj = getattr(mod, name)
+      if isinstance(obj, types.ModuleType) or not hasattr(obj, "__module__"):
+        continue
+      parts = obj.__module__.split(".")
+      assert any(p.startswith("_") for p in parts[2:]), (family, name, obj.__module__)
 
 
 def test_top_level_exposes_families_and_version_only():
-  import bottleneck_jax
   assert bottleneck_jax.__version__ == "0.1.0"
   assert not any(callable(getattr(bottleneck_jax, n)) for n in bottleneck_jax.__all__
                  if n != "__version__")

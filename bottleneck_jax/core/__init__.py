@@ -1,6 +1,7 @@
-"""Shared foundations: the bottleneck protocol, validation, units and key handling."""
+"""Shared foundations: the bottleneck protocol, validation, units, key handling and the
+diagonal-Gaussian densities several families use (:mod:`~bottleneck_jax.core.distributions`)."""
 
-from bottleneck_jax.core import debug, validation
+from bottleneck_jax.core import debug, distributions, validation
 from bottleneck_jax.core.io import atomic_write_text
 from bottleneck_jax.core.rng import as_key, split_like
 from bottleneck_jax.core.types import Array, BottleneckOutput
@@ -14,6 +15,7 @@ __all__ = [
     "atomic_write_text",
     "bits_to_nats",
     "debug",
+    "distributions",
     "nats_to_bits",
     "split_like",
     "validation",

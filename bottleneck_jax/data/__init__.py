@@ -3,17 +3,19 @@
 * :mod:`~bottleneck_jax.data.embedded`: scikit-learn's digits / breast-cancer / diabetes with
   seeded splits and scikit-image's bundled sample images, as :class:`ArrayDataset`;
   :func:`load_dataset` by name (``"tfds:<name>"`` too).
-* :mod:`~bottleneck_jax.data.tfds_source`: ``tfds.data_source`` wrappers (no TensorFlow needed;
+* :mod:`~bottleneck_jax.data.tfds`: ``tfds.data_source`` wrappers (no TensorFlow needed;
   tensorflow-datasets comes with the ``data`` extra and is imported lazily).
 * :mod:`~bottleneck_jax.data.pipeline`: :func:`batches`, a grain iterator whose global batch
   sequence depends only on the data, batch size and seed (each process gets its slice), with
   exact ``get_state``/``set_state``; :func:`to_global` builds global ``jax.Array`` batches.
+* :mod:`~bottleneck_jax.data.packing`: best-fit-decreasing sequence packing with segment ids and
+  positions (:func:`pack_sequences`) and the matching attention mask.
 """
 
+from bottleneck_jax.data.arrays import ArrayDataset
 from bottleneck_jax.data.embedded import (
     DATASET_NAMES,
     SAMPLE_IMAGE_NAMES,
-    ArrayDataset,
     load_breast_cancer,
     load_dataset,
     load_diabetes,
@@ -21,19 +23,31 @@ from bottleneck_jax.data.embedded import (
     sample_image,
     sample_images,
 )
+from bottleneck_jax.data.packing import (
+    PackedBatch,
+    PackingStats,
+    best_fit_decreasing,
+    pack_sequences,
+    packed_attention_mask,
+)
 from bottleneck_jax.data.pipeline import batches, to_global
-from bottleneck_jax.data.tfds_source import load_tfds, source_to_arrays, tfds_source
+from bottleneck_jax.data.tfds import load_tfds, source_to_arrays, tfds_source
 
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_IMAGE_NAMES",
     "ArrayDataset",
+    "PackedBatch",
+    "PackingStats",
     "batches",
+    "best_fit_decreasing",
     "load_breast_cancer",
     "load_dataset",
     "load_diabetes",
     "load_digits",
     "load_tfds",
+    "pack_sequences",
+    "packed_attention_mask",
     "sample_image",
     "sample_images",
     "source_to_arrays",

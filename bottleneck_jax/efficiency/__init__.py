@@ -1,45 +1,38 @@
-"""Efficiency family: fused, memory-efficient kernels for training bottlenecks.
+"""Efficiency family: fused, memory-efficient training bottlenecks (4 papers).
 
-* ``chronicals`` — fused linear cross-entropy, RMSNorm/SwiGLU/QK-RoPE, LoRA+, sequence packing;
-* ``sparton`` — SPLADE lexical max-pooling without the ``[B, L, V]`` logits;
-* ``lexlip`` — lexicon-bottleneck heads and objective;
-* ``wta_crs`` — linear layers with a sampled (winner-take-all column-row) weight gradient.
+* Chronicals (``_chronicals.py``) — LoRA+ as an Optax transformation and a LoRA linear layer;
+  the framework's fused ops (linear cross-entropy, RMSNorm, SwiGLU, RoPE) are shared and live in
+  :mod:`bottleneck_jax.ops`, its sequence packing in :mod:`bottleneck_jax.data`;
+* Sparton (``_sparton.py``) — SPLADE lexical max-pooling without the ``[B, L, V]`` logits;
+* LexLIP (``_lexlip.py``) — lexicon-bottleneck heads and the image–text objective;
+* WTA-CRS (``_wta_crs.py``) — linear layers with a sampled (winner-take-all column-row)
+  weight gradient.
 
 Kernels take ``implementation=None | "reference" | "xla" | "pallas"`` (see
 :mod:`bottleneck_jax.kernels`).
 """
 
-from bottleneck_jax.efficiency import chronicals
-from bottleneck_jax.efficiency.chronicals import (
-    FusedRMSNorm,
+from bottleneck_jax.efficiency._chronicals import (
+    FrozenWeight,
     LoRALinear,
-    PackedBatch,
-    apply_rope,
-    best_fit_decreasing,
-    linear_cross_entropy,
-    linear_logit_stats,
+    default_lora_label,
+    lora_linear,
     lora_plus,
     lora_plus_labels,
-    pack_sequences,
-    packed_attention_mask,
-    qk_rope,
-    rms_norm,
-    swiglu,
-    swiglu_linear,
 )
-from bottleneck_jax.efficiency.lexlip import (
+from bottleneck_jax.efficiency._lexlip import (
     LexiconHead,
     lexicon_bottleneck,
     lexicon_weighting,
     lexlip_contrastive_loss,
 )
-from bottleneck_jax.efficiency.sparton import (
+from bottleneck_jax.efficiency._sparton import (
     SpladeHead,
     flops_regularizer,
     l1_regularizer,
     lexical_max_pool,
 )
-from bottleneck_jax.efficiency.wta_crs import (
+from bottleneck_jax.efficiency._wta_crs import (
     WTACRSGradNorms,
     WTACRSLinear,
     adaptive_c,
@@ -52,37 +45,27 @@ from bottleneck_jax.efficiency.wta_crs import (
 )
 
 __all__ = [
-    "FusedRMSNorm",
+    "FrozenWeight",
     "LexiconHead",
     "LoRALinear",
-    "PackedBatch",
     "SpladeHead",
     "WTACRSGradNorms",
     "WTACRSLinear",
     "adaptive_c",
-    "apply_rope",
-    "best_fit_decreasing",
     "budget",
-    "chronicals",
     "crs_sample",
+    "default_lora_label",
     "flops_regularizer",
     "l1_regularizer",
     "lexical_max_pool",
     "lexicon_bottleneck",
     "lexicon_weighting",
     "lexlip_contrastive_loss",
-    "linear_cross_entropy",
-    "linear_logit_stats",
+    "lora_linear",
     "lora_plus",
     "lora_plus_labels",
-    "pack_sequences",
-    "packed_attention_mask",
-    "qk_rope",
-    "rms_norm",
     "sampling_probs",
     "store_grad_norms",
-    "swiglu",
-    "swiglu_linear",
     "wta_crs_linear",
     "wta_crs_sample",
 ]

@@ -1,6 +1,6 @@
 """Implementations of the fused lexical max-pool (SPLADE / Sparton / LexLIP head).
 
-Private module: the public entry point is :func:`bottleneck_jax.efficiency.sparton.lexical_max_pool`
+Private module: the public entry point is :func:`bottleneck_jax.efficiency.lexical_max_pool`
 which validates its inputs, flattens leading batch dims and calls :data:`LEXICAL_MAX_POOL`.
 
 Every implementation here takes ``(h [B,L,d], w [V,d], bias [V] f32, mask [B,L] bool, *,
@@ -29,6 +29,7 @@ from jax import lax
 
 from bottleneck_jax import kernels
 from bottleneck_jax.kernels import blocks
+from bottleneck_jax.kernels.dispatch import UnsupportedInput
 
 ACTIVATIONS = ("log1p_relu", "relu", "identity")
 _NEG_INF = float("-inf")
@@ -238,9 +239,9 @@ def _pallas_kernel(h_ref, mask_ref, w_ref, b_ref, m_ref, idx_ref, *, n_l, n_d, b
 
 
 def _pallas_blocks(l_, d_, v_, block_size, interpret):
-  """``(bl, bd, bv)`` tile sizes; raises NotImplementedError when the GPU cannot tile."""
+  """``(bl, bd, bv)`` tile sizes; raises UnsupportedInput when the GPU cannot tile."""
   if not interpret and kernels.backend() == "tpu":
-    raise NotImplementedError("the Pallas lexical_max_pool kernel is validated on GPU (Triton) "
+    raise UnsupportedInput("the Pallas lexical_max_pool kernel is validated on GPU (Triton) "
                               "and in interpret mode only, not on TPU (Mosaic)")
   if interpret:
     bd = next(c for c in (64, 32, 16, 8, 4, 2, 1) if d_ % c == 0)
@@ -248,7 +249,7 @@ def _pallas_blocks(l_, d_, v_, block_size, interpret):
     bv = blocks.next_power_of_2(block_size or min(128, v_))
   else:
     if d_ % 16:
-      raise NotImplementedError(f"pallas lexical_max_pool needs d % 16 == 0 on "
+      raise UnsupportedInput(f"pallas lexical_max_pool needs d % 16 == 0 on "
                                 f"{kernels.backend()}, got d={d_}")
     bd = next(c for c in (64, 32, 16) if d_ % c == 0)
     bl = max(16, min(64, blocks.next_power_of_2(l_)))

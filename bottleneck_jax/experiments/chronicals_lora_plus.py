@@ -9,8 +9,8 @@ accuracy) at the same compute, comparing each method at its own best learning ra
 Task (offline). scikit-learn's 8x8 digits (1347 train / 450 test). The "pre-trained" network is
 an MLP ``64 - hidden - hidden - 10`` whose base kernels are frozen random features (scaled
 Gaussians); every layer carries a rank-``rank`` LoRA adapter (``A`` he-uniform, ``B`` zero, as
-``flax.nnx.LoRA``; :func:`~bottleneck_jax.efficiency.chronicals.lora_linear`), and only the
-adapters train: Adam through :func:`~bottleneck_jax.efficiency.chronicals.lora_plus` with
+``flax.nnx.LoRA``; :func:`~bottleneck_jax.efficiency.lora_linear`), and only the
+adapters train: Adam through :func:`~bottleneck_jax.efficiency.lora_plus` with
 ``ratio=1`` (plain LoRA) and ``ratio=16`` (LoRA+), same initialisation, same batches, over a grid
 of ``lr_A`` values (vectorised with ``vmap``, one compilation per ratio).
 
@@ -82,7 +82,7 @@ def _setup(cfg: dict[str, Any], seed: int):
 
 
 def _forward(base, params, x):
-  from bottleneck_jax.efficiency.chronicals import lora_linear
+  from bottleneck_jax.efficiency import lora_linear
   for i, w in enumerate(base):
     p = params[f"layer{i}"]
     x = lora_linear(x, w, p["lora_a"], p["lora_b"])
@@ -93,7 +93,7 @@ def _forward(base, params, x):
 
 def train_grid(cfg: dict[str, Any], *, ratio: float, seed: int) -> dict[str, np.ndarray]:
   """Trains the adapters for every ``lr_A`` of the grid at once; losses ``[n_lr, steps]``."""
-  from bottleneck_jax.efficiency.chronicals import lora_plus
+  from bottleneck_jax.efficiency import lora_plus
 
   ds, base, params0 = _setup(cfg, seed)
   xtr, ytr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)

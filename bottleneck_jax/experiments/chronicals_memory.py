@@ -9,7 +9,7 @@ Large-Vocabulary Language Models* (ICLR 2025), https://arxiv.org/abs/2411.09009.
 What is measured. The loss head ``mean_n CE(x_n W^T, y_n)`` with ``x [N, d]``, ``W [V, d]`` and
 its gradients ``(dx, dW)``: ``jax.jit(jax.value_and_grad(...)).lower(ShapeDtypeStructs)
 .compile().memory_analysis().temp_size_in_bytes`` for
-:func:`~bottleneck_jax.efficiency.chronicals.linear_cross_entropy` with
+:func:`~bottleneck_jax.ops.linear_cross_entropy` with
 ``implementation="reference"`` (materialises the f32 ``[N, V]`` logits, plain autodiff) and
 ``implementation="xla"`` (the chunked custom-VJP: online log-sum-exp over vocabulary blocks,
 blockwise recompute in the backward). Compile only: nothing is allocated, so the Qwen2.5-0.5B
@@ -46,7 +46,7 @@ IMPLEMENTATIONS = ("reference", "xla")
 
 
 def _loss_fn(implementation: str, block_size: int | None):
-  from bottleneck_jax.efficiency.chronicals import linear_cross_entropy
+  from bottleneck_jax.ops import linear_cross_entropy
 
   def f(x, w, y):
     return linear_cross_entropy(x, w, y, implementation=implementation, block_size=block_size)

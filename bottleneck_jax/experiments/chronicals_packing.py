@@ -19,7 +19,7 @@ Batchings compared, each counted in token slots ``B * T`` (the linear layers' co
   sequence (what ``DataCollatorWithPadding`` does) -- the baseline of the headline metric;
 * ``length_grouped``: the same after sorting by length (bucketing; changes the batch mix);
 * ``next_fit``: concatenation in data order, a new row when the next sequence does not fit;
-* ``bfd``: :func:`~bottleneck_jax.efficiency.chronicals.pack_sequences` (best-fit decreasing)
+* ``bfd``: :func:`~bottleneck_jax.data.pack_sequences` (best-fit decreasing)
   over the whole data set, and over buffers of ``pack_buffer`` sequences (streaming).
 
 Efficiency is ``real tokens / (B * T)``; the padding recovered against a baseline is
@@ -118,7 +118,7 @@ def check_packed(batch, total_tokens: int, num_segments: int) -> dict[str, Any]:
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-  from bottleneck_jax.efficiency.chronicals import pack_sequences
+  from bottleneck_jax.data import pack_sequences
 
   cfg = ctx.config
   t_len, bs = int(cfg["seq_len"]), int(cfg["batch_size"])

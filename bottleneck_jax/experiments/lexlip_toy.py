@@ -3,11 +3,11 @@
 Paper: Luo et al., *LexLIP: Lexicon-Bottlenecked Language-Image Pre-Training for Large-Scale
 Image-Text Retrieval*, ICCV 2023, https://arxiv.org/abs/2302.02908. Both towers end in an MLM
 head over the word vocabulary and are max-pooled into sparse, non-negative word weights
-(``log(1 + max_l relu(z))``, :func:`~bottleneck_jax.efficiency.lexlip.lexicon_weighting`);
+(``log(1 + max_l relu(z))``, :func:`~bottleneck_jax.efficiency.lexicon_weighting`);
 image-text matching is a dot product of those weights, so retrieval can run on an inverted index
 (5.5-221.3x faster than CLIP in the paper). Training uses the in-batch symmetric contrastive loss
 on L2-normalised representations plus the FLOPS regulariser
-(:func:`~bottleneck_jax.efficiency.lexlip.lexlip_contrastive_loss`).
+(:func:`~bottleneck_jax.efficiency.lexlip_contrastive_loss`).
 
 Data (offline, exact ground truth). "Images" are scikit-learn's 8x8 digits (1347 train / 450
 test, stratified split). Each image gets a group ``g = (digit, ink)``: ``ink`` is the tercile
@@ -20,7 +20,7 @@ retrieved image (text) is relevant when it has the query's group.
 
 Towers. Image: the image goes through a small MLP into a global vector, each 4x4 patch (L=4)
 through a linear map, tokens ``LN(gelu(W [patch + pos + global]))`` ``[B, 4, d]`` and a
-:class:`~bottleneck_jax.efficiency.lexlip.LexiconHead` (no mask, as LexLIP does for patches).
+:class:`~bottleneck_jax.efficiency.LexiconHead` (no mask, as LexLIP does for patches).
 Text: word embedding + position, a context-mixing layer (each token plus a projection of the
 masked mean, as in ``splade-toy``), dense + GELU + LayerNorm and its own ``LexiconHead``
 (masked). Adam, batches of ``batch_size`` captions from distinct groups (no false in-batch
@@ -60,7 +60,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bottleneck_jax.efficiency.lexlip import LexiconHead, lexlip_contrastive_loss
+from bottleneck_jax.efficiency import LexiconHead, lexlip_contrastive_loss
 from bottleneck_jax.experiments.registry import Experiment, RunContext, register
 from bottleneck_jax.experiments.splade_toy import ContextEncoder
 

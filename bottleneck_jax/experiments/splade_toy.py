@@ -14,7 +14,7 @@ queries are independent draws.
 
 Model: token embedding + learned positions, a context-mixing layer (each token plus a projection of the
 sequence's masked mean), the MLM "transform"
-(dense + GELU + LayerNorm) and a :class:`~bottleneck_jax.efficiency.sparton.SpladeHead` tied to
+(dense + GELU + LayerNorm) and a :class:`~bottleneck_jax.efficiency.SpladeHead` tied to
 the token embedding. Loss: in-batch softmax cross-entropy on dot-product scores (queries vs the
 batch's documents) plus SPLADE's FLOPS regulariser on both sides. The same seed is trained twice,
 once with the fused head (``implementation="xla"``) and once with the unfused reference head, and
@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bottleneck_jax.efficiency.sparton import SpladeHead, flops_regularizer, lexical_max_pool
+from bottleneck_jax.efficiency import SpladeHead, flops_regularizer, lexical_max_pool
 from bottleneck_jax.experiments.registry import Experiment, RunContext, register
 
 # ------------------------------------------------------------------------------------------------

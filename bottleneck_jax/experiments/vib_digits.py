@@ -69,7 +69,7 @@ def train_vib(config: dict[str, Any], *, beta: float, workdir, log=None, progres
     ``{"test_accuracy", "test_bits", "test_class_loss", "train_accuracy", "train_bits",
     "steps", "resumed_from"}``.
   """
-  from bottleneck_jax.information.vib import VIBClassifier, vib_loss
+  from bottleneck_jax.information import VIBClassifier, vib_loss
   from bottleneck_jax.train import put_replicated, train
 
   data = _load_data(config)

@@ -6,11 +6,11 @@ T5/BERT by WTA-CRS (sampling ratio 0.3) gives "up to 2.7x peak memory reduction 
 accuracy drop".
 
 Recipe: an MLP 64-256-256-10 on the 8x8 digits (1347 train / 450 test), every layer a
-:class:`~bottleneck_jax.efficiency.wta_crs.WTACRSLinear`, trained twice from the same
+:class:`~bottleneck_jax.efficiency.WTACRSLinear`, trained twice from the same
 initialisation with the same batches: once with ``estimator="exact"`` (stores every input row)
 and once with WTA-CRS at ``ratio=0.3``. Adam 1e-3, batches of 128. The default samples with
 ``p ∝ ‖x_i‖`` (``use_grad_norms=False``, the stateless mode). With ``use_grad_norms=True`` the
-train step caches ``‖g_i‖`` (:func:`~bottleneck_jax.efficiency.wta_crs.store_grad_norms`); on
+train step caches ``‖g_i‖`` (:func:`~bottleneck_jax.efficiency.store_grad_norms`); on
 shuffled digits the previous step's row ``i`` is an unrelated example, so the cached norms only
 add variance (600 steps: 96.9 % test accuracy against 97.8 % stateless; 1500 steps: 93.3 %).
 The paper's token rows keep some positional structure between steps (padding, for instance).
@@ -69,7 +69,7 @@ relu.defvjp(_relu_fwd, _relu_bwd)
 class _MLP(nnx.Module):
 
   def __init__(self, sizes, *, estimator, ratio, use_grad_norms=False, num_rows=None, rngs):
-    from bottleneck_jax.efficiency.wta_crs import WTACRSLinear
+    from bottleneck_jax.efficiency import WTACRSLinear
     self.layers = nnx.List([
         WTACRSLinear(a, b, ratio=ratio, estimator=estimator, use_grad_norms=use_grad_norms,
                      num_rows=num_rows, rngs=rngs)
@@ -95,7 +95,7 @@ def stored_bytes(model, x, y) -> dict[str, int]:
   copies among them, the rest (stored activations), and the part of it that the linear layers
   store (rows of their inputs and the int32 row indices).
   """
-  from bottleneck_jax.efficiency.wta_crs import budget
+  from bottleneck_jax.efficiency import budget
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
   def residuals(p, r):
@@ -123,7 +123,7 @@ def train_mlp(config: dict[str, Any], *, estimator: str, log=None, progress: boo
               ) -> dict[str, Any]:
   """Trains the digits MLP with one estimator; returns accuracies and stored bytes."""
   from bottleneck_jax.data import load_digits
-  from bottleneck_jax.efficiency.wta_crs import WTACRSGradNorms, store_grad_norms
+  from bottleneck_jax.efficiency import WTACRSGradNorms, store_grad_norms
 
   data = load_digits(seed=int(config["data_seed"]))
   seed = int(config["seed"])

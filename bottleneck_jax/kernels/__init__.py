@@ -1,12 +1,14 @@
 """Kernel infrastructure: implementation dispatch, Pallas interpret switch, block sizes,
-sharded kernel calls and test utilities. The ops themselves live in their families
-(e.g. ``bottleneck_jax.efficiency.linear_cross_entropy``)."""
+sharded kernel calls and test utilities. The shared ops live in :mod:`bottleneck_jax.ops`."""
 
 from bottleneck_jax.kernels import testing
 from bottleneck_jax.kernels.blocks import cdiv, next_power_of_2, pick_block, round_up
 from bottleneck_jax.kernels.dispatch import (
     IMPLEMENTATIONS,
+    PLATFORMS,
+    Implementation,
     Op,
+    UnsupportedInput,
     backend,
     default_order,
     force,
@@ -23,7 +25,10 @@ from bottleneck_jax.kernels.sharding import (
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "PLATFORMS",
+    "Implementation",
     "Op",
+    "UnsupportedInput",
     "backend",
     "batch_axes",
     "batch_shard_map",

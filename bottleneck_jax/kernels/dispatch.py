@@ -9,14 +9,18 @@ A hot spot is one public function with an ``implementation=`` argument:
   CPU (see :func:`pallas_interpret`);
 * ``"triton"`` — optional, GPU only, through jax-triton.
 
-``implementation=None`` tries the platform's default order (:func:`default_order`) and falls back
-past implementations that raise :class:`NotImplementedError`, logging the reason. An explicit
-string runs exactly that implementation and re-raises its reason. A sequence is tried in order;
-if all fail, a :class:`NotImplementedError` lists every reason.
+Each implementation is registered together with the platforms it has been validated on.
+``implementation=None`` tries the platform's default order (:func:`default_order`), restricted to
+implementations validated on the current platform, and falls back past one that raises
+:class:`UnsupportedInput` (and only that: a ``NotImplementedError`` raised by JAX itself is a real
+error and propagates), logging the first fallback of each op at WARNING. An explicit string runs
+exactly that implementation, on any platform, and re-raises its reason. A sequence is tried in
+order; if all fail, an :class:`UnsupportedInput` lists every reason.
 
 Each op registers its implementations in an :class:`Op`::
 
-    my_op = Op("my_op", {"reference": f_ref, "xla": f_xla, "pallas": f_pallas})
+    my_op = Op("my_op", {"reference": f_ref, "xla": f_xla, "pallas": f_pallas},
+               validated_on={"pallas": ("gpu",)})
     out = my_op(x, w, implementation=implementation)
 """
 
@@ -27,13 +31,20 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 
 logger = logging.getLogger("bottleneck_jax.kernels")
 
 IMPLEMENTATIONS: tuple[str, ...] = ("reference", "xla", "pallas", "triton")
+Implementation = Literal["reference", "xla", "pallas", "triton"]
+PLATFORMS: tuple[str, ...] = ("cpu", "gpu", "tpu")
+
+
+class UnsupportedInput(NotImplementedError):
+  """An implementation cannot run these inputs (shape, dtype, platform): the dispatcher may fall
+  back to the next implementation. Raise it before any tracing work, with the reason."""
 
 _DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("xla",),
@@ -118,12 +129,35 @@ def _normalise(name: str, implementation) -> tuple[tuple[str, ...], bool]:
 class Op:
   """A named op with several registered implementations and a dispatcher."""
 
-  def __init__(self, name: str, implementations: Mapping[str, Callable[..., Any]]):
+  """A named op with several registered implementations and a dispatcher.
+
+  Args:
+    name: the public op's name (used in messages).
+    implementations: ``{implementation name: function}``.
+    validated_on: ``{implementation name: platforms}`` on which an implementation has been
+      validated and may therefore be picked by default; implementations not listed are validated
+      on every platform (``"reference"`` and ``"xla"`` usually). An explicit
+      ``implementation="pallas"`` runs on any platform (e.g. interpret mode on CPU).
+  """
+
+  def __init__(self, name: str, implementations: Mapping[str, Callable[..., Any]], *,
+               validated_on: Mapping[str, Sequence[str]] | None = None):
     for impl in implementations:
       if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Op({name!r}): unknown implementation name {impl!r}")
+    validated = {impl: PLATFORMS for impl in implementations}
+    for impl, platforms in dict(validated_on or {}).items():
+      if impl not in implementations:
+        raise ValueError(f"Op({name!r}): validated_on names {impl!r}, which is not registered")
+      bad = [p for p in platforms if p not in PLATFORMS]
+      if bad or isinstance(platforms, str):
+        raise ValueError(f"Op({name!r}): validated_on[{impl!r}] must be a sequence of "
+                         f"{list(PLATFORMS)}, got {platforms!r}")
+      validated[impl] = tuple(platforms)
     self.name = name
     self.implementations = dict(implementations)
+    self.validated_on = validated
+    self._warned = False
 
   def available(self) -> tuple[str, ...]:
     """Names of the registered implementations."""
@@ -134,8 +168,10 @@ class Op:
     if implementation is None:
       implementation = forced()
     if implementation is None:
-      order = tuple(i for i in default_order() if i in self.implementations)
-      if not order:  # an op with no implementation of the platform's default kinds
+      platform = _platform_family(backend())
+      order = tuple(i for i in default_order() if i in self.implementations
+                    and platform in self.validated_on[i])
+      if not order:  # an op with no validated implementation of the platform's default kinds
         order = ("xla",) if "xla" in self.implementations else ("reference",)
       return order, False
     order, explicit = _normalise(self.name, implementation)
@@ -156,19 +192,31 @@ class Op:
         continue
       try:
         return fn(*args, **kwargs)
-      except NotImplementedError as e:
+      except UnsupportedInput as e:
         if explicit:
-          raise NotImplementedError(f"{self.name}: implementation {impl!r} cannot run these "
-                                    f"inputs: {e}") from e
-        logger.info("%s: implementation %r unavailable (%s); falling back", self.name, impl, e)
+          raise UnsupportedInput(f"{self.name}: implementation {impl!r} cannot run these "
+                                 f"inputs: {e}") from e
+        if not self._warned:
+          self._warned = True
+          logger.warning("%s: implementation %r cannot run these inputs (%s); falling back "
+                         "(logged once per op)", self.name, impl, e)
+        else:
+          logger.debug("%s: implementation %r unavailable (%s); falling back", self.name, impl, e)
         reasons.append(f"{impl}: {e}")
-    raise NotImplementedError(f"{self.name}: no implementation could run these inputs; tried "
-                              + "; ".join(reasons))
+    raise UnsupportedInput(f"{self.name}: no implementation could run these inputs; tried "
+                           + "; ".join(reasons))
+
+
+def _platform_family(platform: str) -> str:
+  return "gpu" if platform in ("gpu", "cuda", "rocm") else platform
 
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "PLATFORMS",
+    "Implementation",
     "Op",
+    "UnsupportedInput",
     "backend",
     "default_order",
     "force",

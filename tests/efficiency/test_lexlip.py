@@ -1,4 +1,4 @@
-"""Tests for LexLIP's lexicon representations and objective (bottleneck_jax.efficiency.lexlip)."""
+"""Tests for LexLIP's lexicon representations and objective (bottleneck_jax/efficiency/_lexlip.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bottleneck_jax.efficiency.lexlip import (
+from bottleneck_jax.efficiency import (
     LexiconHead,
     lexicon_bottleneck,
     lexicon_weighting,

@@ -31,23 +31,25 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bottleneck_jax.efficiency import (
-    FusedRMSNorm,
-    LoRALinear,
-    SpladeHead,
-    WTACRSLinear,
-    apply_rope,
-    flops_regularizer,
-    lexical_max_pool,
-    lexicon_bottleneck,
-    lexlip_contrastive_loss,
-    linear_cross_entropy,
-    qk_rope,
-    rms_norm,
-    swiglu,
-    swiglu_linear,
-    wta_crs_linear,
+  LoRALinear,
+  SpladeHead,
+  WTACRSLinear,
+  flops_regularizer,
+  lexical_max_pool,
+  lexicon_bottleneck,
+  lexlip_contrastive_loss,
+  wta_crs_linear,
 )
 from bottleneck_jax.kernels import testing as KT
+from bottleneck_jax.ops import (
+  FusedRMSNorm,
+  apply_rope,
+  linear_cross_entropy,
+  qk_rope,
+  rms_norm,
+  swiglu,
+  swiglu_linear,
+)
 
 BATCH = P(("data", "fsdp"))
 NB = 8                      # batch: one example per device
@@ -353,7 +355,7 @@ def test_pallas_kernels_not_validated_on_tpu_step_aside(monkeypatch):
 
   from bottleneck_jax import kernels
   from bottleneck_jax.kernels import dispatch
-  fused_mod = importlib.import_module("bottleneck_jax.efficiency.chronicals.fused")
+  fused_mod = importlib.import_module("bottleneck_jax.ops._rms_norm.pallas")
   for mod, name in ((dispatch, "backend"), (kernels, "backend"), (fused_mod, "backend")):
     monkeypatch.setattr(mod, name, lambda: "tpu")
   monkeypatch.setattr(fused_mod, "pallas_interpret", lambda *a: False)

@@ -1,4 +1,4 @@
-"""Tests for the fused SPLADE/Sparton head (bottleneck_jax.efficiency.sparton)."""
+"""Tests for the fused SPLADE/Sparton head (bottleneck_jax/efficiency/_sparton.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
-from bottleneck_jax.efficiency.sparton import (
+from bottleneck_jax.efficiency import (
     SpladeHead,
     flops_regularizer,
     l1_regularizer,

@@ -1,4 +1,4 @@
-"""Tests for bottleneck_jax.efficiency.wta_crs (WTA-CRS sampled weight gradient).
+"""Tests for bottleneck_jax/efficiency/_wta_crs.py (WTA-CRS sampled weight gradient).
 
 Independent references: closed forms (budget, probabilities, sampler weights), a naive float64
 numpy re-implementation of the adaptive-c rule, ``jax.grad`` of a plain ``x @ w + b`` for the
@@ -19,7 +19,7 @@ import pytest
 from flax import nnx
 from jax.test_util import check_grads
 
-from bottleneck_jax.efficiency import wta_crs as W
+from bottleneck_jax import efficiency as W
 
 N, D_IN, D_OUT = 64, 4, 3
 K = 19  # budget(64, ratio=0.3, minimal_k=10) = max(floor(19.2), 10)

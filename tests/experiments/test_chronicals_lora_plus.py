@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bottleneck_jax.efficiency.chronicals import lora_plus
+from bottleneck_jax.efficiency import lora_plus
 from bottleneck_jax.experiments import get, run_experiment
 from bottleneck_jax.experiments.chronicals_lora_plus import steps_to_target
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bottleneck_jax.efficiency.chronicals import pack_sequences
+from bottleneck_jax.data import pack_sequences
 from bottleneck_jax.experiments import get, run_experiment
 from bottleneck_jax.experiments.chronicals_packing import (
     check_packed,

@@ -1,4 +1,4 @@
-"""Tests for bottleneck_jax.information.vib (Deep VIB, Alemi et al. 2017).
+"""Tests for bottleneck_jax/information/_vib.py (Deep VIB, Alemi et al. 2017).
 
 References used (all independent of the code under test): NumPy closed forms, SciPy
 (`scipy.stats.norm`, `scipy.stats.multivariate_normal`, `scipy.integrate.quad`,
@@ -20,13 +20,12 @@ from scipy import integrate, special, stats
 
 from bottleneck_jax.core import BottleneckOutput
 
-vib_mod = importlib.import_module("bottleneck_jax.information.vib")
-from bottleneck_jax.information.vib import (
+vib_mod = importlib.import_module("bottleneck_jax.information._vib")
+from bottleneck_jax.core.distributions import diag_gaussian_kl_std_normal, diag_gaussian_log_prob
+from bottleneck_jax.information import (
     VIB,
     VIBClassifier,
     VIBEncoder,
-    diag_gaussian_kl_std_normal,
-    diag_gaussian_log_prob,
     ema_update,
     vib,
     vib_loss,

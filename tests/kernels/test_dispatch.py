@@ -20,7 +20,7 @@ def _xla(x):
 
 
 def _pallas(x):
-  raise NotImplementedError("shape not supported")
+  raise kernels.UnsupportedInput("shape not supported")
 
 
 op = kernels.Op("toy", {"reference": _ref, "xla": _xla, "pallas": _pallas})
@@ -34,6 +34,35 @@ def test_default_on_cpu_is_xla_and_falls_back_past_unsupported_kernels():
   np.testing.assert_array_equal(op(jnp.zeros(2)), [1.0, 1.0])
   # A sequence falls back past NotImplementedError.
   np.testing.assert_array_equal(op(jnp.zeros(2), implementation=("pallas", "xla")), [1.0, 1.0])
+
+
+def test_only_unsupported_input_falls_back_and_the_first_fallback_warns_once(caplog):
+  def jax_bug(x):
+    raise NotImplementedError("a JAX primitive without a rule")  # a real error, not a choice
+  strict = kernels.Op("strict", {"xla": _xla, "pallas": jax_bug})
+  with pytest.raises(NotImplementedError, match="without a rule"):
+    strict(jnp.zeros(2), implementation=("pallas", "xla"))
+  once = kernels.Op("once", {"reference": _ref, "xla": _xla, "pallas": _pallas})
+  with caplog.at_level("WARNING", logger="bottleneck_jax.kernels"):
+    once(jnp.zeros(2), implementation=("pallas", "xla"))
+    once(jnp.zeros(2), implementation=("pallas", "xla"))
+  warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "once" in warnings[0].getMessage()
+
+
+def test_validated_on_restricts_the_default_choice_not_an_explicit_one():
+  calls = []
+  gpu_only = kernels.Op("gpu_only", {"xla": lambda x: calls.append("x") or x,
+                                     "pallas": lambda x: calls.append("p") or x},
+                        validated_on={"pallas": ("gpu",)})
+  assert gpu_only.validated_on == {"xla": kernels.PLATFORMS, "pallas": ("gpu",)}
+  gpu_only(jnp.zeros(1))
+  gpu_only(jnp.zeros(1), implementation="pallas")
+  assert calls == ["x", "p"]
+  with pytest.raises(ValueError, match="validated_on names 'triton'"):
+    kernels.Op("bad", {"xla": _xla}, validated_on={"triton": ("gpu",)})
+  with pytest.raises(ValueError, match=r"validated_on\['xla'\] must be a sequence"):
+    kernels.Op("bad", {"xla": _xla}, validated_on={"xla": "gpu"})
 
 
 def test_explicit_unsupported_implementation_reraises_its_reason():

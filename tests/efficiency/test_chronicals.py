@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
-LP = importlib.import_module("bottleneck_jax.efficiency.chronicals.lora_plus")
+LP = importlib.import_module("bottleneck_jax.efficiency._chronicals")
 
 RNG = np.random.default_rng(0)
 

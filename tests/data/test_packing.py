@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from bottleneck_jax.efficiency.chronicals import packing as PK
+from bottleneck_jax import data as PK
 
 
 def naive_best_fit_decreasing(lengths, capacity):

@@ -7,7 +7,7 @@ Idea. Images and texts are both encoded as sparse, non-negative weights over the
 ("lexicon-weighting"), so retrieval runs on an inverted index (the paper reports 5.5-221.3x faster
 retrieval and 13.2-48.8x less index memory than CLIP). Both towers end with an MLM head
 ``z = h W^T + b`` (``[B, L, V]``), pooled exactly as SPLADE, which is the fused
-:func:`~bottleneck_jax.efficiency.sparton.lexical_max_pool`:
+:func:`~bottleneck_jax.efficiency.lexical_max_pool`:
 
 * lexicon weighting: ``w_bv = log(1 + max_l relu(z_blv))`` over unmasked positions
   (:func:`lexicon_weighting`);
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bottleneck_jax.core import validation as val
-from bottleneck_jax.efficiency.sparton import flops_regularizer, lexical_max_pool
+from bottleneck_jax.efficiency._sparton import flops_regularizer, lexical_max_pool
 from bottleneck_jax.kernels.sharding import explicit_spec
 
 
@@ -61,7 +61,7 @@ def lexicon_weighting(h, w, bias=None, *, mask=None, implementation=None,
     w: MLM-head decoder ``[V, d]``.
     bias: optional ``[V]``.
     mask: optional ``[*batch, L]`` attention mask.
-    implementation, block_size: see :func:`~bottleneck_jax.efficiency.sparton.lexical_max_pool`.
+    implementation, block_size: see :func:`~bottleneck_jax.efficiency.lexical_max_pool`.
 
   Returns:
     ``[*batch, V]`` f32, non-negative.
@@ -90,7 +90,7 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
     bias: optional ``[V]``.
     mask: optional ``[*batch, L]`` attention mask.
     word_emb: word embedding table ``[V, d_e]`` (the decoders' input embeddings).
-    implementation, block_size: see :func:`~bottleneck_jax.efficiency.sparton.lexical_max_pool`.
+    implementation, block_size: see :func:`~bottleneck_jax.efficiency.lexical_max_pool`.
     return_probs: also return ``p`` ``[*batch, V]``.
 
   Returns:

@@ -1,7 +1,9 @@
 """Fused linear cross-entropy (Cut Cross-Entropy) over a large vocabulary.
 
-Paper: *Chronicals: A High-Performance Framework for LLM Fine-Tuning* (2026), whose loss head is
-a Cut-Cross-Entropy-style fused kernel ("CCE logits 5 GB -> 135 MB"). The method comes from
+A shared op (the Chronicals fine-tuning framework's loss head is a Cut-Cross-Entropy-style fused
+kernel, "CCE logits 5 GB -> 135 MB"; any family with a large output layer uses it). Files:
+``reference.py`` (materialised logits, the oracle), ``xla.py`` (chunked over the vocabulary),
+``pallas.py`` (a Pallas forward kernel). The method comes from
 Wijmans et al., *Cut Your Losses in Large-Vocabulary Language Models* (ICLR 2025,
 arXiv:2411.09009, 2024), https://github.com/apple/ml-cross-entropy.
 
@@ -65,8 +67,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bottleneck_jax.core import validation as V_
-from bottleneck_jax.efficiency.chronicals import _lce_pallas, _lce_xla
 from bottleneck_jax.kernels import Op
+from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
+from bottleneck_jax.ops._linear_cross_entropy import reference as _lce_reference
+from bottleneck_jax.ops._linear_cross_entropy import xla as _lce_xla
 
 Array = jax.Array
 F32 = jnp.float32
@@ -118,15 +122,6 @@ def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=Non
 # --------------------------------------------------------------------------- implementations
 
 
-def _stats_reference(x, w, labels, bias, *, softcap, block_size):
-  """Materialises the f32 ``[N, V]`` logits; plain autodiff."""
-  del block_size
-  z = _lce_xla.block_logits(x, w, bias, softcap)
-  lse = jax.nn.logsumexp(z, axis=-1)
-  t = jnp.take_along_axis(z, labels.astype(jnp.int32)[:, None], axis=-1)[:, 0]
-  return lse, t, jnp.sum(z, axis=-1)
-
-
 def _forward(kernel, x, w, labels, bias, softcap, block_size):
   if kernel == "pallas":
     return _lce_pallas.forward(x, w, labels, bias, softcap, block_size)
@@ -161,13 +156,13 @@ def _stats_xla(x, w, labels, bias, *, softcap, block_size):
 
 
 def _stats_pallas(x, w, labels, bias, *, softcap, block_size):
-  # Raise NotImplementedError (so the dispatcher can fall back) before entering custom_vjp.
+  # Raise UnsupportedInput (so the dispatcher can fall back) before entering custom_vjp.
   _lce_pallas.check_supported(x.shape[0], w.shape[0], x.shape[1], block_size,
                               itemsize=jnp.dtype(x.dtype).itemsize)
   return _fused_stats(x, w, labels, bias, softcap, block_size, "pallas")
 
 
-_STATS = Op("linear_logit_stats", {"reference": _stats_reference, "xla": _stats_xla,
+_STATS = Op("linear_logit_stats", {"reference": _lce_reference.stats, "xla": _stats_xla,
                                    "pallas": _stats_pallas})
 
 

@@ -16,11 +16,11 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
 from bottleneck_jax import kernels
-from bottleneck_jax.efficiency.chronicals.linear_cross_entropy import (
+from bottleneck_jax.kernels import testing
+from bottleneck_jax.ops import (
   linear_cross_entropy,
   linear_logit_stats,
 )
-from bottleneck_jax.kernels import testing
 
 IGN = -100
 N, D, V = 37, 32, 300   # N and V are not multiples of any block used below

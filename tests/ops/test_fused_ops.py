@@ -10,7 +10,7 @@ from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
-from bottleneck_jax.efficiency.chronicals import fused as F
+from bottleneck_jax import ops as F
 from bottleneck_jax.kernels import testing as KT
 
 RNG = np.random.default_rng(0)

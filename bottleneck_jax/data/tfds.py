@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bottleneck_jax.core import validation as _v
-from bottleneck_jax.data.embedded import ArrayDataset
+from bottleneck_jax.data.arrays import ArrayDataset
 
 __all__ = ["load_tfds", "source_to_arrays", "tfds_source"]
 

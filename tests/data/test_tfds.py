@@ -1,4 +1,4 @@
-"""Tests for bottleneck_jax.data.tfds_source with tfds.testing.mock_data (no download, no TF)."""
+"""Tests for bottleneck_jax.data.tfds with tfds.testing.mock_data (no download, no TF)."""
 
 import importlib
 import sys
@@ -10,8 +10,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from bottleneck_jax.data import embedded, pipeline
 
-# `bottleneck_jax.data.tfds_source` the attribute is the function; get the module itself.
-T = importlib.import_module("bottleneck_jax.data.tfds_source")
+T = importlib.import_module("bottleneck_jax.data.tfds")
 
 N = 12
 

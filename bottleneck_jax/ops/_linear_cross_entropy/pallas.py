@@ -17,7 +17,7 @@ entirely. Rows are padded to a multiple of ``BN`` (a copy of ``x`` only, never o
 Portable primitives only (``ref[...]``, ``pl.ds``, ``lax.fori_loop``, ``lax.dot_general``,
 ``jnp`` elementwise, ``broadcasted_iota``), so the same body runs in interpret mode on CPU and
 through the Triton lowering on GPU. TPU (Mosaic) is not supported: the weight would have to be
-blocked into VMEM; ``NotImplementedError`` sends the dispatcher to the XLA path there.
+blocked into VMEM; ``UnsupportedInput`` sends the dispatcher to the XLA path there.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from jax.experimental import pallas as pl
 
 from bottleneck_jax import kernels
 from bottleneck_jax.kernels import blocks
+from bottleneck_jax.kernels.dispatch import UnsupportedInput
 
 F32 = jnp.float32
 _NT = (((1,), (1,)), ((), ()))
@@ -107,23 +108,23 @@ _SMEM_BUDGET = 160 * 1024
 
 def plan(n: int, v: int, d: int, *, block_size: int | None, interpret: bool,
          config: dict | None = None, itemsize: int = 2) -> dict:
-  """Block sizes and split count for these sizes; raises NotImplementedError if impossible."""
+  """Block sizes and split count for these sizes; raises UnsupportedInput if impossible."""
   cfg = dict(INTERPRET_CONFIG if interpret else GPU_CONFIG)
   if config:
     cfg.update(config)
   if block_size is not None:
     if block_size & (block_size - 1):
-      raise NotImplementedError(f"the Pallas kernel needs a power-of-two vocabulary block, got "
+      raise UnsupportedInput(f"the Pallas kernel needs a power-of-two vocabulary block, got "
                                 f"block_size={block_size}")
     cfg["block_v"] = int(block_size)
   min_dim = 1 if interpret else 16          # Triton's dot needs every dimension >= 16
   bv = min(cfg["block_v"], _prev_power_of_2(v))
   if bv < min_dim:
-    raise NotImplementedError(f"vocabulary size {v} is below the smallest Triton block "
+    raise UnsupportedInput(f"vocabulary size {v} is below the smallest Triton block "
                               f"({min_dim})")
   bd = _largest_pow2_divisor(d, cfg["block_d"])
   if bd < min_dim:
-    raise NotImplementedError(f"feature size d={d} needs a power-of-two divisor >= {min_dim} "
+    raise UnsupportedInput(f"feature size d={d} needs a power-of-two divisor >= {min_dim} "
                               f"for the Triton kernel (got {bd})")
   bn = max(min_dim, min(cfg["block_n"], blocks.next_power_of_2(n)))
   stages = cfg["num_stages"]
@@ -149,9 +150,9 @@ def plan(n: int, v: int, d: int, *, block_size: int | None, interpret: bool,
 
 def check_supported(n: int, v: int, d: int, block_size: int | None,
                     config: dict | None = None, itemsize: int = 2) -> None:
-  """Raises NotImplementedError (with the reason) for inputs this kernel cannot take."""
+  """Raises UnsupportedInput (with the reason) for inputs this kernel cannot take."""
   if kernels.backend() == "tpu" and not kernels.pallas_interpret():
-    raise NotImplementedError("the Pallas linear_logit_stats kernel targets the Triton (GPU) "
+    raise UnsupportedInput("the Pallas linear_logit_stats kernel targets the Triton (GPU) "
                               "lowering and interpret mode; no Mosaic TPU version yet")
   plan(n, v, d, block_size=block_size, interpret=kernels.pallas_interpret(), config=config,
        itemsize=itemsize)

@@ -1,0 +1,29 @@
+"""Shared primitives that several families build on, each one op with several implementations.
+
+Every op is one public function with an ``implementation=`` argument (``"reference"``, ``"xla"``,
+``"pallas"``; ``None`` picks the best validated one for the backend, see
+:mod:`bottleneck_jax.kernels`). The implementations of an op live in one private folder
+(``ops/_linear_cross_entropy/{reference,xla,pallas}.py``), re-exported here:
+
+* :func:`linear_cross_entropy`, :func:`linear_logit_stats` — the cross-entropy of a linear head
+  over a large vocabulary without materialising the logits (Cut Cross-Entropy);
+* :func:`rms_norm` (and the NNX :class:`FusedRMSNorm`) — RMSNorm with a lean hand VJP;
+* :func:`swiglu`, :func:`swiglu_linear` — the SwiGLU gate, alone or fused with its projections;
+* :func:`apply_rope`, :func:`qk_rope` — rotary position embeddings with a residual-free VJP.
+"""
+
+from bottleneck_jax.ops._linear_cross_entropy import linear_cross_entropy, linear_logit_stats
+from bottleneck_jax.ops._rms_norm import FusedRMSNorm, rms_norm
+from bottleneck_jax.ops._rope import apply_rope, qk_rope
+from bottleneck_jax.ops._swiglu import swiglu, swiglu_linear
+
+__all__ = [
+    "FusedRMSNorm",
+    "apply_rope",
+    "linear_cross_entropy",
+    "linear_logit_stats",
+    "qk_rope",
+    "rms_norm",
+    "swiglu",
+    "swiglu_linear",
+]
