@@ -69,8 +69,10 @@ SURFACE = {
         "testing": "module",
     },
     "bottleneck_jax.ops": {
+        "AttentionOutput": "class",
         "FusedRMSNorm": "class",
         "apply_rope": "function",
+        "attention": "function",
         "linear_cross_entropy": "function",
         "linear_logit_stats": "function",
         "qk_rope": "function",

@@ -5,6 +5,9 @@ Every op is one public function with an ``implementation=`` argument (``"referen
 :mod:`bottleneck_jax.kernels`). The implementations of an op live in one private folder
 (``ops/_linear_cross_entropy/{reference,xla,pallas}.py``), re-exported here:
 
+* :func:`attention` — scaled dot-product attention with masks, segment ids (packed sequences)
+  and causality, returning the output and the log-sum-exp; its XLA path is flash-style (memory
+  linear in sequence length), the base of the sparse and cached attention families;
 * :func:`linear_cross_entropy`, :func:`linear_logit_stats` — the cross-entropy of a linear head
   over a large vocabulary without materialising the logits (Cut Cross-Entropy);
 * :func:`rms_norm` (and the NNX :class:`FusedRMSNorm`) — RMSNorm with a lean hand VJP;
@@ -12,14 +15,17 @@ Every op is one public function with an ``implementation=`` argument (``"referen
 * :func:`apply_rope`, :func:`qk_rope` — rotary position embeddings with a residual-free VJP.
 """
 
+from bottleneck_jax.ops._attention import AttentionOutput, attention
 from bottleneck_jax.ops._linear_cross_entropy import linear_cross_entropy, linear_logit_stats
 from bottleneck_jax.ops._rms_norm import FusedRMSNorm, rms_norm
 from bottleneck_jax.ops._rope import apply_rope, qk_rope
 from bottleneck_jax.ops._swiglu import swiglu, swiglu_linear
 
 __all__ = [
+    "AttentionOutput",
     "FusedRMSNorm",
     "apply_rope",
+    "attention",
     "linear_cross_entropy",
     "linear_logit_stats",
     "qk_rope",
