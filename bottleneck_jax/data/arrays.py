@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bottleneck_jax.core import validation as _v
+from bottleneck_jax.core import validation as V
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,7 +50,7 @@ class ArrayDataset:
       value = getattr(self, arg)
       if not isinstance(value, np.ndarray):
         raise TypeError(f"{fn}: {arg} must be a numpy array, got {type(value).__name__}")
-      _v.check_rank(fn, arg, value, min_rank=1)
+      V.check_rank(fn, arg, value, min_rank=1)
     for split in ("train", "test"):
       x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
       if x.shape[0] != y.shape[0]:
@@ -60,7 +60,7 @@ class ArrayDataset:
       raise ValueError(f"{fn}: x_train and x_test must have the same feature shape, got "
                        f"{list(self.x_train.shape[1:])} and {list(self.x_test.shape[1:])}")
     if self.num_classes is not None:
-      _v.check_scalar(fn, "num_classes", self.num_classes, low=1, integer=True)
+      V.check_scalar(fn, "num_classes", self.num_classes, low=1, integer=True)
 
   @property
   def num_features(self) -> int:
@@ -95,9 +95,9 @@ class ArrayDataset:
     return {"train": self.train, "test": self.test}
 
   def __repr__(self) -> str:
-    return (f"ArrayDataset(name={self.name!r}, x_train={_v.describe(self.x_train)}, "
-            f"y_train={_v.describe(self.y_train)}, x_test={_v.describe(self.x_test)}, "
-            f"y_test={_v.describe(self.y_test)}, num_classes={self.num_classes})")
+    return (f"ArrayDataset(name={self.name!r}, x_train={V.describe(self.x_train)}, "
+            f"y_train={V.describe(self.y_train)}, x_test={V.describe(self.x_test)}, "
+            f"y_test={V.describe(self.y_test)}, num_classes={self.num_classes})")
 
 
 __all__ = ["ArrayDataset"]

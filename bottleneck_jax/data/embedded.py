@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bottleneck_jax.core import validation as _v
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.data.arrays import ArrayDataset
 
 __all__ = [
@@ -69,8 +69,8 @@ __all__ = [
 
 
 def _check_split_args(fn: str, seed: int, test_fraction: float) -> None:
-  _v.check_scalar(fn, "seed", seed, low=0, high=2**32 - 1, integer=True)
-  _v.check_scalar(fn, "test_fraction", test_fraction, low=0.0, high=1.0, low_inclusive=False,
+  V.check_scalar(fn, "seed", seed, low=0, high=2**32 - 1, integer=True)
+  V.check_scalar(fn, "test_fraction", test_fraction, low=0.0, high=1.0, low_inclusive=False,
                   high_inclusive=False)
 
 
@@ -275,7 +275,7 @@ def sample_image(name: str) -> np.ndarray:
     >>> sample_image("camera").shape
     (512, 512, 1)
   """
-  _v.check_choice("sample_image", "name", name, SAMPLE_IMAGE_NAMES)
+  V.check_choice("sample_image", "name", name, SAMPLE_IMAGE_NAMES)
   import skimage.data
 
   loader: Callable[[], np.ndarray] = getattr(skimage.data, name)
@@ -303,7 +303,7 @@ def sample_images(names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     raise TypeError(f"sample_images: names must be an iterable of names, got str {names!r}")
   names = list(names)
   for n in names:
-    _v.check_choice("sample_images", "names", n, SAMPLE_IMAGE_NAMES)
+    V.check_choice("sample_images", "names", n, SAMPLE_IMAGE_NAMES)
   return {n: sample_image(n) for n in names}
 
 

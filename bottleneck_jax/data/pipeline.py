@@ -46,7 +46,7 @@ import grain
 import jax
 import numpy as np
 
-from bottleneck_jax.core import validation as _v
+from bottleneck_jax.core import validation as V
 
 __all__ = ["batches", "to_global"]
 
@@ -106,7 +106,7 @@ def _prepare_arrays(fn: str, data: Mapping) -> tuple[int, Any]:
     name = "data" + jax.tree_util.keystr(path)
     if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
       raise TypeError(f"{fn}: {name} must be an array, got {type(leaf).__name__}")
-    _v.check_rank(fn, name, leaf, min_rank=1)
+    V.check_rank(fn, name, leaf, min_rank=1)
     if n is None:
       n, first = int(leaf.shape[0]), name
     elif int(leaf.shape[0]) != n:
@@ -160,16 +160,16 @@ def batches(data: Mapping[str, Any] | Sequence[Any], *, batch_size: int, seed: i
     True
   """
   fn = "batches"
-  _v.check_scalar(fn, "batch_size", batch_size, low=1, integer=True)
-  _v.check_scalar(fn, "seed", seed, low=0, integer=True)
+  V.check_scalar(fn, "batch_size", batch_size, low=1, integer=True)
+  V.check_scalar(fn, "seed", seed, low=0, integer=True)
   if num_epochs is not None:
-    _v.check_scalar(fn, "num_epochs", num_epochs, low=1, integer=True)
+    V.check_scalar(fn, "num_epochs", num_epochs, low=1, integer=True)
   if process_count is None:
     process_count = jax.process_count()
   if process_index is None:
     process_index = jax.process_index()
-  _v.check_scalar(fn, "process_count", process_count, low=1, integer=True)
-  _v.check_scalar(fn, "process_index", process_index, low=0, high=process_count - 1,
+  V.check_scalar(fn, "process_count", process_count, low=1, integer=True)
+  V.check_scalar(fn, "process_index", process_index, low=0, high=process_count - 1,
                   integer=True)
   if batch_size % process_count:
     raise ValueError(f"{fn}: batch_size must be divisible by process_count={process_count}, "

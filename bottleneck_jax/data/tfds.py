@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bottleneck_jax.core import validation as _v
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.data.arrays import ArrayDataset
 
 __all__ = ["load_tfds", "source_to_arrays", "tfds_source"]
@@ -97,8 +97,8 @@ def tfds_source(name: str, *, split: str, data_dir: str | None = None, process_s
 
       process_index = jax.process_index() if process_index is None else process_index
       process_count = jax.process_count() if process_count is None else process_count
-    _v.check_scalar(fn, "process_count", process_count, low=1, integer=True)
-    _v.check_scalar(fn, "process_index", process_index, low=0, high=process_count - 1,
+    V.check_scalar(fn, "process_count", process_count, low=1, integer=True)
+    V.check_scalar(fn, "process_index", process_index, low=0, high=process_count - 1,
                     integer=True)
     if process_count > 1:
       split = tfds.split_for_jax_process(split, process_index=process_index,
@@ -142,7 +142,7 @@ def source_to_arrays(source: Sequence[Any], *, image_key: str = "image", label_k
                     f"{type(source).__name__}")
   n = len(source)
   if max_examples is not None:
-    _v.check_scalar(fn, "max_examples", max_examples, low=1, integer=True)
+    V.check_scalar(fn, "max_examples", max_examples, low=1, integer=True)
     n = min(n, int(max_examples))
   if n == 0:
     raise ValueError(f"{fn}: source must contain at least one example, got an empty source")

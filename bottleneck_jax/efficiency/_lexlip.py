@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bottleneck_jax.core import validation as val
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.efficiency._sparton import flops_regularizer, lexical_max_pool
 from bottleneck_jax.kernels.sharding import explicit_spec
 
@@ -102,9 +102,9 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
     (2, 3)
   """
   fn = "lexicon_bottleneck"
-  val.check_rank(fn, "word_emb", word_emb, 2)
-  val.check_floating(fn, "word_emb", word_emb)
-  val.check_rank(fn, "w", w, 2)
+  V.check_rank(fn, "word_emb", word_emb, 2)
+  V.check_floating(fn, "word_emb", word_emb)
+  V.check_rank(fn, "w", w, 2)
   if word_emb.shape[0] != w.shape[0]:
     raise ValueError(f"{fn}: word_emb must have shape [{w.shape[0]}, *] (V of w), got "
                      f"{list(word_emb.shape)}")
@@ -147,12 +147,12 @@ def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
     True
   """
   fn = "lexlip_contrastive_loss"
-  val.check_rank(fn, "text_reps", text_reps, 2)
-  val.check_floating(fn, "text_reps", text_reps)
-  val.check_floating(fn, "image_reps", image_reps)
-  val.check_same_shape(fn, "text_reps", text_reps, "image_reps", image_reps)
-  val.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
-  val.check_scalar(fn, "flops_weight", flops_weight, low=0.0)
+  V.check_rank(fn, "text_reps", text_reps, 2)
+  V.check_floating(fn, "text_reps", text_reps)
+  V.check_floating(fn, "image_reps", image_reps)
+  V.check_same_shape(fn, "text_reps", text_reps, "image_reps", image_reps)
+  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
+  V.check_scalar(fn, "flops_weight", flops_weight, low=0.0)
 
   def normalize(x):
     x = x.astype(jnp.float32)
@@ -189,8 +189,8 @@ class LexiconHead(nnx.Module):
   def __init__(self, hidden_size: int, vocab_size: int, *, use_bias: bool = True,
                implementation=None, block_size: int | None = None, param_dtype=jnp.float32,
                rngs: nnx.Rngs):
-    val.check_scalar("LexiconHead", "hidden_size", hidden_size, low=1, integer=True)
-    val.check_scalar("LexiconHead", "vocab_size", vocab_size, low=1, integer=True)
+    V.check_scalar("LexiconHead", "hidden_size", hidden_size, low=1, integer=True)
+    V.check_scalar("LexiconHead", "vocab_size", vocab_size, low=1, integer=True)
     self.implementation, self.block_size = implementation, block_size
     self.weight = nnx.Param(
         0.02 * jax.random.normal(rngs.params(), (vocab_size, hidden_size), param_dtype))

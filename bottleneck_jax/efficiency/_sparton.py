@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bottleneck_jax.core import validation as val
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.efficiency._lexical_pool import ACTIVATIONS, LEXICAL_MAX_POOL
 
 
@@ -103,10 +103,10 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
     Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval, 2026.
   """
   fn = "lexical_max_pool"
-  val.check_rank(fn, "h", h, min_rank=2)
-  val.check_floating(fn, "h", h)
-  val.check_rank(fn, "w", w, 2)
-  val.check_floating(fn, "w", w)
+  V.check_rank(fn, "h", h, min_rank=2)
+  V.check_floating(fn, "h", h)
+  V.check_rank(fn, "w", w, 2)
+  V.check_floating(fn, "w", w)
   if w.shape[1] != h.shape[-1]:
     raise ValueError(f"{fn}: w must have shape [V, {h.shape[-1]}] (d of h), got "
                      f"{list(w.shape)}")
@@ -115,14 +115,14 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
     raise ValueError(f"{fn}: need V >= 1 and L >= 1, got w {list(w.shape)} and h "
                      f"{list(h.shape)}")
   if bias is not None:
-    val.check_floating(fn, "bias", bias)
-    val.check_shape(fn, "bias", bias, (n_vocab,))
+    V.check_floating(fn, "bias", bias)
+    V.check_shape(fn, "bias", bias, (n_vocab,))
   if mask is not None:
-    val.check_bool_or_int(fn, "mask", mask)
-    val.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
-  val.check_choice(fn, "activation", activation, ACTIVATIONS)
+    V.check_bool_or_int(fn, "mask", mask)
+    V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
+  V.check_choice(fn, "activation", activation, ACTIVATIONS)
   if block_size is not None:
-    val.check_scalar(fn, "block_size", block_size, low=1, integer=True)
+    V.check_scalar(fn, "block_size", block_size, low=1, integer=True)
   LEXICAL_MAX_POOL.resolve(implementation)  # validates the name before tracing
 
   batch = tuple(h.shape[:-2])
@@ -161,8 +161,8 @@ def flops_regularizer(reps):
     Paria et al., Minimizing FLOPs to Learn Efficient Sparse Representations, ICLR 2020.
     https://arxiv.org/abs/2004.05665 ; Formal et al., SPLADE, SIGIR 2021.
   """
-  val.check_rank("flops_regularizer", "reps", reps, min_rank=1)
-  val.check_floating("flops_regularizer", "reps", reps)
+  V.check_rank("flops_regularizer", "reps", reps, min_rank=1)
+  V.check_floating("flops_regularizer", "reps", reps)
   r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
   return jnp.sum(jnp.mean(r, axis=0) ** 2)
 
@@ -180,8 +180,8 @@ def l1_regularizer(reps):
     >>> float(l1_regularizer(jnp.array([[1.0, 0.0], [3.0, -2.0]])))
     3.0
   """
-  val.check_rank("l1_regularizer", "reps", reps, min_rank=1)
-  val.check_floating("l1_regularizer", "reps", reps)
+  V.check_rank("l1_regularizer", "reps", reps, min_rank=1)
+  V.check_floating("l1_regularizer", "reps", reps)
   r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
   return jnp.mean(jnp.sum(r, axis=-1))
 
@@ -202,9 +202,9 @@ class SpladeHead(nnx.Module):
   def __init__(self, hidden_size: int, vocab_size: int, *, use_bias: bool = True,
                tied: bool = False, activation: str = "log1p_relu", implementation=None,
                block_size: int | None = None, param_dtype=jnp.float32, rngs: nnx.Rngs):
-    val.check_scalar("SpladeHead", "hidden_size", hidden_size, low=1, integer=True)
-    val.check_scalar("SpladeHead", "vocab_size", vocab_size, low=1, integer=True)
-    val.check_choice("SpladeHead", "activation", activation, ACTIVATIONS)
+    V.check_scalar("SpladeHead", "hidden_size", hidden_size, low=1, integer=True)
+    V.check_scalar("SpladeHead", "vocab_size", vocab_size, low=1, integer=True)
+    V.check_choice("SpladeHead", "activation", activation, ACTIVATIONS)
     self.hidden_size, self.vocab_size = hidden_size, vocab_size
     self.activation, self.implementation, self.block_size = activation, implementation, block_size
     self.tied = tied
@@ -220,7 +220,7 @@ class SpladeHead(nnx.Module):
       raise ValueError("SpladeHead: weight must be None for an untied head (it owns its "
                        "weight), got an array")
     w = weight if self.tied else self.weight[...]
-    val.check_shape("SpladeHead", "weight", w, (self.vocab_size, self.hidden_size))
+    V.check_shape("SpladeHead", "weight", w, (self.vocab_size, self.hidden_size))
     b = None if self.bias is None else self.bias[...]
     return lexical_max_pool(h, w, b, mask=mask, activation=self.activation,
                             return_indices=return_indices, implementation=self.implementation,

@@ -87,14 +87,8 @@ from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float, Int
 
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
-from bottleneck_jax.core.validation import (
-  check_choice,
-  check_floating,
-  check_rank,
-  check_scalar,
-  describe,
-)
 from bottleneck_jax.kernels.sharding import explicit_spec
 
 ESTIMATORS = ("wta", "crs", "exact")
@@ -132,9 +126,9 @@ def budget(n: int, *, ratio: float = 0.3, minimal_k: int = 10) -> int:
     >>> budget(1024, ratio=0.3)
     307
   """
-  check_scalar("budget", "n", n, low=1, integer=True)
-  check_scalar("budget", "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
-  check_scalar("budget", "minimal_k", minimal_k, low=1, integer=True)
+  V.check_scalar("budget", "n", n, low=1, integer=True)
+  V.check_scalar("budget", "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
+  V.check_scalar("budget", "minimal_k", minimal_k, low=1, integer=True)
   return min(max(math.floor(ratio * n), minimal_k), n)
 
 
@@ -156,8 +150,8 @@ def sampling_probs(x: Float[Array, "*batch d"],
   Example:
     >>> p = sampling_probs(jnp.array([[3.0, 4.0], [0.0, 5.0]]))   # ∝ [5, 5] -> [0.5, 0.5]
   """
-  check_rank("sampling_probs", "x", x, min_rank=2)
-  check_floating("sampling_probs", "x", x)
+  V.check_rank("sampling_probs", "x", x, min_rank=2)
+  V.check_floating("sampling_probs", "x", x)
   n = math.prod(x.shape[:-1])
   if grad_norms is not None:
     _check_rows("sampling_probs", "grad_norms", grad_norms, x.shape[:-1])
@@ -179,18 +173,18 @@ def _probs(x2, grad_norms):
 
 
 def _check_rows(fn, arg, v, rows):
-  check_floating(fn, arg, v)
+  V.check_floating(fn, arg, v)
   n = math.prod(rows)
   if tuple(v.shape) not in (tuple(rows), (n,)):
     raise ValueError(f"{fn}: {arg} must have shape {list(rows)} (x.shape[:-1]) or [{n}], got "
-                     f"{describe(v)}")
+                     f"{V.describe(v)}")
 
 
 def _check_p(fn, p):
-  check_rank(fn, "p", p, 1)
-  check_floating(fn, "p", p)
+  V.check_rank(fn, "p", p, 1)
+  V.check_floating(fn, "p", p)
   if p.shape[0] < 1:
-    raise ValueError(f"{fn}: p must have at least one entry, got {describe(p)}")
+    raise ValueError(f"{fn}: p must have at least one entry, got {V.describe(p)}")
 
 
 def _draw(key, q, k):
@@ -227,7 +221,7 @@ def crs_sample(p: Float[Array, "n"], *, k: int, key) -> Sample:
     Model*, 2023, https://arxiv.org/abs/2305.15265.
   """
   _check_p("crs_sample", p)
-  check_scalar("crs_sample", "k", k, low=1, integer=True)
+  V.check_scalar("crs_sample", "k", k, low=1, integer=True)
   key = as_key(key, fn="crs_sample")
   p = p.astype(jnp.float32)
   p = p / jnp.sum(p)
@@ -287,11 +281,11 @@ def wta_crs_sample(p: Float[Array, "n"], *, k: int, key, c=None) -> Sample:
   fn = "wta_crs_sample"
   _check_p(fn, p)
   n = p.shape[0]
-  check_scalar(fn, "k", k, low=1, high=n, integer=True)
+  V.check_scalar(fn, "k", k, low=1, high=n, integer=True)
   if c is not None and not isinstance(c, jax.core.Tracer):
     if hasattr(c, "dtype") and not jnp.issubdtype(c.dtype, jnp.integer):
-      raise TypeError(f"{fn}: c must be an int, got {describe(c)}")
-    check_scalar(fn, "c", c, low=0, high=k - 1, integer=not hasattr(c, "dtype"))
+      raise TypeError(f"{fn}: c must be an int, got {V.describe(c)}")
+    V.check_scalar(fn, "c", c, low=0, high=k - 1, integer=not hasattr(c, "dtype"))
   key = as_key(key, fn=fn)
   p = p.astype(jnp.float32)
   p = p / jnp.sum(p)
@@ -430,33 +424,33 @@ def wta_crs_linear(x: Float[Array, "*batch d_in"], w: Float[Array, "d_in d_out"]
     Model*, 2023, https://arxiv.org/abs/2305.15265.
   """
   fn = "wta_crs_linear"
-  check_rank(fn, "x", x, min_rank=2)
-  check_floating(fn, "x", x)
-  check_rank(fn, "w", w, 2)
-  check_floating(fn, "w", w)
+  V.check_rank(fn, "x", x, min_rank=2)
+  V.check_floating(fn, "x", x)
+  V.check_rank(fn, "w", w, 2)
+  V.check_floating(fn, "w", w)
   d_in = x.shape[-1]
   if w.shape[0] != d_in:
     raise ValueError(f"{fn}: w must have shape [{d_in}, d_out] ([d_in, d_out], the nnx.Linear "
-                     f"layout; pass w.T for a [d_out, d_in] weight), got {describe(w)}")
+                     f"layout; pass w.T for a [d_out, d_in] weight), got {V.describe(w)}")
   if jnp.dtype(w.dtype) != jnp.dtype(x.dtype):
     raise TypeError(f"{fn}: w must have the dtype of x ({jnp.dtype(x.dtype).name}), got "
-                    f"{describe(w)}")
+                    f"{V.describe(w)}")
   d_out = w.shape[1]
   if b is not None:
-    check_rank(fn, "b", b, 1)
-    check_floating(fn, "b", b)
+    V.check_rank(fn, "b", b, 1)
+    V.check_floating(fn, "b", b)
     if b.shape[0] != d_out:
-      raise ValueError(f"{fn}: b must have shape [{d_out}], got {describe(b)}")
+      raise ValueError(f"{fn}: b must have shape [{d_out}], got {V.describe(b)}")
     if jnp.dtype(b.dtype) != jnp.dtype(x.dtype):
       raise TypeError(f"{fn}: b must have the dtype of x ({jnp.dtype(x.dtype).name}), got "
-                      f"{describe(b)}")
-  check_choice(fn, "estimator", estimator, ESTIMATORS)
-  check_scalar(fn, "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
-  check_scalar(fn, "minimal_k", minimal_k, low=1, integer=True)
+                      f"{V.describe(b)}")
+  V.check_choice(fn, "estimator", estimator, ESTIMATORS)
+  V.check_scalar(fn, "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
+  V.check_scalar(fn, "minimal_k", minimal_k, low=1, integer=True)
   rows = tuple(x.shape[:-1])
   n = math.prod(rows)
   if n < 1:
-    raise ValueError(f"{fn}: x must have at least one row, got {describe(x)}")
+    raise ValueError(f"{fn}: x must have at least one row, got {V.describe(x)}")
   if grad_norms is not None:
     _check_rows(fn, "grad_norms", grad_norms, rows)
   if probe is not None:
@@ -542,11 +536,11 @@ class WTACRSLinear(nnx.Module):
                param_dtype=jnp.float32,
                rng_collection: str = "sampling", rngs: nnx.Rngs):
     fn = "WTACRSLinear"
-    check_scalar(fn, "in_features", in_features, low=1, integer=True)
-    check_scalar(fn, "out_features", out_features, low=1, integer=True)
-    check_scalar(fn, "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
-    check_scalar(fn, "minimal_k", minimal_k, low=1, integer=True)
-    check_choice(fn, "estimator", estimator, ESTIMATORS)
+    V.check_scalar(fn, "in_features", in_features, low=1, integer=True)
+    V.check_scalar(fn, "out_features", out_features, low=1, integer=True)
+    V.check_scalar(fn, "ratio", ratio, low=0.0, high=1.0, low_inclusive=False)
+    V.check_scalar(fn, "minimal_k", minimal_k, low=1, integer=True)
+    V.check_choice(fn, "estimator", estimator, ESTIMATORS)
     if not isinstance(rngs, nnx.Rngs):
       raise TypeError(f"{fn}: rngs must be an nnx.Rngs, got {type(rngs).__name__}")
     self.in_features = in_features

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from bottleneck_jax.core import validation as V_
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
 from bottleneck_jax.ops._attention import pallas as _pallas
 from bottleneck_jax.ops._attention import reference as _reference
@@ -92,21 +92,21 @@ def _segment_pair(fn: str, segment_ids, b: int, lq: int, lk: int):
     pair = (segment_ids, segment_ids)
     names = ("segment_ids", "segment_ids")
   for name, seg, length in zip(names, pair, (lq, lk)):
-    V_.check_array(fn, name, seg)
-    V_.check_integer(fn, name, seg)
-    V_.check_shape(fn, name, seg, (b, length))
+    V.check_array(fn, name, seg)
+    V.check_integer(fn, name, seg)
+    V.check_shape(fn, name, seg, (b, length))
   return jnp.asarray(pair[0]), jnp.asarray(pair[1])
 
 
 def _validate(fn, q, k, v, mask, causal, scale, block_sizes):
   for name, x in (("q", q), ("k", k), ("v", v)):
-    V_.check_rank(fn, name, x, 4)
-    V_.check_floating(fn, name, x)
+    V.check_rank(fn, name, x, 4)
+    V.check_floating(fn, name, x)
   for name, x in (("k", k), ("v", v)):
     if jnp.dtype(x.dtype) != jnp.dtype(q.dtype):
       raise TypeError(f"{fn}: {name} must have the same dtype as q ({jnp.dtype(q.dtype).name}), "
                       f"got {jnp.dtype(x.dtype).name}")
-  V_.check_same_shape(fn, "k", k, "v", v)
+  V.check_same_shape(fn, "k", k, "v", v)
   b, lq, h, d = q.shape
   _, lk, hkv, dk = k.shape
   if min(q.shape) < 1 or min(k.shape) < 1:
@@ -122,7 +122,7 @@ def _validate(fn, q, k, v, mask, causal, scale, block_sizes):
     raise ValueError(f"{fn}: k must have a number of heads dividing q's {h} (GQA/MQA), got "
                      f"{hkv} (shape {list(k.shape)})")
   if mask is not None:
-    V_.check_rank(fn, "mask", mask, 4)
+    V.check_rank(fn, "mask", mask, 4)
     if jnp.dtype(mask.dtype) != jnp.bool_:
       raise TypeError(f"{fn}: mask must be a boolean array (True = attend), got "
                       f"{jnp.dtype(mask.dtype).name}")
@@ -133,13 +133,13 @@ def _validate(fn, q, k, v, mask, causal, scale, block_sizes):
   if not isinstance(causal, bool):
     raise TypeError(f"{fn}: causal must be a Python bool, got {type(causal).__name__}")
   if scale is not None:
-    V_.check_scalar(fn, "scale", scale, low=0, low_inclusive=False, static=True)
+    V.check_scalar(fn, "scale", scale, low=0, low_inclusive=False, static=True)
   if block_sizes is not None:
     if not isinstance(block_sizes, (tuple, list)) or len(block_sizes) != 2:
       raise TypeError(f"{fn}: block_sizes must be None or a pair (block_q, block_k) of ints, got "
                       f"{block_sizes!r}")
     for name, bs in zip(("block_sizes[0]", "block_sizes[1]"), block_sizes):
-      V_.check_scalar(fn, name, bs, low=1, integer=True)
+      V.check_scalar(fn, name, bs, low=1, integer=True)
 
 
 # --------------------------------------------------------------------------- public API

@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bottleneck_jax.core import validation as V_
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
 from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
 from bottleneck_jax.ops._linear_cross_entropy import reference as _lce_reference
@@ -85,10 +85,10 @@ def _is_concrete(a) -> bool:
 
 
 def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=None) -> None:
-  V_.check_rank(fn, "x", x, min_rank=1)
-  V_.check_rank(fn, "w", w, 2)
-  V_.check_floating(fn, "x", x)
-  V_.check_floating(fn, "w", w)
+  V.check_rank(fn, "x", x, min_rank=1)
+  V.check_rank(fn, "w", w, 2)
+  V.check_floating(fn, "x", x)
+  V.check_floating(fn, "w", w)
   if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
     raise TypeError(f"{fn}: w must have the same dtype as x ({jnp.dtype(x.dtype).name}), got "
                     f"{jnp.dtype(w.dtype).name}; cast one of them")
@@ -99,16 +99,16 @@ def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=Non
   v = w.shape[0]
   if v < 1:
     raise ValueError(f"{fn}: w must have at least one row (V >= 1), got {list(w.shape)}")
-  V_.check_array(fn, "labels", labels)
-  V_.check_integer(fn, "labels", labels)
-  V_.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
+  V.check_array(fn, "labels", labels)
+  V.check_integer(fn, "labels", labels)
+  V.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
   if bias is not None:
-    V_.check_floating(fn, "bias", bias)
-    V_.check_shape(fn, "bias", bias, (v,))
+    V.check_floating(fn, "bias", bias)
+    V.check_shape(fn, "bias", bias, (v,))
   if softcap is not None:
-    V_.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
+    V.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
   if block_size is not None:
-    V_.check_scalar(fn, "block_size", block_size, low=1, integer=True)
+    V.check_scalar(fn, "block_size", block_size, low=1, integer=True)
   if _is_concrete(labels):
     lab = np.asarray(labels)
     if ignore_index is not None:
@@ -269,11 +269,11 @@ def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | Non
     Fine-Tuning*, 2026.
   """
   fn = "linear_cross_entropy"
-  V_.check_choice(fn, "reduction", reduction, _REDUCTIONS)
-  V_.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
+  V.check_choice(fn, "reduction", reduction, _REDUCTIONS)
+  V.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
                   high_inclusive=False)
-  V_.check_scalar(fn, "z_loss", z_loss, low=0.0)
-  V_.check_scalar(fn, "ignore_index", ignore_index, integer=True)
+  V.check_scalar(fn, "z_loss", z_loss, low=0.0)
+  V.check_scalar(fn, "ignore_index", ignore_index, integer=True)
   _validate(fn, x, w, labels, bias, softcap, block_size, ignore_index=ignore_index)
   labels = jnp.asarray(labels)
   valid = labels != ignore_index
