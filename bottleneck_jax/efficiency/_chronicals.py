@@ -98,13 +98,13 @@ def lora_plus_labels(params: Any, *, label_fn: Callable[[tuple[str, ...]], str |
   """Labels ``"A"``, ``"B"`` and ``"frozen"`` (or ``"other"``) for every parameter leaf.
 
   Args:
-    params: a pytree of arrays, or an ``nnx.State`` of arrays or of ``nnx.Variable``s.
+    params: a pytree of arrays, or an ``nnx.State`` of arrays or of ``nnx.Variable`` objects.
     label_fn: maps a path (a tuple of str components, e.g. ``("layer", "lora", "lora_a")``)
       to ``"A"``, ``"B"`` or ``None``; default :func:`default_lora_label`.
     frozen: label non-LoRA leaves ``"frozen"`` (True) or ``"other"`` (False).
 
   Returns:
-    A pytree with the structure of ``params`` (``nnx.Variable``s count as leaves) holding the
+    A pytree with the structure of ``params`` (``nnx.Variable`` objects count as leaves) holding the
     labels.
 
   Example:
