@@ -84,7 +84,7 @@ ATTN_B, ATTN_H, ATTN_D = 1, 8, 64
 
 
 def _attention_fns(impl):
-  from bottleneck_jax.ops._attention import attention
+  from bottleneck_jax.ops import attention
 
   def fwd(q, k, v):
     res = attention(q, k, v, implementation=impl)

@@ -27,7 +27,8 @@ from jax.sharding import PartitionSpec as P
 from bottleneck_jax import kernels
 from bottleneck_jax.data.packing import pack_sequences, packed_attention_mask
 from bottleneck_jax.kernels import testing as KT
-from bottleneck_jax.ops._attention import ATTENTION, AttentionOutput, attention
+from bottleneck_jax.ops import AttentionOutput, attention
+from bottleneck_jax.ops._attention import ATTENTION
 from bottleneck_jax.ops._attention import pallas as attention_pallas
 
 IMPLS = ("reference", "xla", "pallas")
@@ -332,7 +333,7 @@ def test_random_masks_and_segments_agree_with_reference(seed, density, n_seg, he
   patterns (0 = padding), causal: xla and pallas equal the reference, values and VJPs (through
   out and lse); no NaN anywhere."""
   rng = np.random.default_rng(seed)
-  b, lq, lk, h, hkv, d = 2, 21, 35, 2, 1, 8
+  b, lq, lk, h, hkv, d = 2, 35, 21, 2, 1, 8   # Lq > Lk (the fixed cases have Lq <= Lk)
   q, k, v = _normal(rng, (b, lq, h, d)), _normal(rng, (b, lk, hkv, d)), _normal(rng, (b, lk, hkv, d))
   mask = rng.random((b, h, lq, lk) if head_mask else (b, 1, lq, lk)) < density
   qs = np.sort(rng.integers(0, n_seg + 1, (b, lq)), axis=1).astype(np.int32)
@@ -412,7 +413,7 @@ def _mesh_fn(impl):
   return jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))
 
 
-@pytest.mark.parametrize("impl", ["xla", "pallas"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["explicit", "auto"])
 def test_mesh_keeps_batch_sharding(kind, impl):
   """8 devices, batch-sharded inputs (mask with a batch axis, segment ids) under an Explicit
@@ -511,6 +512,8 @@ _K = np.zeros((2, 6, 2, 16), np.float32)
      "attention: segment_ids must be a pair"),
     ((_Q, _K, _K), {"segment_ids": (np.ones((2, 8), np.int32),)}, ValueError,
      "attention: segment_ids must be an array"),
+    ((_Q, _Q, _Q), {"segment_ids": [[1] * 8, [1] * 8]}, TypeError,
+     r"attention: segment_ids must be an array, got list \(convert it with jnp.asarray\)"),
     ((_Q, _K, _K), {"segment_ids": (np.ones((2, 8), np.float32), np.ones((2, 6), np.int32))},
      TypeError, r"attention: segment_ids\[0\] \(q_segment_ids\) must have an integer dtype"),
     ((_Q, _K, _K), {"segment_ids": (np.ones((2, 8), np.int32), np.ones((2, 5), np.int32))},

@@ -78,7 +78,7 @@ ATTENTION = Op("attention", {"reference": _reference.attention, "xla": _xla.atte
 def _segment_pair(fn: str, segment_ids, b: int, lq: int, lk: int):
   if segment_ids is None:
     return None, None
-  if isinstance(segment_ids, (tuple, list)):
+  if isinstance(segment_ids, tuple):
     if len(segment_ids) != 2:
       raise ValueError(f"{fn}: segment_ids must be an array [B, L] or a pair (q_segment_ids "
                        f"[B, Lq], kv_segment_ids [B, Lk]), got a {type(segment_ids).__name__} of "
@@ -185,8 +185,8 @@ def attention(
     causal: query ``i`` attends keys ``j <= i`` (positions aligned at 0 when ``Lq != Lk``).
     scale: static positive float multiplying the logits; default ``1 / sqrt(D)``.
     block_sizes: optional ``(block_q, block_k)`` tiles of the ``"xla"`` / ``"pallas"``
-      implementations (default: :func:`bottleneck_jax.ops._attention.common.block_sizes`;
-      powers of two >= 16 for the native Pallas kernel).
+      implementations (default: chosen per platform, implementation, length and head size by
+      the op's one block-size helper; powers of two >= 16 for the native Pallas kernel).
     implementation: ``None`` (platform default), ``"reference"``, ``"xla"``, ``"pallas"`` or a
       sequence of them to try in order.
 
