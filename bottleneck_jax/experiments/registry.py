@@ -1,17 +1,66 @@
 """The registry of named, reproducible experiments.
 
 An experiment checks one claim of one paper on small offline data. It declares the catalogue id
-it belongs to, the claim (with the paper's number where there is one), the metric, the expectation
-that counts as reproduced, default and quick configurations, and a ``run(ctx)`` function.
+it belongs to, the claim (with the paper's number where there is one), its setting (``"paper"``:
+the paper's own data and scale; ``"proxy"``: a smaller stand-in, with its ``departures`` from the
+paper listed), the metrics it measures (documented, with their ranges where they have one), and
+its **expectations as data**: each one a metric, a comparison, a threshold and the source of the
+threshold (the paper or the spec), fixed before measuring and never loosened after.
+
+``run(ctx)`` only measures: it returns a dict of measurements. The registry evaluates the
+expectations on them (:meth:`Experiment.evaluate`): ``expectation_held`` is true only when every
+expectation holds; a metric missing from the measurements is an error, a NaN is a miss. A run
+whose configuration differs from the declared one (defaults, plus the quick overrides in quick
+mode) in any key but :data:`NON_SEMANTIC_KEYS` is ``custom``; custom and quick runs are never
+recorded as reproductions. :func:`register` refuses an experiment without expectations, with an
+unknown setting, an undocumented metric, a ``reads`` key that is not an option, or an
+expectation that cannot fail (a constant threshold outside the documented range of its metric).
+
+Example::
+
+  from bottleneck_jax.experiments.registry import (
+      Expectation, Experiment, Metric, Ref, register)
+
+  def run_vib(ctx):  # measures only
+    ...
+    return {"test_accuracy": acc, "deterministic_accuracy": det_acc, "test_bits": bits}
+
+  register(Experiment(
+      name="vib-digits", paper_id="vib",
+      claim="A Deep VIB classifier (beta = 1e-3) keeps its accuracy ...",
+      setting="proxy",
+      departures=("scikit-learn digits (8x8, 1797 images) instead of MNIST",
+                  "2000 steps instead of 200 epochs"),
+      metric="test_accuracy",
+      metrics={"test_accuracy": Metric("held-out accuracy, 12-sample predictive", low=0, high=1),
+               "deterministic_accuracy": Metric("held-out accuracy of the encoder mean",
+                                                low=0, high=1),
+               "test_bits": Metric("KL(p(z|x) || N(0, I)) / ln 2 on the test set", low=0)},
+      expectations=(
+          Expectation("test_accuracy", ">=", 0.93, source="spec information.md, Deep VIB",
+                      reads=("beta",), quick_value=0.8),
+          Expectation("test_accuracy", ">=", Ref("deterministic_accuracy", offset=-0.01),
+                      source="paper Sec. 4.1"),
+      ),
+      run=run_vib, defaults={"beta": 1e-3, "steps": 2000}, quick={"steps": 300},
+      paper_value="1.13 % test error on MNIST at beta = 1e-3"))
+
+``str(expectation)`` renders it (``test_accuracy >= deterministic_accuracy - 0.01 (source:
+paper Sec. 4.1)``).
 
 Running one (:func:`run_experiment`, or ``bottleneck-jax run NAME``) writes, under the work
 directory, ``config.json``, ``metrics.jsonl`` (via :meth:`RunContext.log`), ``plots/*.png`` and
-``summary.json`` (the dict that ``run`` returns plus ``expectation_held``).
+``summary.json``: the measurements (``results``), the headline ``value``, one result per
+expectation (``{"metric", "op", "threshold", "value", "held", "source", "expectation"}``),
+``expectation_held``, ``setting``, ``departures``, ``quick``, ``custom`` (with the
+``overrides``) and ``provenance`` (git commit and dirty flag, the resolved configuration and
+its sha256, library versions, backend, device count, UTC date, seconds).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import time
@@ -20,41 +69,164 @@ from pathlib import Path
 from typing import Any
 
 from bottleneck_jax.core.io import atomic_write_text
+from bottleneck_jax.experiments import provenance as _provenance
+from bottleneck_jax.experiments.expectations import (
+    Expectation,
+    Metric,
+    MissingMetricError,
+    Ref,
+    as_metric,
+    cannot_fail,
+    evaluate,
+)
+
+SETTINGS: tuple[str, ...] = ("paper", "proxy")
+
+# Options that change only bookkeeping, never a measurement: overriding them is not ``custom``.
+NON_SEMANTIC_KEYS: frozenset[str] = frozenset({"checkpoint_every", "keep", "log_every"})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Experiment:
-  """A named claim check.
+  """A named claim check (see the module docstring for an example).
 
   Attributes:
     name: the experiment's name (``vib-digits``); starts with or relates to the paper id.
     paper_id: the catalogue id it belongs to (``vib``, ``chronicals`` …).
     claim: the paper's claim in one sentence.
-    metric: what is measured (name of the key in the summary).
-    expectation: the condition that counts as reproduced, in words.
-    run: ``run(ctx: RunContext) -> dict``; the dict must contain ``metric`` and a boolean
-      ``expectation_held``.
+    metric: the headline measurement (a key of what ``run`` returns; shown in tables).
+    metrics: every measurement an expectation reads (and the headline), documented:
+      ``{name: Metric(doc, low=, high=)}`` or ``{name: "doc"}``.
+    expectations: what must hold for the claim to count as reproduced (at least one).
+    setting: ``"paper"`` (the paper's data and scale) or ``"proxy"`` (a stand-in).
+    departures: how this experiment departs from the paper's setting, one item each.
+    run: ``run(ctx: RunContext) -> dict`` of measurements (never a verdict).
     defaults: the default configuration.
-    quick: overrides applied in quick mode (CI, notebooks).
+    quick: overrides applied in quick mode (CI, notebooks); keys of ``defaults``.
     paper_value: the paper's own number, as text, where there is one.
+    expectation: deprecated (a verdict in words, with ``run`` returning ``expectation_held``);
+      kept only while experiment modules move to ``expectations``; never ``reproduced``.
   """
 
   name: str
   paper_id: str
   claim: str
   metric: str
-  expectation: str
   run: Callable[["RunContext"], dict]
+  expectations: tuple[Expectation, ...] = ()
+  setting: str = ""
+  departures: tuple[str, ...] = ()
+  metrics: Mapping[str, Metric | str] = dataclasses.field(default_factory=dict)
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   paper_value: str | None = None
+  expectation: str | None = None
+
+  def __post_init__(self):
+    for k in ("expectations", "departures"):
+      v = getattr(self, k)
+      if isinstance(v, list):
+        object.__setattr__(self, k, tuple(v))
+
+  @property
+  def legacy(self) -> bool:
+    """Declared the old way (a verdict in words, computed by ``run``)."""
+    return not self.expectations and self.expectation is not None
+
+  def describe_expectations(self, *, quick: bool = False, source: bool = True) -> list[str]:
+    """The rendered expectations (``["test_accuracy >= 0.93 (source: ...)", ...]``)."""
+    if self.legacy:
+      return [f"{self.expectation} (legacy: decided by run)"]
+    return [e.render(quick=quick, source=source) for e in self.expectations]
+
+  def evaluate(self, measurements: Mapping[str, Any], *, quick: bool = False
+               ) -> dict[str, Any]:
+    """The verdict on ``measurements``: ``{"expectations": [...], "expectation_held": bool}``.
+
+    Raises:
+      MissingMetricError: a metric an expectation reads is not measured.
+      RuntimeError: a measurement of the wrong type or outside its documented range.
+    """
+    return evaluate(self.expectations, measurements, quick=quick,
+                    metrics={k: as_metric(m) for k, m in self.metrics.items()})
+
+  def overrides(self, config: Mapping[str, Any]) -> list[str]:
+    """The keys in which ``config`` differs from the declared configuration (defaults, then
+    the quick overrides when ``config["quick"]``; seed 0 unless declared), apart from
+    :data:`NON_SEMANTIC_KEYS`. Non-empty means the run is ``custom``."""
+    declared = dict(self.defaults)
+    if config.get("quick"):
+      declared.update(self.quick)
+    declared.setdefault("seed", 0)
+    missing = object()
+
+    def canon(v):
+      return "<missing>" if v is missing else json.dumps(v, sort_keys=True, default=str)
+
+    keys = (set(declared) | set(config)) - {"quick"} - NON_SEMANTIC_KEYS
+    return sorted(k for k in keys
+                  if canon(config.get(k, missing)) != canon(declared.get(k, missing)))
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
+def validate(exp: Experiment) -> list[str]:
+  """The defects of an experiment's declaration (empty when it can be registered)."""
+  bad: list[str] = []
+  for k in ("name", "paper_id", "claim", "metric"):
+    if not isinstance(getattr(exp, k), str) or not getattr(exp, k).strip():
+      bad.append(f"{k} must be a non-empty str, got {getattr(exp, k)!r}")
+  if not callable(exp.run):
+    bad.append("run must be callable")
+  unknown_quick = sorted(set(exp.quick) - set(exp.defaults))
+  if unknown_quick:
+    bad.append(f"quick overrides keys that are not options (defaults): {unknown_quick}")
+  if exp.legacy:
+    return bad
+  if not exp.expectations:
+    bad.append("expectations must be a non-empty tuple of Expectation")
+  if exp.setting not in SETTINGS:
+    bad.append(f"setting must be one of {list(SETTINGS)}, got {exp.setting!r}")
+  if not all(isinstance(d, str) and d.strip() for d in exp.departures):
+    bad.append(f"departures must be non-empty strs, got {exp.departures!r}")
+  if exp.setting == "proxy" and not exp.departures:
+    bad.append("a proxy experiment must list its departures from the paper's setting")
+  try:
+    metrics = {k: as_metric(m) for k, m in exp.metrics.items()}
+  except ValueError as e:
+    bad.append(str(e))
+    metrics = {}
+  if exp.metric not in metrics:
+    bad.append(f"the headline metric {exp.metric!r} is not documented in metrics")
+  for e in exp.expectations:
+    if not isinstance(e, Expectation):
+      bad.append(f"expectations must be Expectation objects, got {e!r}")
+      continue
+    for m in e.metrics():
+      if m not in metrics:
+        bad.append(f"metric {m!r} of {e.render(source=False)!r} is not documented in metrics")
+    unknown = sorted(set(e.reads) - set(exp.defaults))
+    if unknown:
+      bad.append(f"{e.render(source=False)!r} reads {unknown}, which are not options "
+                 f"(defaults: {sorted(exp.defaults)})")
+    if e.metric in metrics:
+      for quick in (False, True):
+        if cannot_fail(e, metrics[e.metric], quick=quick):
+          m = metrics[e.metric]
+          bad.append(f"{e.render(quick=quick, source=False)!r} cannot fail: {e.metric} lies in "
+                     f"[{m.low}, {m.high}]")
+          break
+  return bad
+
+
 def register(exp: Experiment) -> Experiment:
-  """Adds an experiment to the registry (its name must be new)."""
+  """Adds an experiment to the registry (its name must be new) after :func:`validate`."""
+  if not isinstance(exp, Experiment):
+    raise ValueError(f"register: expected an Experiment, got {type(exp).__name__}")
+  bad = validate(exp)
+  if bad:
+    raise ValueError(f"register: experiment {exp.name!r}: " + "; ".join(bad))
   if exp.name in _REGISTRY and _REGISTRY[exp.name] is not exp:
     raise ValueError(f"register: experiment {exp.name!r} is already registered")
   _REGISTRY[exp.name] = exp
@@ -237,30 +409,76 @@ def run_experiment(name: str, *, workdir: str | os.PathLike | None = None,
         {"experiment": name, "paper_id": exp.paper_id, **config}, indent=2, default=str))
   ctx = RunContext(experiment=exp, workdir=workdir, config=config, progress=progress,
                    is_main_process=is_main)
-  t0 = time.time()
-  result = dict(exp.run(ctx))
-  if "expectation_held" not in result or exp.metric not in result:
-    raise RuntimeError(f"experiment {name!r} returned no {exp.metric!r} or expectation_held")
-  summary = {
-      "experiment": name,
+  return _run_and_summarize(exp, ctx, config, is_main)
+
+
+def summarize(exp: Experiment, result: Mapping[str, Any], config: Mapping[str, Any], *,
+              seconds: float, started: datetime.datetime | None = None) -> dict[str, Any]:
+  """The summary of a run: the measurements, the verdict, setting and provenance.
+
+  Raises:
+    MissingMetricError: a metric the headline or an expectation reads is not measured.
+    RuntimeError: ``run`` returned a verdict (``expectation_held``) itself, or a measurement
+      has the wrong type or lies outside its documented range.
+  """
+  quick = bool(config.get("quick", False))
+  result = dict(result)
+  if exp.legacy:
+    if "expectation_held" not in result:
+      raise MissingMetricError(f"experiment {exp.name!r} (legacy) returned no expectation_held")
+    verdict = {"expectations": [], "expectation_held": bool(result["expectation_held"])}
+  else:
+    if "expectation_held" in result:
+      raise RuntimeError(f"experiment {exp.name!r}: run() returned expectation_held; run only "
+                         "measures, the registry evaluates the declared expectations")
+    verdict = exp.evaluate(result, quick=quick)
+  if exp.metric not in result:
+    raise MissingMetricError(f"experiment {exp.name!r} returned no {exp.metric!r} (its "
+                             f"headline metric); it returned {sorted(result)}")
+  overridden = exp.overrides(config)
+  reads = sorted({k for e in exp.expectations for k in e.reads} & set(overridden))
+  return {
+      "experiment": exp.name,
       "paper_id": exp.paper_id,
       "claim": exp.claim,
       "paper_value": exp.paper_value,
+      "setting": exp.setting or None,
+      "departures": list(exp.departures),
       "metric": exp.metric,
       "value": _jsonable(result[exp.metric]),
-      "expectation": exp.expectation,
-      "expectation_held": bool(result["expectation_held"]),
-      "quick": bool(config["quick"]),
-      "seconds": round(time.time() - t0, 2),
+      "expectation": "; ".join(exp.describe_expectations(quick=quick)),
+      "expectations": verdict["expectations"],
+      "expectation_held": verdict["expectation_held"],
+      "legacy": exp.legacy,
+      "quick": quick,
+      "custom": bool(overridden),
+      "overrides": overridden,
+      "overrides_read_by_expectations": reads,
+      "seconds": round(seconds, 2),
       "results": {k: _jsonable(v) for k, v in result.items()},
+      "provenance": _provenance.collect(config, seconds=seconds, started=started),
   }
+
+
+def _run_and_summarize(exp: Experiment, ctx: RunContext, config: dict[str, Any],
+                       is_main: bool) -> dict[str, Any]:
+  started = datetime.datetime.now(datetime.UTC)
+  t0 = time.time()
+  result = exp.run(ctx)
+  summary = summarize(exp, result, config, seconds=time.time() - t0, started=started)
   if is_main:
-    atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(ctx.workdir / "summary.json", json.dumps(summary, indent=2, default=str))
   return summary
 
 
 __all__ = [
+    "NON_SEMANTIC_KEYS",
+    "SETTINGS",
+    "Expectation",
     "Experiment",
+    "Metric",
+    "MissingMetricError",
+    "Ref",
     "RunContext",
     "get",
     "names",
@@ -268,4 +486,6 @@ __all__ = [
     "register",
     "resolve_config",
     "run_experiment",
+    "summarize",
+    "validate",
 ]
