@@ -336,6 +336,7 @@ def test_random_masks_and_segments_agree_with_reference(seed, density, n_seg, he
   b, lq, lk, h, hkv, d = 2, 35, 21, 2, 1, 8   # Lq > Lk (the fixed cases have Lq <= Lk)
   q, k, v = _normal(rng, (b, lq, h, d)), _normal(rng, (b, lk, hkv, d)), _normal(rng, (b, lk, hkv, d))
   mask = rng.random((b, h, lq, lk) if head_mask else (b, 1, lq, lk)) < density
+  mask = np.broadcast_to(mask, (b, h, lq, lk))   # one shape: one compilation per implementation
   qs = np.sort(rng.integers(0, n_seg + 1, (b, lq)), axis=1).astype(np.int32)
   ks = np.sort(rng.integers(0, n_seg + 1, (b, lk)), axis=1).astype(np.int32)
   g_out, g_lse = _normal(rng, q.shape), _normal(rng, (b, h, lq))
@@ -367,6 +368,19 @@ def test_check_grads_of_the_custom_vjp(impl):
                             rtol=2e-2)
 
 
+def _vmap_loss(impl):
+  def loss(q, k, v, seg):
+    res = attention(q, k, v, segment_ids=seg, causal=True, block_sizes=BLOCKS,
+                    implementation=impl)
+    return jnp.sum(jnp.sin(res.out)), res
+  return jax.value_and_grad(loss, (0, 1, 2), has_aux=True)
+
+
+@functools.cache
+def _jitted_vmap_reference():
+  return jax.jit(_vmap_loss("reference"))
+
+
 @pytest.mark.parametrize("impl", ["xla", "pallas"])
 def test_jit_vmap(impl):
   """``jit(vmap(.))`` over an extra leading axis (inputs and segment ids) of values and
@@ -376,15 +390,8 @@ def test_jit_vmap(impl):
   q, k, v = (_normal(rng, (n, b, l, h, d)) for _ in range(3))
   seg = np.sort(rng.integers(0, 3, (n, b, l)), axis=-1).astype(np.int32)
 
-  def value_and_grad(impl):
-    def loss(q, k, v, seg):
-      res = attention(q, k, v, segment_ids=seg, causal=True, block_sizes=BLOCKS,
-                      implementation=impl)
-      return jnp.sum(jnp.sin(res.out)), res
-    return jax.value_and_grad(loss, (0, 1, 2), has_aux=True)
-
-  got = jax.jit(jax.vmap(value_and_grad(impl)))(q, k, v, seg)
-  ref = jax.jit(value_and_grad("reference"))
+  got = jax.jit(jax.vmap(_vmap_loss(impl)))(q, k, v, seg)
+  ref = _jitted_vmap_reference()
   loop = [ref(q[j], k[j], v[j], seg[j]) for j in range(n)]
   want = jax.tree.map(lambda *xs: np.stack(xs), *loop)
   KT.assert_trees_close(got, want, rtol=1e-4, atol=2e-5, what=f"{impl} vmap")
@@ -455,10 +462,10 @@ def _temp_bytes(impl, l, h=2, d=16):
 def test_xla_memory_is_linear_in_length():
   """Compiled temporaries of forward + backward: the reference grows like L^2 (it stores the
   [H, L, L] logits), the blocked XLA implementation like L (nothing of size L x L)."""
-  ref1, ref2 = _temp_bytes("reference", 1024), _temp_bytes("reference", 2048)
+  ref2 = _temp_bytes("reference", 2048)
   xla1, xla2 = _temp_bytes("xla", 1024), _temp_bytes("xla", 2048)
   l2_bytes = 2 * 2048 * 2048 * 4                  # one f32 [H, L, L] array (32 MiB)
-  assert ref2 >= l2_bytes and ref2 > 3.5 * ref1   # measured: 32 MiB -> 161 MiB
+  assert ref2 >= 2 * l2_bytes                     # measured: 161 MiB
   assert xla2 < l2_bytes / 2 and xla2 < 2 * xla1  # measured: 8.7 MiB -> 9.0 MiB (tiles)
   assert 10 * xla2 < ref2
 
