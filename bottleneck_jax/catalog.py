@@ -1,14 +1,15 @@
 """The catalogue: the 49 papers behind bottleneck_jax (plus the Deep VIB base method).
 
-Each row has the paper's catalogue id, title and family exactly as ``shared/papers.md`` lists
+Each row has the paper's catalogue id, title and family exactly as the paper list gives
 them, and for each method: its public functions (dotted paths), its module, its experiments and a
 status that tells the truth:
 
 * ``planned`` — nothing built yet;
 * ``implemented`` — the functions exist and are tested against an independent reference;
-* ``reproduced`` — implemented, and every experiment of the row held its expectation in the last
-  recorded full (non-quick) run (``experiments/recorded_results.json``, written by
-  ``bottleneck-jax reproduce --record``).
+* ``reproduced`` — implemented, and every experiment of the row held all its declared
+  expectations in its last recorded run (``experiments/recorded_results.json``, written by
+  ``bottleneck-jax reproduce --record``), a run that was neither quick nor custom, did not fail,
+  and was judged by the expectations the experiment declares now (see :func:`record_problem`).
 
 The status is computed, not declared: a row whose functions are listed is ``implemented`` only if
 ``tests`` (the test files that check it against independent references) are listed too, and
@@ -64,8 +65,7 @@ class Entry:
       return "planned"
     if self.experiments:
       results = recorded_results()
-      if all(results.get(e, {}).get("expectation_held") is True
-             and not results.get(e, {}).get("quick", True) for e in self.experiments):
+      if all(record_problem(e, results.get(e)) is None for e in self.experiments):
         return "reproduced"
     return "implemented"
 
@@ -89,6 +89,37 @@ def recorded_results() -> dict:
   except json.JSONDecodeError as e:  # never hide a damaged record: it decides the statuses
     raise ValueError(f"recorded_results: {RESULTS_PATH} is not valid JSON ({e}); rerun "
                      "`bottleneck-jax reproduce --all --record`") from None
+
+
+def record_problem(name: str, record: dict | None) -> str | None:
+  """Why the record of experiment ``name`` is not a reproduction; ``None`` when it is.
+
+  A record counts only when the run did not fail, was neither quick nor custom, was judged by
+  declared expectations (not a legacy verdict of ``run``), held every one of them, and those
+  expectations are the ones the experiment declares now (a changed threshold needs a new run).
+  """
+  if not record:
+    return "not recorded"
+  if record.get("status") == "error":
+    return f"the run failed: {record.get('error', 'unknown error')}"
+  if record.get("quick") is not False:
+    return "a quick run"
+  recorded = record.get("expectations")
+  if record.get("legacy") or not recorded:
+    return "recorded before expectations were data: no per-expectation verdicts"
+  if record.get("custom") is not False:
+    return "a custom configuration"
+  if record.get("expectation_held") is not True or not all(r.get("held") is True
+                                                           for r in recorded):
+    return "the expectations were missed"
+  from bottleneck_jax.experiments import registry
+  try:
+    exp = registry.get(name)
+  except ValueError:
+    return "not a registered experiment"
+  if [r.get("expectation") for r in recorded] != exp.describe_expectations(source=False):
+    return "the declared expectations changed since the run was recorded"
+  return None
 
 
 def _P(number, id_, family, title, listed, **kw):
@@ -368,6 +399,7 @@ __all__ = [
     "format_table",
     "get",
     "paper_ids",
+    "record_problem",
     "recorded_results",
     "resolve",
     "to_json",

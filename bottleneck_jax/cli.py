@@ -6,10 +6,14 @@ Commands:
 * ``bottleneck-jax experiments [--json]``: the registered experiments with their claims;
 * ``bottleneck-jax run NAME [--workdir DIR] [--steps N] [--seed S] [--quick] [--set k=v ...]``:
   runs one experiment and prints its result (files under the work directory);
-* ``bottleneck-jax reproduce [ID ...] [--family F] [--all] [--quick] [--out results.md]``: runs
-  the experiments of papers, a family or the whole catalogue and writes a markdown results table
-  (claim, paper's number, our number, held or not); ``--record`` stores the summaries in
-  ``experiments/recorded_results.json``, from which the catalogue computes ``reproduced``.
+* ``bottleneck-jax reproduce [ID ...] [--family F] [--all] [--quick] [--out results.md]
+  [--record] [--readme README.md]``: runs the experiments of papers, a family or the whole
+  catalogue and writes a markdown results table (setting, claim, paper's number, our number,
+  expectations, held or not); ``--record`` runs each experiment in a fresh work directory and
+  stores its verdict and provenance (a failure as an error) in
+  ``experiments/recorded_results.json``, from which the catalogue computes ``reproduced`` (it
+  refuses quick runs, a dirty git tree and an installed, non-editable package); ``--readme``
+  regenerates the README's generated blocks (catalogue status, results) from the records.
 
 Bad input (an unknown experiment, option or value) prints one line on stderr and exits with
 status 2, without a traceback.
@@ -18,6 +22,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -65,20 +70,37 @@ def cmd_list(args) -> int:
   return 0
 
 
+def _expectation_json(e) -> dict:
+  def th(v):
+    return v if v is None or isinstance(v, (bool, int, float)) else str(v)
+  return {"metric": e.metric, "op": e.op, "value": th(e.value), "source": e.source,
+          "reads": list(e.reads), "quick_value": th(e.quick_value), "text": str(e)}
+
+
 def cmd_experiments(args) -> int:
   from bottleneck_jax.experiments import registry
+  from bottleneck_jax.experiments.expectations import as_metric
   exps = [registry.get(n) for n in registry.names()]
   if args.json:
     print(json.dumps([{"name": e.name, "paper_id": e.paper_id, "claim": e.claim,
-                       "metric": e.metric, "expectation": e.expectation,
-                       "paper_value": e.paper_value, "defaults": dict(e.defaults)}
+                       "setting": e.setting or None, "departures": list(e.departures),
+                       "metric": e.metric,
+                       "metrics": {k: dataclasses.asdict(as_metric(m))
+                                   for k, m in e.metrics.items()},
+                       "expectations": [_expectation_json(x) for x in e.expectations],
+                       "expectation": "; ".join(e.describe_expectations()),
+                       "paper_value": e.paper_value, "defaults": dict(e.defaults),
+                       "quick": dict(e.quick)}
                       for e in exps], indent=2, default=str))
     return 0
   for e in exps:
-    print(f"{e.name}  [{e.paper_id}]")
-    print(f"    claim:       {e.claim}")
-    print(f"    metric:      {e.metric}")
-    print(f"    expectation: {e.expectation}")
+    print(f"{e.name}  [{e.paper_id}]  setting: {e.setting or 'undeclared'}")
+    print(f"    claim:        {e.claim}")
+    print(f"    metric:       {e.metric}")
+    for i, d in enumerate(e.departures):
+      print(f"    {'departures:' if i == 0 else '':<13} - {d}")
+    for i, x in enumerate(e.describe_expectations()):
+      print(f"    {'expectations:' if i == 0 else '':<13} {x}")
   print(f"\n{len(exps)} experiments; run one with `bottleneck-jax run NAME [--quick]`")
   return 0
 
@@ -97,10 +119,28 @@ def _prepare(name, *, steps, seed, quick, sets):
 
 
 def _summary_line(summary: dict) -> str:
+  """The verdict of a run: a headline line, then one line per expectation (held or missed)."""
   held = "held" if summary["expectation_held"] else "NOT held"
-  return (f"{summary['experiment']}: {summary['metric']} = {_fmt(summary['value'])}  "
-          f"(expectation: {summary['expectation']}) -> {held}  [{summary['seconds']:.1f} s"
-          f"{', quick' if summary['quick'] else ''}]")
+  tags = [f"{summary['seconds']:.1f} s"]
+  if summary.get("setting"):
+    n = len(summary.get("departures") or ())
+    tags.append(summary["setting"] + (f", {n} departure{'s' if n != 1 else ''}" if n else ""))
+  if summary.get("quick"):
+    tags.append("quick: never a reproduction")
+  if summary.get("custom"):
+    tags.append(f"custom ({', '.join(summary.get('overrides') or ())}): never recorded")
+  lines = [f"{summary['experiment']}: {summary['metric']} = {_fmt(summary['value'])} -> {held}  "
+           f"[{'; '.join(tags)}]"]
+  results = summary.get("expectations") or ()
+  if not results and summary.get("expectation"):
+    lines.append(f"    expectation: {summary['expectation']}")
+  for r in results:
+    measured = _fmt(r["value"])
+    if r["expectation"].split(f" {r['op']} ", 1)[-1] != _fmt(r["threshold"]):
+      measured += f" vs {_fmt(r['threshold'])}"
+    lines.append(f"    {'held  ' if r['held'] else 'MISSED'}  {r['expectation']}  "
+                 f"({r['metric']} = {measured}; source: {r['source']})")
+  return "\n".join(lines)
 
 
 def cmd_run(args) -> int:
@@ -176,28 +216,87 @@ def _md(text) -> str:
 
 
 def results_table(summaries: list[dict]) -> str:
-  """A markdown table: paper, experiment, claim, paper's number, our number, held."""
-  lines = ["| paper | experiment | claim | paper's number | our number | expectation | held |",
-           "|---|---|---|---|---|---|---|"]
-  for s in summaries:
-    if "error" in s:
-      ours, held = f"error: {s['error']}", "error"
-    else:
-      ours = f"{s['metric']} = {_fmt(s['value'])}"
-      held = ("yes" if s["expectation_held"] else "**no**") + (" (quick)" if s["quick"] else "")
-    lines.append("| " + " | ".join(_md(c) for c in (
-        s["paper_id"], s["experiment"], s["claim"], s.get("paper_value"), ours,
-        s["expectation"], held)) + " |")
-  return "\n".join(lines) + "\n"
+  """A markdown table: paper, experiment, setting, claim, paper's number, our number,
+  expectation, held (see :func:`bottleneck_jax.experiments.report.results_table`)."""
+  from bottleneck_jax.experiments import report
+  return report.results_table(summaries)
+
+
+def _record_refusal() -> str | None:
+  """Why results cannot be recorded here (``None`` when they can)."""
+  from bottleneck_jax.experiments import provenance
+  if provenance.source_root() is None:
+    return ("--record writes experiments/recorded_results.json of a clone of the repository; "
+            f"this bottleneck_jax ({provenance.PACKAGE_DIR}) is an installed copy, not a git "
+            "work tree (use `pip install -e .` in a clone)")
+  state = provenance.git_state()
+  if state["commit"] is None:
+    return "--record needs a commit to name: this work tree has none yet"
+  if state["dirty"]:
+    files = state["dirty_files"]
+    shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    return (f"--record needs a clean git tree (each record names its commit); commit or "
+            f"remove the changes first: {shown}")
+  return None
+
+
+def _error_summary(exp, e: BaseException, *, quick: bool, seconds: float) -> dict:
+  from bottleneck_jax.experiments import provenance, registry
+  s = {"experiment": exp.name, "paper_id": exp.paper_id, "claim": exp.claim,
+       "paper_value": exp.paper_value, "setting": exp.setting or None,
+       "departures": list(exp.departures), "metric": exp.metric,
+       "expectation": "; ".join(exp.describe_expectations(quick=quick, source=False)),
+       "status": "error", "error": f"{type(e).__name__}: {' '.join(str(e).split())}", "quick": quick,
+       "custom": False, "seconds": round(seconds, 2)}
+  try:
+    s["provenance"] = provenance.collect(registry.resolve_config(exp, quick=quick),
+                                         seconds=seconds)
+  except Exception:  # noqa: BLE001, S110 - provenance never hides the error itself
+    pass
+  return s
+
+
+_RECORD_KEYS = ("paper_id", "metric", "value", "setting", "departures", "expectations",
+                "expectation_held", "quick", "custom", "overrides", "legacy", "seconds",
+                "provenance")
+
+
+def _record(summary: dict, workdir: Path) -> None:
+  """Stores one run's verdict (or error) in recorded_results.json, replacing the old record."""
+  import datetime
+
+  from bottleneck_jax import catalog
+  from bottleneck_jax.core.io import atomic_write_text
+  recorded = catalog.recorded_results()
+  now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+  if summary.get("status") == "error":
+    entry = {k: summary.get(k) for k in ("paper_id", "metric", "quick", "seconds", "error",
+                                         "provenance")}
+    entry["status"] = "error"
+  else:
+    entry = {k: summary.get(k) for k in _RECORD_KEYS}
+    entry["status"] = "ok"
+  entry.update(recorded=now, workdir=str(workdir))
+  recorded[summary["experiment"]] = entry
+  atomic_write_text(catalog.RESULTS_PATH,
+                    json.dumps(recorded, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def cmd_reproduce(args) -> int:
+  import tempfile
+
   from bottleneck_jax.experiments import registry
   from bottleneck_jax.train import PreemptedError
   if args.record and args.quick:
     raise UsageError("--record stores full runs only (a quick run reproduces nothing); "
                      "drop --quick or --record")
   names = _experiments_for(args.ids, args.family, args.all)
+  if args.record:
+    refusal = _record_refusal()
+    if refusal:
+      raise UsageError(refusal)
+  if args.readme and not Path(args.readme).is_file():
+    raise UsageError(f"--readme: no file {args.readme}")
   if not names:
     print("reproduce: no experiment registered for the selection", file=sys.stderr)
     return 0
@@ -207,20 +306,28 @@ def cmd_reproduce(args) -> int:
   for n in names:
     exp = registry.get(n)
     t0 = time.time()
+    if args.record:  # a fresh directory: a record never resumes an old checkpoint
+      base.mkdir(parents=True, exist_ok=True)
+      workdir = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=base))
+    else:
+      workdir = base / n
     try:
-      s = registry.run_experiment(n, workdir=base / n, quick=args.quick,
+      s = registry.run_experiment(n, workdir=workdir, quick=args.quick,
                                   progress=not args.no_progress)
       print(_summary_line(s))
+      if s.get("custom"):
+        raise RuntimeError(f"a custom configuration ({s.get('overrides')}) is never recorded")
     except PreemptedError as e:
       print(f"bottleneck-jax reproduce: {e}; rerun the same command to resume", file=sys.stderr)
       return 143
     except Exception as e:  # noqa: BLE001 - a failed experiment stays in the table
-      s = {"experiment": n, "paper_id": exp.paper_id, "claim": exp.claim,
-           "paper_value": exp.paper_value, "metric": exp.metric, "expectation": exp.expectation,
-           "error": f"{type(e).__name__}: {e}", "quick": args.quick,
-           "seconds": round(time.time() - t0, 2)}
+      if os.environ.get("BOTTLENECK_JAX_DEBUG"):
+        raise
+      s = _error_summary(exp, e, quick=args.quick, seconds=time.time() - t0)
       print(f"{n}: ERROR {s['error']}", file=sys.stderr)
     summaries.append(s)
+    if args.record:
+      _record(s, workdir)
   table = results_table(summaries)
   if args.out:
     Path(args.out).write_text("# Results\n\n" + table)
@@ -229,16 +336,11 @@ def cmd_reproduce(args) -> int:
     print(table)
   if args.record:
     from bottleneck_jax import catalog
-    recorded = catalog.recorded_results()
-    for s in summaries:
-      if "error" not in s:
-        recorded[s["experiment"]] = {k: s[k] for k in (
-            "paper_id", "metric", "value", "expectation_held", "quick", "seconds")}
-        recorded[s["experiment"]]["recorded"] = time.strftime("%Y-%m-%d")
-    from bottleneck_jax.core.io import atomic_write_text
-    atomic_write_text(catalog.RESULTS_PATH,
-                      json.dumps(recorded, indent=2, sort_keys=True) + "\n")
     print(f"recorded {len(summaries)} results in {catalog.RESULTS_PATH}")
+  if args.readme:
+    from bottleneck_jax.experiments import report
+    changed = report.update_readme(args.readme)
+    print(f"{'updated' if changed else 'unchanged'}: {args.readme}")
   return 0
 
 
@@ -333,7 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--out", help="write the markdown table here (default: print it)")
   q.add_argument("--workdir", help="base folder for the runs (default runs/reproduce)")
   q.add_argument("--record", action="store_true",
-                 help="store the summaries in experiments/recorded_results.json")
+                 help="run in fresh directories and store the verdicts and provenance in "
+                      "experiments/recorded_results.json (needs a clean clone)")
+  q.add_argument("--readme", metavar="README.md",
+                 help="regenerate this README's generated blocks from the records")
   q.add_argument("--no-progress", action="store_true", help="no progress bars")
   q.set_defaults(func=cmd_reproduce)
   return p

@@ -56,17 +56,64 @@ def test_every_listed_function_module_test_and_experiment_exists():
       __import__(e.module)
 
 
+def _fake_experiment(name):
+  from bottleneck_jax.experiments import registry
+  from bottleneck_jax.experiments.expectations import Expectation, Metric
+  return registry.Experiment(
+      name=name, paper_id="x", claim="c", metric="acc", setting="proxy", departures=("toy",),
+      metrics={"acc": Metric("accuracy", low=0, high=1)},
+      expectations=(Expectation("acc", ">=", 0.9, source="spec"),
+                    Expectation("acc", "<", 0.999, source="spec")),
+      run=lambda ctx: {"acc": 0.95})
+
+
+def _record(**kw):
+  rec = {"status": "ok", "expectation_held": True, "quick": False, "custom": False,
+         "legacy": False, "value": 0.95,
+         "expectations": [{"expectation": "acc >= 0.9", "held": True},
+                          {"expectation": "acc < 0.999", "held": True}]}
+  rec.update(kw)
+  return rec
+
+
 def test_status_is_computed_from_functions_tests_and_recorded_results(monkeypatch, tmp_path):
+  from bottleneck_jax.experiments import registry
+  for name in ("catalog-fake", "catalog-fake-2"):
+    monkeypatch.setitem(registry._REGISTRY, name, _fake_experiment(name))
   e = catalog.Entry(1, "x", "information", "t", "d", "m", functions=("a.b",), tests=("t.py",),
-                    experiments=("exp",))
-  monkeypatch.setattr(catalog, "RESULTS_PATH", tmp_path / "r.json")
-  assert e.status == "implemented"
-  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": True, "quick": True}}))
-  assert e.status == "implemented"  # a quick run is not a reproduction
-  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": True, "quick": False}}))
-  assert e.status == "reproduced"
-  (tmp_path / "r.json").write_text(json.dumps({"exp": {"expectation_held": False, "quick": False}}))
-  assert e.status == "implemented"
+                    experiments=("catalog-fake",))
+  path = tmp_path / "r.json"
+  monkeypatch.setattr(catalog, "RESULTS_PATH", path)
+  assert e.status == "implemented"  # nothing recorded
+
+  def status(**kw):
+    path.write_text(json.dumps({"catalog-fake": _record(**kw)}))
+    return e.status, catalog.record_problem("catalog-fake", catalog.recorded_results()[
+        "catalog-fake"])
+
+  assert status() == ("reproduced", None)
+  assert status(quick=True) == ("implemented", "a quick run")
+  assert status(custom=True) == ("implemented", "a custom configuration")
+  assert status(custom=None)[0] == "implemented"   # not known to be the declared configuration
+  assert status(expectation_held=False)[1] == "the expectations were missed"
+  assert status(status="error", error="RuntimeError: boom") == (
+      "implemented", "the run failed: RuntimeError: boom")
+  held = _record()["expectations"]
+  assert status(expectations=[dict(held[0], held=False)] + held[1:])[0] == "implemented"
+  assert status(expectations=[])[0] == "implemented"  # the old format: a verdict of run()
+  assert status(legacy=True)[0] == "implemented"
+  changed = [dict(r, expectation=r["expectation"] + "0") for r in held]
+  assert status(expectations=changed)[1] == \
+      "the declared expectations changed since the run was recorded"
+  # a row is reproduced only when every one of its experiments is
+  two = catalog.Entry(1, "x", "information", "t", "d", "m", functions=("a.b",),
+                      tests=("t.py",), experiments=("catalog-fake", "catalog-fake-2"))
+  path.write_text(json.dumps({"catalog-fake": _record()}))
+  assert two.status == "implemented"
+  path.write_text(json.dumps({"catalog-fake": _record(), "catalog-fake-2": _record()}))
+  assert two.status == "reproduced"
+  path.write_text(json.dumps({"nope": _record()}))
+  assert catalog.record_problem("nope", _record()) == "not a registered experiment"
   assert catalog.Entry(1, "x", "f", "t", "d", "m", functions=("a.b",)).status == "planned"
 
 

@@ -446,7 +446,7 @@ def summarize(exp: Experiment, result: Mapping[str, Any], config: Mapping[str, A
       "departures": list(exp.departures),
       "metric": exp.metric,
       "value": _jsonable(result[exp.metric]),
-      "expectation": "; ".join(exp.describe_expectations(quick=quick)),
+      "expectation": "; ".join(exp.describe_expectations(quick=quick, source=False)),
       "expectations": verdict["expectations"],
       "expectation_held": verdict["expectation_held"],
       "legacy": exp.legacy,
