@@ -294,7 +294,7 @@ _BUILT: dict[str, dict] = {
     "chronicals": dict(
         functions=[f"{_O}.linear_cross_entropy", f"{_O}.linear_logit_stats", f"{_O}.rms_norm",
                    f"{_O}.swiglu", f"{_O}.swiglu_linear", f"{_O}.apply_rope", f"{_O}.qk_rope",
-                   f"{_E}.lora_plus", f"{_E}.LoRALinear", f"{_D}.pack_sequences",
+                   f"{_E}.lora_plus", f"{_E}.lora_linear", f"{_D}.pack_sequences",
                    f"{_D}.packed_attention_mask"],
         experiments=["chronicals-cce-memory", "chronicals-packing", "chronicals-lora-plus"],
         tests=["tests/ops/test_linear_cross_entropy.py",

@@ -30,13 +30,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Int
 
 from bottleneck_jax.core import validation as V
 
 _OVERLONG = ("truncate", "split", "error")
+_I32 = np.iinfo(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,8 @@ def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]
   remaining capacity is the smallest that fits (ties: the older bin), else into a new bin.
 
   Args:
-    lengths: positive integer item sizes, each ``<= capacity``.
+    lengths: positive integer item sizes (Python or NumPy ints; a float, even ``3.0``, is a
+      ``TypeError``), each ``<= capacity``.
     capacity: the bin size (>= 1).
 
   Returns:
@@ -95,6 +97,14 @@ def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]
   """
   fn = "best_fit_decreasing"
   V.check_scalar(fn, "capacity", capacity, low=1, integer=True)
+  if isinstance(lengths, (str, bytes)) or not isinstance(lengths, (Sequence, np.ndarray)):
+    raise TypeError(f"{fn}: lengths must be a sequence of ints, got {type(lengths).__name__}")
+  if isinstance(lengths, np.ndarray) and lengths.ndim != 1:
+    raise ValueError(f"{fn}: lengths must be 1-D, got shape {list(lengths.shape)}")
+  for i, n in enumerate(lengths):
+    # int(2.7) == 2 would pack a silently shortened item: only integers are lengths.
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+      raise TypeError(f"{fn}: lengths must be ints, got {type(n).__name__} {n!r} at index {i}")
   lengths = [int(n) for n in lengths]
   for i, n in enumerate(lengths):
     if n < 1 or n > capacity:
@@ -123,7 +133,8 @@ def pack_sequences(sequences: Sequence, *, seq_len: int, pad_id: int = 0,
   """Packs token sequences into rows of length ``seq_len`` with best-fit decreasing.
 
   Args:
-    sequences: 1-D integer array-likes (token ids).
+    sequences: 1-D integer array-likes (token ids in the int32 range; larger ids are a
+      ``ValueError``, since the packed rows are int32).
     seq_len: row length ``T`` (>= 1).
     pad_id: token written into padding.
     ignore_index: label of the last token of each segment and of padding.
@@ -145,8 +156,8 @@ def pack_sequences(sequences: Sequence, *, seq_len: int, pad_id: int = 0,
   """
   fn = "pack_sequences"
   V.check_scalar(fn, "seq_len", seq_len, low=1, integer=True)
-  V.check_scalar(fn, "pad_id", pad_id, integer=True)
-  V.check_scalar(fn, "ignore_index", ignore_index, integer=True)
+  V.check_scalar(fn, "pad_id", pad_id, integer=True, low=_I32.min, high=_I32.max)
+  V.check_scalar(fn, "ignore_index", ignore_index, integer=True, low=_I32.min, high=_I32.max)
   if not isinstance(overlong, str):
     raise TypeError(f"{fn}: overlong must be a str, got {type(overlong).__name__}")
   V.check_choice(fn, "overlong", overlong, _OVERLONG)
@@ -164,6 +175,10 @@ def pack_sequences(sequences: Sequence, *, seq_len: int, pad_id: int = 0,
       raise ValueError(f"{fn}: sequences[{i}] must be 1-D, got shape {list(arr.shape)}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
       raise TypeError(f"{fn}: sequences[{i}] must hold integer token ids, got {arr.dtype.name}")
+    if arr.size and (arr.min() < _I32.min or arr.max() > _I32.max):
+      # The rows are int32: a larger id would wrap around silently.
+      raise ValueError(f"{fn}: sequences[{i}] must hold token ids in the int32 range "
+                       f"[{_I32.min}, {_I32.max}], got min {arr.min()}, max {arr.max()}")
     n = arr.shape[0]
     if n == 0:
       empty += 1
@@ -213,7 +228,8 @@ def pack_sequences(sequences: Sequence, *, seq_len: int, pad_id: int = 0,
   return PackedBatch(tokens, segment_ids, positions, labels, stats)
 
 
-def packed_attention_mask(segment_ids: jax.Array, *, causal: bool = True) -> jax.Array:
+def packed_attention_mask(segment_ids: Int[Array, "*batch t"], *,
+                          causal: bool = True) -> Bool[Array, "*batch t t"]:
   """Attention mask for packed rows: ``causal & (seg_q == seg_k) & (seg_q > 0)``.
 
   Args:

@@ -1,6 +1,7 @@
 """Efficiency family: fused, memory-efficient training bottlenecks (4 papers).
 
-* Chronicals (``_chronicals.py``) — LoRA+ as an Optax transformation and a LoRA linear layer;
+* Chronicals (``_chronicals.py``) — LoRA+ as an Optax transformation over flax's ``nnx.LoRA``
+  adapters and a pure LoRA linear;
   the framework's fused ops (linear cross-entropy, RMSNorm, SwiGLU, RoPE) are shared and live in
   :mod:`bottleneck_jax.ops`, its sequence packing in :mod:`bottleneck_jax.data`;
 * Sparton (``_sparton.py``) — SPLADE lexical max-pooling without the ``[B, L, V]`` logits;
@@ -13,15 +14,15 @@ Kernels take ``implementation=None | "reference" | "xla" | "pallas"`` (see
 """
 
 from bottleneck_jax.efficiency._chronicals import (
-    FrozenWeight,
-    LoRALinear,
     default_lora_label,
     lora_linear,
     lora_plus,
     lora_plus_labels,
 )
 from bottleneck_jax.efficiency._lexlip import (
+    LexiconBottleneckOutput,
     LexiconHead,
+    LexLIPLoss,
     lexicon_bottleneck,
     lexicon_weighting,
     lexlip_contrastive_loss,
@@ -45,9 +46,9 @@ from bottleneck_jax.efficiency._wta_crs import (
 )
 
 __all__ = [
-    "FrozenWeight",
     "LexiconHead",
-    "LoRALinear",
+    "LexiconBottleneckOutput",
+    "LexLIPLoss",
     "SpladeHead",
     "WTACRSGradNorms",
     "WTACRSLinear",

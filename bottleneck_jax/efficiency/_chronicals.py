@@ -16,7 +16,7 @@ and where they live in this library:
 How they compose in one step: pack the sequences (no compute on padding), run the decoder with
 the fused norms/activations/rotary embeddings (less saved for the backward pass), take the loss
 with the fused linear cross-entropy (no logits in memory), and update only the adapters with
-:func:`lora_plus` (``nnx.Optimizer(model, lora_plus(lr), wrt=nnx.Param)``).
+:func:`lora_plus` (``nnx.Optimizer(model, lora_plus(lr), wrt=nnx.LoRAParam)``).
 
 LoRA+ (Hayou, Ghosh & Yu, *LoRA+: Efficient Low Rank Adaptation of Large Models*, 2024,
 https://arxiv.org/abs/2402.12354). A LoRA adapter adds ``x @ A @ B`` (``A [in, r]`` random,
@@ -29,8 +29,11 @@ everything else ``"frozen"`` (or ``"other"``, trained at ``lr``, when ``frozen=F
 
 The labels work on plain pytrees, on ``nnx.State`` holding ``nnx.Variable`` leaves (what
 ``nnx.Optimizer`` passes to ``tx.init``) and on the pure ``nnx.State`` it passes to
-``tx.update``. ``LoRALinear`` keeps its base kernel in a non-``Param`` variable
-(:class:`FrozenWeight`), so ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` never even sees it.
+``tx.update``. The adapter layer is flax's own: ``nnx.LoRA(in, rank, out, base_module=linear,
+rngs=...)`` (or ``nnx.LoRALinear``) stores ``lora_a``/``lora_b`` as ``nnx.LoRAParam``, so
+``nnx.Optimizer(model, lora_plus(lr), wrt=nnx.LoRAParam)`` holds state for, and updates, the
+adapters only; the base weights are never seen by the optimizer. :func:`lora_linear` is the
+same computation as a pure function with an ``alpha / rank`` scale (``nnx.LoRA`` has none).
 
 Departures from the paper: Chronicals' speed-ups are measured against PyTorch eager; under XLA
 the elementwise chains already fuse, so the lever here is what is saved for the backward pass
@@ -48,19 +51,16 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jaxtyping import Array, Float, PyTree
 
 from bottleneck_jax.core import validation as V
 
 _A_NAMES = ("lora_a", "lora_A")
-_BASE_INIT = nnx.initializers.lecun_normal()
-_A_INIT = nnx.initializers.he_uniform()  # as flax.nnx.LoRA
-_B_INIT = nnx.initializers.zeros_init()
 _B_NAMES = ("lora_b", "lora_B")
 
 
@@ -93,8 +93,9 @@ def default_lora_label(path_names: tuple[str, ...]) -> str | None:
   return None
 
 
-def lora_plus_labels(params: Any, *, label_fn: Callable[[tuple[str, ...]], str | None] | None =
-                     None, frozen: bool = True) -> Any:
+def lora_plus_labels(params: PyTree, *,
+                     label_fn: Callable[[tuple[str, ...]], str | None] | None = None,
+                     frozen: bool = True) -> PyTree:
   """Labels ``"A"``, ``"B"`` and ``"frozen"`` (or ``"other"``) for every parameter leaf.
 
   Args:
@@ -202,12 +203,14 @@ def lora_plus(learning_rate: optax.ScalarOrSchedule, *, ratio: float = 16.0,
 
 
 # --------------------------------------------------------------------------------------------
-# Pure LoRA linear and its NNX module
+# Pure LoRA linear (the layer is flax's nnx.LoRA / nnx.LoRALinear)
 # --------------------------------------------------------------------------------------------
 
 
-def lora_linear(x: jax.Array, kernel: jax.Array, lora_a: jax.Array, lora_b: jax.Array, *,
-                scale: float = 1.0, bias: jax.Array | None = None) -> jax.Array:
+def lora_linear(x: Float[Array, "*batch d_in"], kernel: Float[Array, "d_in d_out"],
+                lora_a: Float[Array, "d_in r"], lora_b: Float[Array, "r d_out"], *,
+                scale: float | Float[Array, ""] = 1.0,
+                bias: Float[Array, "d_out"] | None = None) -> Float[Array, "*batch d_out"]:
   """``x @ kernel + scale * (x @ lora_a) @ lora_b (+ bias)``, never forming ``A @ B``.
 
   Args:
@@ -228,6 +231,7 @@ def lora_linear(x: jax.Array, kernel: jax.Array, lora_a: jax.Array, lora_b: jax.
   """
   fn = "lora_linear"
   V.check_rank(fn, "x", x, min_rank=1)
+  V.check_floating(fn, "x", x)
   V.check_rank(fn, "kernel", kernel, 2)
   V.check_rank(fn, "lora_a", lora_a, 2)
   V.check_rank(fn, "lora_b", lora_b, 2)
@@ -236,60 +240,21 @@ def lora_linear(x: jax.Array, kernel: jax.Array, lora_a: jax.Array, lora_b: jax.
   V.check_shape(fn, "lora_a", lora_a, (d_in, None))
   V.check_shape(fn, "lora_b", lora_b, (lora_a.shape[1], d_out))
   if bias is not None:
+    V.check_rank(fn, "bias", bias, 1)
     V.check_shape(fn, "bias", bias, (d_out,))
+  named = {"kernel": kernel, "lora_a": lora_a, "lora_b": lora_b}
+  if bias is not None:
+    named["bias"] = bias
+  for arg, v in named.items():
+    if jnp.dtype(v.dtype) != jnp.dtype(x.dtype):
+      raise TypeError(f"{fn}: {arg} must have the dtype of x ({jnp.dtype(x.dtype).name}), got "
+                      f"{V.describe(v)}")
+  V.check_scalar(fn, "scale", scale)
   y = x @ kernel + scale * ((x @ lora_a) @ lora_b)
   return y if bias is None else y + bias
 
 
-class FrozenWeight(nnx.Variable):
-  """A weight that never receives gradients or optimizer updates (not an ``nnx.Param``)."""
-
-
-class LoRALinear(nnx.Module):
-  """A frozen linear layer plus a trainable low-rank adapter: ``x W + (alpha/r) x A B``.
-
-  ``kernel`` (and ``bias`` if any) are :class:`FrozenWeight` variables; ``lora_a [in, r]``
-  (random, ``a_init``) and ``lora_b [r, out]`` (zeros) are ``nnx.Param``, so the layer equals
-  its base at init and ``nnx.Optimizer(model, lora_plus(...), wrt=nnx.Param)`` trains only the
-  adapter. (``flax.nnx.LoRALinear`` differs: its base kernel is a trainable ``Param`` and it
-  has no ``alpha`` scale; :func:`lora_plus` labels its ``lora_a``/``lora_b`` too.)
-
-  Example:
-    >>> from flax import nnx
-    >>> import jax.numpy as jnp
-    >>> layer = LoRALinear(3, 4, rank=2, rngs=nnx.Rngs(0))
-    >>> layer(jnp.ones((5, 3))).shape
-    (5, 4)
-  """
-
-  def __init__(self, in_features: int, out_features: int, *, rank: int,
-               alpha: float | None = None, use_bias: bool = False,
-               base_kernel_init: nnx.Initializer = _BASE_INIT,
-               a_init: nnx.Initializer = _A_INIT, b_init: nnx.Initializer = _B_INIT,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
-    fn = "LoRALinear"
-    V.check_scalar(fn, "in_features", in_features, low=1, integer=True)
-    V.check_scalar(fn, "out_features", out_features, low=1, integer=True)
-    V.check_scalar(fn, "rank", rank, low=1, integer=True)
-    if alpha is not None:
-      V.check_scalar(fn, "alpha", alpha, low=0.0, low_inclusive=False)
-    self.in_features, self.out_features, self.rank = in_features, out_features, rank
-    self.scale = 1.0 if alpha is None else float(alpha) / rank
-    self.kernel = FrozenWeight(base_kernel_init(rngs.params(), (in_features, out_features),
-                                                param_dtype))
-    self.bias = FrozenWeight(jnp.zeros((out_features,), param_dtype)) if use_bias else None
-    self.lora_a = nnx.Param(a_init(rngs.params(), (in_features, rank), param_dtype))
-    self.lora_b = nnx.Param(b_init(rngs.params(), (rank, out_features), param_dtype))
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    bias = None if self.bias is None else self.bias[...]
-    return lora_linear(x, self.kernel[...], self.lora_a[...], self.lora_b[...],
-                       scale=self.scale, bias=bias)
-
-
 __all__ = [
-    "FrozenWeight",
-    "LoRALinear",
     "default_lora_label",
     "lora_linear",
     "lora_plus",

@@ -40,17 +40,72 @@ References:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.efficiency._sparton import flops_regularizer, lexical_max_pool
 from bottleneck_jax.kernels.sharding import explicit_spec
 
+# F.normalize's eps: x / max(||x||, eps). Squared, for the safe norm below.
+_NORM_EPS = 1e-12
 
-def lexicon_weighting(h, w, bias=None, *, mask=None, implementation=None,
-                      block_size: int | None = None):
+
+class LexiconBottleneckOutput(NamedTuple):
+  """Result of :func:`lexicon_bottleneck`.
+
+  Attributes:
+    cbow: ``[*batch, d_e]`` f32 continuous bag-of-words vectors ``p @ E_word``.
+    probs: ``[*batch, V]`` f32 lexicon distribution ``p = softmax_V(max_l z)``.
+  """
+
+  cbow: Float[Array, "*batch d_e"]
+  probs: Float[Array, "*batch v"]
+
+
+class LexLIPLoss(NamedTuple):
+  """Result of :func:`lexlip_contrastive_loss`: a ``(loss, aux)`` pair, so
+  ``jax.value_and_grad(f, has_aux=True)`` takes it as it is.
+
+  Attributes:
+    loss: scalar f32 total loss.
+    aux: ``{"contrastive": scalar, "flops": scalar, "logits": [B, B]}`` (f32).
+  """
+
+  loss: Float[Array, ""]
+  aux: dict[str, Array]
+
+
+def _check_head(fn: str, h, w, bias, mask) -> None:
+  """The checks of ``lexical_max_pool``, under this function's name."""
+  V.check_rank(fn, "h", h, min_rank=2)
+  V.check_floating(fn, "h", h)
+  V.check_rank(fn, "w", w, 2)
+  V.check_floating(fn, "w", w)
+  if w.shape[1] != h.shape[-1]:
+    raise ValueError(f"{fn}: w must have shape [V, {h.shape[-1]}] (d of h), got "
+                     f"{list(w.shape)}")
+  if w.shape[0] < 1 or h.shape[-2] < 1:
+    raise ValueError(f"{fn}: need V >= 1 and L >= 1, got w {list(w.shape)} and h "
+                     f"{list(h.shape)}")
+  if bias is not None:
+    V.check_rank(fn, "bias", bias, 1)
+    V.check_floating(fn, "bias", bias)
+    V.check_shape(fn, "bias", bias, (w.shape[0],))
+  if mask is not None:
+    V.check_bool_or_int(fn, "mask", mask)
+    V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
+
+
+def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
+                      bias: Float[Array, "v"] | None = None, *,
+                      mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None,
+                      implementation=None,
+                      block_size: int | None = None) -> Float[Array, "*batch v"]:
   """LexLIP's lexicon-weighting representation (identical to SPLADE's).
 
   .. math:: r_{bv} = \\log\\big(1 + \\max_{l:\\,mask_{bl}} \\mathrm{relu}(h_{bl} W_v + b_v)\\big)
@@ -70,12 +125,16 @@ def lexicon_weighting(h, w, bias=None, *, mask=None, implementation=None,
     >>> lexicon_weighting(jnp.ones((2, 4, 8)), jnp.ones((16, 8))).shape
     (2, 16)
   """
+  _check_head("lexicon_weighting", h, w, bias, mask)
   return lexical_max_pool(h, w, bias, mask=mask, activation="log1p_relu",
                           implementation=implementation, block_size=block_size)
 
 
-def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=None,
-                       block_size: int | None = None, return_probs: bool = False):
+def lexicon_bottleneck(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
+                       bias: Float[Array, "v"] | None = None, *,
+                       mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None,
+                       word_emb: Float[Array, "v d_e"], implementation=None,
+                       block_size: int | None = None) -> LexiconBottleneckOutput:
   """LexLIP's lexicon bottleneck: ``softmax_V(max_l z) @ E_word``.
 
   .. math:: p_b = \\mathrm{softmax}_v\\big(\\max_{l:\\,mask_{bl}} (h_{bl} W_v + b_v)\\big),
@@ -91,20 +150,21 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
     mask: optional ``[*batch, L]`` attention mask.
     word_emb: word embedding table ``[V, d_e]`` (the decoders' input embeddings).
     implementation, block_size: see :func:`~bottleneck_jax.efficiency.lexical_max_pool`.
-    return_probs: also return ``p`` ``[*batch, V]``.
 
   Returns:
-    ``[*batch, d_e]`` f32 continuous bag-of-words vectors (and ``p`` if asked).
+    :class:`LexiconBottleneckOutput` ``(cbow, probs)``: ``[*batch, d_e]`` f32 continuous
+    bag-of-words vectors and the ``[*batch, V]`` f32 distribution ``p``.
 
   Example:
-    >>> lexicon_bottleneck(jnp.ones((2, 4, 8)), jnp.ones((16, 8)),
-    ...                    word_emb=jnp.ones((16, 3))).shape
-    (2, 3)
+    >>> out = lexicon_bottleneck(jnp.ones((2, 4, 8)), jnp.ones((16, 8)),
+    ...                          word_emb=jnp.ones((16, 3)))
+    >>> out.cbow.shape, out.probs.shape
+    ((2, 3), (2, 16))
   """
   fn = "lexicon_bottleneck"
+  _check_head(fn, h, w, bias, mask)
   V.check_rank(fn, "word_emb", word_emb, 2)
   V.check_floating(fn, "word_emb", word_emb)
-  V.check_rank(fn, "w", w, 2)
   if word_emb.shape[0] != w.shape[0]:
     raise ValueError(f"{fn}: word_emb must have shape [{w.shape[0]}, *] (V of w), got "
                      f"{list(word_emb.shape)}")
@@ -112,7 +172,7 @@ def lexicon_bottleneck(h, w, bias=None, *, mask=None, word_emb, implementation=N
                             implementation=implementation, block_size=block_size)
   p = jax.nn.softmax(pooled, axis=-1)
   out = jnp.einsum("...v,ve->...e", p, word_emb.astype(jnp.float32))
-  return (out, p) if return_probs else out
+  return LexiconBottleneckOutput(out, p)
 
 
 def _rows_sharded_if_explicit(x):
@@ -123,8 +183,9 @@ def _rows_sharded_if_explicit(x):
   return jax.sharding.PartitionSpec(spec[0] if len(spec) else None, None)
 
 
-def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
-                            flops_weight: float = 0.002, return_aux: bool = False):
+def lexlip_contrastive_loss(text_reps: Float[Array, "b v"], image_reps: Float[Array, "b v"], *,
+                            temperature: float = 0.05,
+                            flops_weight: float = 0.002) -> LexLIPLoss:
   """LexLIP's in-batch contrastive objective with the FLOPS regulariser.
 
   .. math::
@@ -137,14 +198,18 @@ def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
     image_reps: ``[B, V]`` image representations.
     temperature: ``T > 0``.
     flops_weight: ``lambda >= 0`` (0.002 in the paper's code).
-    return_aux: also return ``{"contrastive", "flops", "logits"}``.
 
   Returns:
-    scalar f32 loss (and the aux dict).
+    :class:`LexLIPLoss` ``(loss, aux)``: the scalar f32 loss and
+    ``aux = {"contrastive", "flops", "logits"}``. An all-zero row is normalised to zero (as
+    ``F.normalize``) with a finite gradient. ``B >= 1`` is required (an empty batch has no
+    in-batch negatives and no mean): ``ValueError``.
 
   Example:
-    >>> t = jnp.eye(4, 10); float(lexlip_contrastive_loss(t, t)) < 0.01
-    True
+    >>> t = jnp.eye(4, 10)
+    >>> loss, aux = lexlip_contrastive_loss(t, t)
+    >>> float(loss) < 0.01, aux["logits"].shape
+    (True, (4, 4))
   """
   fn = "lexlip_contrastive_loss"
   V.check_rank(fn, "text_reps", text_reps, 2)
@@ -153,10 +218,16 @@ def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
   V.check_same_shape(fn, "text_reps", text_reps, "image_reps", image_reps)
   V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
   V.check_scalar(fn, "flops_weight", flops_weight, low=0.0)
+  if text_reps.shape[0] < 1:
+    raise ValueError(f"{fn}: text_reps must have at least one row (B >= 1), got "
+                     f"{V.describe(text_reps)}")
 
   def normalize(x):
+    # x / max(||x||, eps) with a safe norm: the gradient of sqrt at 0 is inf, and 0 * inf
+    # made the gradient of an all-zero row NaN; rsqrt(max(sum x^2, eps^2)) has none.
     x = x.astype(jnp.float32)
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, _NORM_EPS * _NORM_EPS))
 
   t, i = normalize(text_reps), normalize(image_reps)
   # Under an Explicit mesh both operands are batch-sharded: keep the rows' sharding and
@@ -168,21 +239,19 @@ def lexlip_contrastive_loss(text_reps, image_reps, *, temperature: float = 0.05,
   contrastive = 0.5 * (ce_t + ce_i)
   flops = flops_regularizer(t) + flops_regularizer(i)
   loss = contrastive + flops_weight * flops
-  if return_aux:
-    return loss, {"contrastive": contrastive, "flops": flops, "logits": logits}
-  return loss
+  return LexLIPLoss(loss, {"contrastive": contrastive, "flops": flops, "logits": logits})
 
 
 class LexiconHead(nnx.Module):
   """A LexLIP MLM head (``W [V, d]``, ``b [V]``) with both poolings.
 
   ``head(h, mask)`` gives the lexicon-weighting representation; ``head.bottleneck(h, mask,
-  word_emb=...)`` the lexicon bottleneck (``word_emb`` defaults to the head's own ``W``, i.e. tied
+  word_emb=...)`` the lexicon bottleneck, a :class:`LexiconBottleneckOutput` (``word_emb`` defaults to the head's own ``W``, i.e. tied
   embeddings, when ``d_e == d``).
 
   Example:
     >>> head = LexiconHead(8, 16, rngs=nnx.Rngs(0))
-    >>> head(jnp.ones((2, 4, 8))).shape, head.bottleneck(jnp.ones((2, 4, 8))).shape
+    >>> head(jnp.ones((2, 4, 8))).shape, head.bottleneck(jnp.ones((2, 4, 8))).cbow.shape
     ((2, 16), (2, 8))
   """
 
@@ -199,15 +268,19 @@ class LexiconHead(nnx.Module):
   def _b(self):
     return None if self.bias is None else self.bias[...]
 
-  def __call__(self, h, mask=None):
+  def __call__(self, h: Float[Array, "*batch l d"],
+               mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None,
+               ) -> Float[Array, "*batch v"]:
     return lexicon_weighting(h, self.weight[...], self._b(), mask=mask,
                              implementation=self.implementation, block_size=self.block_size)
 
-  def bottleneck(self, h, mask=None, *, word_emb=None, return_probs: bool = False):
+  def bottleneck(self, h: Float[Array, "*batch l d"],
+                 mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None, *,
+                 word_emb: Float[Array, "v d_e"] | None = None) -> LexiconBottleneckOutput:
     emb = self.weight[...] if word_emb is None else word_emb
     return lexicon_bottleneck(h, self.weight[...], self._b(), mask=mask, word_emb=emb,
-                              implementation=self.implementation, block_size=self.block_size,
-                              return_probs=return_probs)
+                              implementation=self.implementation, block_size=self.block_size)
 
 
-__all__ = ["lexicon_weighting", "lexicon_bottleneck", "lexlip_contrastive_loss", "LexiconHead"]
+__all__ = ["LexLIPLoss", "LexiconBottleneckOutput", "LexiconHead", "lexicon_bottleneck",
+           "lexicon_weighting", "lexlip_contrastive_loss"]

@@ -56,9 +56,12 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.efficiency._lexical_pool import ACTIVATIONS, LEXICAL_MAX_POOL
@@ -141,14 +144,22 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
   return y
 
 
-def flops_regularizer(reps):
+def _check_rows(fn: str, reps) -> None:
+  """A batch mean over zero rows is NaN: refuse it (``V = 0`` is fine: the sum is 0)."""
+  if math.prod(reps.shape[:-1]) < 1:
+    raise ValueError(f"{fn}: reps must have at least one row (prod(reps.shape[:-1]) >= 1), got "
+                     f"{V.describe(reps)}")
+
+
+def flops_regularizer(reps: Float[Array, "*batch v"]) -> Float[Array, ""]:
   """FLOPS regulariser of SPLADE / LexLIP: ``sum_v (mean_b |reps_bv|)^2``.
 
   Penalises the expected number of floating-point operations of an inverted-index dot product
   (a smooth proxy for ``sum_v P(reps_v != 0)^2``). Leading dims are all averaged over.
 
   Args:
-    reps: ``[*batch, V]`` representations.
+    reps: ``[*batch, V]`` representations, at least one row (an empty batch is a
+      ``ValueError``, not a NaN).
 
   Returns:
     scalar f32.
@@ -163,15 +174,17 @@ def flops_regularizer(reps):
   """
   V.check_rank("flops_regularizer", "reps", reps, min_rank=1)
   V.check_floating("flops_regularizer", "reps", reps)
-  r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
+  _check_rows("flops_regularizer", reps)
+  r = jnp.abs(reps.astype(jnp.float32)).reshape(math.prod(reps.shape[:-1]), reps.shape[-1])
   return jnp.sum(jnp.mean(r, axis=0) ** 2)
 
 
-def l1_regularizer(reps):
+def l1_regularizer(reps: Float[Array, "*batch v"]) -> Float[Array, ""]:
   """L1 sparsity regulariser: ``mean_b sum_v |reps_bv|`` (SPLADE's L1 alternative).
 
   Args:
-    reps: ``[*batch, V]`` representations.
+    reps: ``[*batch, V]`` representations, at least one row (an empty batch is a
+      ``ValueError``, not a NaN).
 
   Returns:
     scalar f32.
@@ -182,7 +195,8 @@ def l1_regularizer(reps):
   """
   V.check_rank("l1_regularizer", "reps", reps, min_rank=1)
   V.check_floating("l1_regularizer", "reps", reps)
-  r = jnp.reshape(jnp.abs(reps.astype(jnp.float32)), (-1, reps.shape[-1]))
+  _check_rows("l1_regularizer", reps)
+  r = jnp.abs(reps.astype(jnp.float32)).reshape(math.prod(reps.shape[:-1]), reps.shape[-1])
   return jnp.mean(jnp.sum(r, axis=-1))
 
 

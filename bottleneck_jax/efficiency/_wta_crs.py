@@ -83,6 +83,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float, Int
@@ -141,8 +142,12 @@ def sampling_probs(x: Float[Array, "*batch d"],
   drawable (needed for unbiasedness when a cached norm is stale).
 
   Args:
-    x: activations ``[*batch, d]``; the ``n = prod(batch)`` rows are the sampling units.
+    x: activations ``[*batch, d]``; the ``n = prod(batch) >= 1`` rows are the sampling units.
     grad_norms: optional ``‖g_i‖`` from the previous step, shape ``x.shape[:-1]`` or ``[n]``.
+
+  Concrete inputs are checked: a NaN/inf in ``x`` or a negative/NaN/inf norm is a
+  ``ValueError``. Traced inputs (under ``jit``/``grad``) cannot be inspected: the caller must
+  guarantee them (a NaN then propagates into ``p``).
 
   Returns:
     ``float32[n]`` probabilities summing to one.
@@ -150,11 +155,16 @@ def sampling_probs(x: Float[Array, "*batch d"],
   Example:
     >>> p = sampling_probs(jnp.array([[3.0, 4.0], [0.0, 5.0]]))   # ∝ [5, 5] -> [0.5, 0.5]
   """
-  V.check_rank("sampling_probs", "x", x, min_rank=2)
-  V.check_floating("sampling_probs", "x", x)
+  fn = "sampling_probs"
+  V.check_rank(fn, "x", x, min_rank=2)
+  V.check_floating(fn, "x", x)
   n = math.prod(x.shape[:-1])
+  if n < 1:
+    raise ValueError(f"{fn}: x must have at least one row, got {V.describe(x)}")
+  _check_values(fn, "x", x, nonnegative=False)
   if grad_norms is not None:
-    _check_rows("sampling_probs", "grad_norms", grad_norms, x.shape[:-1])
+    _check_rows(fn, "grad_norms", grad_norms, x.shape[:-1])
+    _check_values(fn, "grad_norms", grad_norms, nonnegative=True)
   return _probs(x.reshape(n, x.shape[-1]), grad_norms)
 
 
@@ -180,11 +190,37 @@ def _check_rows(fn, arg, v, rows):
                      f"{V.describe(v)}")
 
 
+def _concrete(v):
+  """``v`` as a float64 numpy array, or ``None`` when it is traced (not inspectable)."""
+  if isinstance(v, jax.core.Tracer):
+    return None
+  try:
+    return np.asarray(v, np.float64)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None
+
+
+def _check_values(fn, arg, v, *, nonnegative, positive_sum=False):
+  """Value checks on concrete inputs (skipped when traced)."""
+  a = _concrete(v)
+  if a is None:
+    return
+  if not np.all(np.isfinite(a)):
+    raise ValueError(f"{fn}: {arg} must be finite, got {int(np.sum(~np.isfinite(a)))} NaN/inf "
+                     f"entries in {V.describe(v)}")
+  if nonnegative and np.any(a < 0):
+    raise ValueError(f"{fn}: {arg} must be nonnegative, got min {a.min()} in {V.describe(v)}")
+  if positive_sum and not a.sum() > 0:
+    raise ValueError(f"{fn}: {arg} must have a positive sum (some weight > 0), got sum "
+                     f"{a.sum()} in {V.describe(v)}")
+
+
 def _check_p(fn, p):
   V.check_rank(fn, "p", p, 1)
   V.check_floating(fn, "p", p)
   if p.shape[0] < 1:
     raise ValueError(f"{fn}: p must have at least one entry, got {V.describe(p)}")
+  _check_values(fn, "p", p, nonnegative=True, positive_sum=True)
 
 
 def _draw(key, q, k):
@@ -206,7 +242,8 @@ def crs_sample(p: Float[Array, "n"], *, k: int, key) -> Sample:
   ``Xᵀ G`` (Drineas, Kannan & Mahoney, 2006).
 
   Args:
-    p: nonnegative weights ``[n]`` (normalised inside).
+    p: nonnegative, finite weights ``[n]`` with a positive sum (normalised inside); concrete
+      ``p`` is checked (``ValueError``), traced ``p`` must be guaranteed by the caller.
     k: number of draws, a static positive int.
     key: a ``jax.random`` key.
 
@@ -243,6 +280,12 @@ def adaptive_c(top_p: Float[Array, "k"]) -> Int[Array, ""]:
   Returns:
     a traced ``int32`` scalar in ``[0, k−1]``.
   """
+  fn = "adaptive_c"
+  V.check_rank(fn, "top_p", top_p, 1)
+  V.check_floating(fn, "top_p", top_p)
+  if top_p.shape[0] < 1:
+    raise ValueError(f"{fn}: top_p must have at least one entry (k >= 1), got "
+                     f"{V.describe(top_p)}")
   k = top_p.shape[0]
   cums = jnp.cumsum(top_p.astype(jnp.float32))
   c = jnp.arange(1, k + 1)
@@ -261,7 +304,8 @@ def wta_crs_sample(p: Float[Array, "n"], *, k: int, key, c=None) -> Sample:
   ``p``, has much lower variance than :func:`crs_sample`.
 
   Args:
-    p: nonnegative weights ``[n]`` (normalised inside).
+    p: nonnegative, finite weights ``[n]`` with a positive sum (normalised inside); concrete
+      ``p`` is checked (``ValueError``), traced ``p`` must be guaranteed by the caller.
     k: static budget, ``1 <= k <= n``.
     key: a ``jax.random`` key.
     c: deterministic count in ``[0, k−1]`` (a Python int or a traced integer); ``None`` picks it
@@ -453,6 +497,7 @@ def wta_crs_linear(x: Float[Array, "*batch d_in"], w: Float[Array, "d_in d_out"]
     raise ValueError(f"{fn}: x must have at least one row, got {V.describe(x)}")
   if grad_norms is not None:
     _check_rows(fn, "grad_norms", grad_norms, rows)
+    _check_values(fn, "grad_norms", grad_norms, nonnegative=True)
   if probe is not None:
     _check_rows(fn, "probe", probe, rows)
   else:

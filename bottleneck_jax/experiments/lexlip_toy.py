@@ -217,7 +217,7 @@ def train(data: dict[str, np.ndarray], cfg: dict[str, Any], *, seed: int, log=No
   def step(model, opt, x, t):
     def loss_fn(model):
       loss, aux = lexlip_contrastive_loss(model.text(t), model.image(x), temperature=temp,
-                                          flops_weight=lam, return_aux=True)
+                                          flops_weight=lam)
       return loss, aux["contrastive"]
     (loss, ce), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     opt.update(model, grads)

@@ -28,8 +28,9 @@ Implemented here:
   :func:`diag_gaussian_log_prob`, :func:`vib_rate` (analytic, or the Monte-Carlo estimate
   ``mean_s [log p(z_s|x) - log r(z_s)]`` that the reference notebook uses), :func:`vib` (the
   bottleneck layer as a function, returning :class:`~bottleneck_jax.core.BottleneckOutput`),
-  :func:`vib_loss`, :func:`vib_predictive_logprobs` and :func:`ema_update` (the Polyak average of
-  parameters used for evaluation);
+  :func:`vib_loss` and :func:`vib_predictive_logprobs`. The Polyak average of the parameters
+  that the paper evaluates is ``optax.incremental_update(params, ema, step_size=1 - decay)``
+  (no wrapper here);
 - thin ``flax.nnx`` modules: :class:`VIBEncoder` (MLP -> ``(mu, sigma)``), :class:`VIB`
   (encoder + bottleneck) and :class:`VIBClassifier` (encoder + bottleneck + linear decoder).
 
@@ -58,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.distributions import (
@@ -80,6 +81,13 @@ from bottleneck_jax.core.units import LN2
 # --------------------------------------------------------------------------------------------
 # pure functions
 # --------------------------------------------------------------------------------------------
+
+
+def _check_nonempty_batch(fn: str, arg: str, batch, x) -> None:
+  """A batch mean over zero examples is NaN: refuse it with a clear error."""
+  if math.prod(batch) < 1:
+    raise ValueError(f"{fn}: {arg} must have at least one example (a non-empty batch), got "
+                     f"{V.describe(x)}")
 
 
 def vib_rate(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"],
@@ -127,6 +135,12 @@ def vib_rate(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"],
     raise ValueError(f"{fn}: z_samples must have shape [S, {', '.join(map(str, mean.shape))}] "
                      f"(a leading sample axis, then mean's shape), got "
                      f"{list(np.shape(z_samples))}")
+  if np.shape(z_samples)[0] < 1:
+    raise ValueError(f"{fn}: z_samples must hold at least one sample (S >= 1), got "
+                     f"{V.describe(z_samples)}")
+  if jnp.dtype(z_samples.dtype) != jnp.dtype(mean.dtype):
+    raise TypeError(f"{fn}: z_samples must have the dtype of mean "
+                    f"({jnp.dtype(mean.dtype).name}), got {V.describe(z_samples)}")
   log_q = diag_gaussian_log_prob(z_samples, mean, std)
   log_r = -0.5 * jnp.sum(jnp.square(_stats(z_samples)) + _LOG_2PI, axis=-1)
   return jnp.mean(log_q - log_r, axis=0)
@@ -173,6 +187,7 @@ def vib(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"], *, key,
   _check_gaussian(fn, mean, std)
   V.check_scalar(fn, "num_samples", num_samples, low=1, integer=True)
   V.check_scalar(fn, "beta", beta, low=0.0)
+  _check_nonempty_batch(fn, "mean", mean.shape[:-1], mean)
   key = as_key(key, fn=fn)
   num_samples = int(num_samples)
   eps = jax.random.normal(key, (num_samples, *mean.shape), dtype=mean.dtype)
@@ -182,6 +197,12 @@ def vib(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"], *, key,
   loss = jnp.asarray(beta, kl.dtype) * jnp.mean(kl)
   z = z_s[0] if num_samples == 1 else z_s
   return BottleneckOutput(z=z, loss=loss, bits=kl / LN2, aux={"kl": kl, "rate_mc": rate_mc})
+
+
+def _check_samples_classes(fn: str, logits_s) -> None:
+  if logits_s.shape[0] < 1 or logits_s.shape[-1] < 1:
+    raise ValueError(f"{fn}: logits_s must have at least one sample and one class (S >= 1, "
+                     f"C >= 1), got {V.describe(logits_s)}")
 
 
 def vib_predictive_logprobs(logits_s: Float[Array, "s *batch c"]) -> Float[Array, "*batch c"]:
@@ -211,6 +232,7 @@ def vib_predictive_logprobs(logits_s: Float[Array, "s *batch c"]) -> Float[Array
   fn = "vib_predictive_logprobs"
   V.check_rank(fn, "logits_s", logits_s, min_rank=2)
   V.check_floating(fn, "logits_s", logits_s)
+  _check_samples_classes(fn, logits_s)
   logp = jax.nn.log_softmax(logits_s, axis=-1)
   return jax.nn.logsumexp(logp, axis=0) - math.log(logits_s.shape[0])
 
@@ -255,6 +277,8 @@ def vib_loss(logits_s: Float[Array, "s *batch c"], labels: Int[Array, "*batch"],
   fn = "vib_loss"
   V.check_rank(fn, "logits_s", logits_s, min_rank=2)
   V.check_floating(fn, "logits_s", logits_s)
+  _check_samples_classes(fn, logits_s)
+  _check_nonempty_batch(fn, "logits_s", logits_s.shape[1:-1], logits_s)
   V.check_array(fn, "labels", labels)
   V.check_integer(fn, "labels", labels)
   labels = jnp.asarray(labels)
@@ -290,54 +314,6 @@ def vib_loss(logits_s: Float[Array, "s *batch c"], labels: Int[Array, "*batch"],
       "avg_class_loss": -jnp.mean(avg_picked),
   }
   return loss, aux
-
-
-def ema_update(ema_params: PyTree, params: PyTree, *,
-               decay: float | Float[Array, ""] = 0.999) -> PyTree:
-  """Polyak / exponential moving average of parameters: ``decay * ema + (1 - decay) * params``.
-
-  The VIB paper and notebook evaluate the EMA of the weights (decay 0.999). Works on any pytree
-  (dicts, ``nnx.State``); the two trees must have the same structure. Non-floating leaves (e.g.
-  counters) are taken from ``params``.
-
-  Args:
-    ema_params: the running average (a pytree of arrays).
-    params: the current parameters, same tree structure.
-    decay: ``0 <= decay <= 1`` (may be traced).
-
-  Returns:
-    The updated average, same structure and dtypes as ``ema_params``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from bottleneck_jax.information import ema_update
-    >>> ema_update({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, decay=0.75)["w"]
-    Array([0.25, 0.25], dtype=float32)
-
-  References:
-    Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", 1992;
-    Alemi et al., "Deep Variational Information Bottleneck", ICLR 2017,
-    https://arxiv.org/abs/1612.00410.
-  """
-  fn = "ema_update"
-  V.check_scalar(fn, "decay", decay, low=0.0, high=1.0)
-  s_ema, s_p = jax.tree.structure(ema_params), jax.tree.structure(params)
-  if s_ema != s_p:
-    raise ValueError(f"{fn}: ema_params and params must have the same tree structure, got "
-                     f"{s_ema} and {s_p}")
-
-  def upd(e, p):
-    e = jnp.asarray(e)
-    p = jnp.asarray(p)
-    if not jnp.issubdtype(e.dtype, jnp.floating):
-      return p
-    if e.shape != p.shape:
-      raise ValueError(f"{fn}: ema_params and params leaves must have the same shapes, got "
-                       f"{list(e.shape)} and {list(p.shape)}")
-    d = jnp.asarray(decay, e.dtype)
-    return d * e + (1 - d) * p.astype(e.dtype)
-
-  return jax.tree.map(upd, ema_params, params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,7 +497,6 @@ __all__ = [
     "VIBEncoder",
     "diag_gaussian_kl_std_normal",
     "diag_gaussian_log_prob",
-    "ema_update",
     "vib",
     "vib_loss",
     "vib_predictive_logprobs",

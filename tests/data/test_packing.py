@@ -168,3 +168,21 @@ def test_errors():
     PK.packed_attention_mask(jnp.int32(1))
   with pytest.raises(TypeError, match="packed_attention_mask: causal must be a bool"):
     PK.packed_attention_mask(jnp.ones(3, jnp.int32), causal=1)
+
+
+def test_non_integer_lengths_and_out_of_range_ids_are_errors():
+  """Regressions: float lengths were truncated (2.7 -> 2) and ids beyond int32 wrapped."""
+  with pytest.raises(TypeError, match=r"best_fit_decreasing: lengths must be ints, got float 2.7"):
+    PK.best_fit_decreasing([3, 2.7], 4)
+  with pytest.raises(TypeError, match=r"best_fit_decreasing: lengths must be ints"):
+    PK.best_fit_decreasing(np.array([3.0, 2.0]), 4)
+  with pytest.raises(TypeError, match=r"best_fit_decreasing: lengths must be a sequence"):
+    PK.best_fit_decreasing(5, 4)
+  assert PK.best_fit_decreasing(np.array([3, 2], np.int64), 4) == [[0], [1]]
+  big = np.array([1, 2**31], np.int64)  # int32 would wrap 2**31 to -2**31
+  with pytest.raises(ValueError, match=r"pack_sequences: sequences\[1\] must hold token ids in"):
+    PK.pack_sequences([[1, 2], big], seq_len=4)
+  with pytest.raises(ValueError, match=r"pack_sequences: pad_id must be <= 2147483647"):
+    PK.pack_sequences([[1, 2]], seq_len=4, pad_id=2**31)
+  ok = PK.pack_sequences([np.array([1, 2**31 - 1], np.int64)], seq_len=4)
+  assert ok.tokens[0, 1] == 2**31 - 1

@@ -1,4 +1,4 @@
-"""Tests for LoRA+ (optax transform, labels) and LoRALinear."""
+"""Tests for LoRA+ (optax transform, labels) on flax's nnx.LoRA adapters, and lora_linear."""
 
 import importlib
 
@@ -93,26 +93,28 @@ def test_schedule_learning_rate():
 
 class _Model(nnx.Module):
   def __init__(self, rngs):
-    self.lora = LP.LoRALinear(3, 4, rank=2, alpha=4.0,
-                              b_init=nnx.initializers.normal(0.5), rngs=rngs)
-    self.head = nnx.Linear(4, 2, rngs=rngs)  # a Param without lora_* in its path: frozen
+    # flax's adapter layer: lora_a / lora_b are nnx.LoRAParam, the base Linear's are nnx.Param.
+    self.lora = nnx.LoRA(3, 2, 4, base_module=nnx.Linear(3, 4, rngs=rngs),
+                         b_initializer=nnx.initializers.normal(0.5), rngs=rngs)
+    self.head = nnx.Linear(4, 2, rngs=rngs)
 
   def __call__(self, x):
     return self.head(jnp.tanh(self.lora(x)))
 
 
-def test_nnx_optimizer_step_under_nnx_jit():
+def test_nnx_optimizer_wrt_lora_param_trains_only_the_adapters():
   model = _Model(nnx.Rngs(0))
   lr, ratio = 0.05, 16.0
-  opt = nnx.Optimizer(model, LP.lora_plus(lr, ratio=ratio, optimizer=optax.sgd), wrt=nnx.Param)
+  opt = nnx.Optimizer(model, LP.lora_plus(lr, ratio=ratio, optimizer=optax.sgd),
+                      wrt=nnx.LoRAParam)
   x = jnp.asarray(RNG.standard_normal((5, 3)), jnp.float32)
   loss_fn = lambda m: jnp.mean(m(x) ** 2)
-  grads = nnx.grad(loss_fn)(model)
+  grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.LoRAParam))(model)
   before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model)))
 
   @nnx.jit
   def step(model, opt):
-    loss, g = nnx.value_and_grad(loss_fn)(model)
+    loss, g = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.LoRAParam))(model)
     opt.update(model, g)
     return loss
 
@@ -125,12 +127,36 @@ def test_nnx_optimizer_step_under_nnx_jit():
                              before["lora"]["lora_b"] - ratio * lr * grads["lora"]["lora_b"][...],
                              rtol=1e-5, atol=1e-7)
   assert np.abs(grads["lora"]["lora_a"][...]).max() > 0  # the check above is not vacuous
-  np.testing.assert_array_equal(after["lora"]["kernel"], before["lora"]["kernel"])
+  base = after["lora"]["base_module"]
+  np.testing.assert_array_equal(base["kernel"], before["lora"]["base_module"]["kernel"])
   np.testing.assert_array_equal(after["head"]["kernel"], before["head"]["kernel"])
   np.testing.assert_array_equal(after["head"]["bias"], before["head"]["bias"])
   assert int(opt.step[...]) == 1
-  # The frozen base kernel is not a Param: the optimizer does not even hold state for it.
-  assert "kernel" not in nnx.to_pure_dict(nnx.state(model, nnx.Param))["lora"]
+
+
+def test_lora_linear_vs_numpy_and_flax_lora():
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+  w = rng.standard_normal((5, 3)).astype(np.float32)
+  a = rng.standard_normal((5, 2)).astype(np.float32)
+  b = rng.standard_normal((2, 3)).astype(np.float32)
+  x64, w64, a64, b64 = (v.astype(np.float64) for v in (x, w, a, b))
+  expected = x64 @ (w64 + 3.0 * a64 @ b64) + 1.0
+  f = jax.jit(lambda x, bb: LP.lora_linear(x, jnp.asarray(w), jnp.asarray(a), bb, scale=3.0,
+                                           bias=jnp.ones(3)))
+  np.testing.assert_allclose(f(jnp.asarray(x), jnp.asarray(b)), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.vmap(f, (0, None))(x, b), expected, rtol=1e-5, atol=1e-5)
+  # d/dB of sum(y) = scale * (x A)^T 1
+  gb = jax.grad(lambda bb: f(jnp.asarray(x), bb).sum())(jnp.asarray(b))
+  np.testing.assert_allclose(gb, 3.0 * (x64.reshape(-1, 5) @ a64).sum(0)[:, None] * np.ones(3),
+                             rtol=1e-5, atol=1e-5)
+  # Same computation as flax's nnx.LoRA around a bias-free Linear (scale 1).
+  layer = nnx.LoRA(5, 2, 3, base_module=nnx.Linear(5, 3, use_bias=False, rngs=nnx.Rngs(0)),
+                   rngs=nnx.Rngs(1))
+  layer.lora_b[...] = jnp.asarray(b)
+  ours = LP.lora_linear(jnp.asarray(x), layer.base_module.kernel[...], layer.lora_a[...],
+                        layer.lora_b[...])
+  np.testing.assert_allclose(ours, layer(jnp.asarray(x)), rtol=1e-5, atol=1e-5)
 
 
 def test_works_with_flax_lora_linear():
@@ -149,26 +175,6 @@ def test_works_with_flax_lora_linear():
   assert np.abs(np.asarray(model.lora.lora_b[...])).max() > 0
 
 
-def test_lora_linear_module_vs_numpy():
-  layer = LP.LoRALinear(5, 3, rank=2, alpha=6.0, use_bias=True, rngs=nnx.Rngs(0))
-  x = RNG.standard_normal((2, 4, 5)).astype(np.float32)
-  w = np.asarray(layer.kernel[...], np.float64)
-  np.testing.assert_allclose(layer(jnp.asarray(x)), x @ w, rtol=1e-5, atol=1e-6)  # B = 0
-  b = RNG.standard_normal((2, 3)).astype(np.float32)
-  layer.lora_b[...] = jnp.asarray(b)
-  layer.bias[...] = jnp.ones(3)
-  a = np.asarray(layer.lora_a[...], np.float64)
-  expected = x @ (w + 3.0 * a @ b) + 1.0
-  np.testing.assert_allclose(layer(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-5)
-  # Pure function under jit, vmap and grad (d/dB of sum(y) = scale * (x A)^T 1).
-  f = jax.jit(lambda x, bb: LP.lora_linear(x, jnp.asarray(w, jnp.float32),
-                                           jnp.asarray(a, jnp.float32), bb, scale=3.0))
-  np.testing.assert_allclose(jax.vmap(f, (0, None))(x, b), expected - 1.0, rtol=1e-5, atol=1e-5)
-  gb = jax.grad(lambda bb: f(x, bb).sum())(jnp.asarray(b))
-  np.testing.assert_allclose(gb, 3.0 * (x.reshape(-1, 5) @ a).sum(0)[:, None] * np.ones(3),
-                             rtol=1e-5, atol=1e-5)
-
-
 def test_errors():
   with pytest.raises(ValueError, match="lora_plus: ratio must be > 0"):
     LP.lora_plus(0.1, ratio=0.0)
@@ -182,10 +188,12 @@ def test_errors():
     LP.lora_plus(0.1).init({"w": jnp.ones(2)})
   with pytest.raises(ValueError, match="lora_plus_labels: label_fn must return"):
     LP.lora_plus_labels({"w": 1.0}, label_fn=lambda p: "C")
-  with pytest.raises(ValueError, match="LoRALinear: rank must be >= 1"):
-    LP.LoRALinear(3, 4, rank=0, rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match="LoRALinear: alpha must be > 0"):
-    LP.LoRALinear(3, 4, rank=1, alpha=0.0, rngs=nnx.Rngs(0))
+  with pytest.raises(TypeError, match=r"lora_linear: lora_b must have the dtype of x"):
+    LP.lora_linear(jnp.ones((2, 3)), jnp.ones((3, 2)), jnp.ones((3, 1)),
+                   jnp.ones((1, 2), jnp.bfloat16))
+  with pytest.raises(TypeError, match=r"lora_linear: x must have a floating dtype"):
+    LP.lora_linear(jnp.ones((2, 3), jnp.int32), jnp.ones((3, 2)), jnp.ones((3, 1)),
+                   jnp.ones((1, 2)))
   with pytest.raises(ValueError, match="lora_linear: x must have size 3 on axis -1"):
     LP.lora_linear(jnp.ones((2, 4)), jnp.ones((3, 2)), jnp.ones((3, 1)), jnp.ones((1, 2)))
   with pytest.raises(ValueError, match=r"lora_linear: lora_b must have shape \[1, 2\]"):

@@ -50,7 +50,7 @@ def test_lexicon_bottleneck_vs_naive():
   want = p @ np.asarray(emb, np.float64)
   for impl in ("reference", "xla"):
     out, probs = lexicon_bottleneck(h, w, bias, mask=mask, word_emb=emb, implementation=impl,
-                                    block_size=8, return_probs=True)
+                                    block_size=8)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs, p, rtol=1e-5, atol=1e-7)
 
@@ -61,14 +61,14 @@ def test_lexicon_bottleneck_grads_fused_vs_reference_and_empty_row():
 
   def loss(impl):
     return lambda h, w, e: jnp.sum(jnp.sin(lexicon_bottleneck(
-        h, w, bias, mask=mask, word_emb=e, implementation=impl, block_size=8)))
+        h, w, bias, mask=mask, word_emb=e, implementation=impl, block_size=8).cbow))
 
   g_ref = jax.grad(loss("reference"), (0, 1, 2))(h, w, emb)
   g_xla = jax.jit(jax.grad(loss("xla"), (0, 1, 2)))(h, w, emb)
   for a, b in zip(g_xla, g_ref):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert np.all(np.asarray(g_xla[0])[1] == 0.0) and np.all(np.isfinite(g_xla[1]))
-  out = lexicon_bottleneck(h, w, bias, mask=mask, word_emb=emb, implementation="xla")
+  out = lexicon_bottleneck(h, w, bias, mask=mask, word_emb=emb, implementation="xla").cbow
   np.testing.assert_allclose(out[1], np.asarray(emb).mean(0), rtol=1e-5, atol=1e-6)
 
 
@@ -92,11 +92,10 @@ def test_contrastive_loss_vs_numpy():
   t = jnp.asarray(np.abs(rng.normal(size=(4, V))), jnp.float32)
   i = jnp.asarray(np.abs(rng.normal(size=(4, V))), jnp.float32)
   want, want_flops = _np_contrastive(t, i, 0.1, 0.002)
-  loss, aux = jax.jit(lambda t, i: lexlip_contrastive_loss(t, i, temperature=0.1,
-                                                          return_aux=True))(t, i)
+  loss, aux = jax.jit(lambda t, i: lexlip_contrastive_loss(t, i, temperature=0.1))(t, i)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
   np.testing.assert_allclose(aux["flops"], want_flops, rtol=1e-5)
-  g = jax.grad(lambda t: lexlip_contrastive_loss(t, i, temperature=0.1))(t)
+  g = jax.grad(lambda t: lexlip_contrastive_loss(t, i, temperature=0.1).loss)(t)
   eps = 1e-3
   e = np.zeros((4, V), np.float32)
   e[2, 5] = eps
@@ -104,9 +103,37 @@ def test_contrastive_loss_vs_numpy():
       2 * eps)
   np.testing.assert_allclose(g[2, 5], fd, rtol=1e-3, atol=1e-5)
   # vmap over a stack of batches.
-  vm = jax.vmap(lambda t, i: lexlip_contrastive_loss(t, i, temperature=0.1))(
+  vm = jax.vmap(lambda t, i: lexlip_contrastive_loss(t, i, temperature=0.1).loss)(
       jnp.stack([t, i]), jnp.stack([i, t]))
   np.testing.assert_allclose(vm[0], want, rtol=1e-5)
+  # The (loss, aux) pair is what has_aux expects.
+  (l2, aux2), g2 = jax.value_and_grad(
+      lambda t: lexlip_contrastive_loss(t, i, temperature=0.1), has_aux=True)(t)
+  np.testing.assert_allclose(l2, want, rtol=1e-5)
+  np.testing.assert_allclose(g2, g, rtol=1e-6)
+  assert set(aux2) == {"contrastive", "flops", "logits"}
+
+
+def test_contrastive_loss_all_zero_row_has_finite_gradient():
+  """Regression: d||x||/dx at x = 0 is 0/0, and the gradient of an all-zero row was NaN."""
+  rng = np.random.default_rng(5)
+  t = np.abs(rng.normal(size=(4, V))).astype(np.float32)
+  t[1] = 0.0  # e.g. a text whose lexicon weights are all relu'd away
+  i = jnp.asarray(np.abs(rng.normal(size=(4, V))), jnp.float32)
+  loss, aux = lexlip_contrastive_loss(jnp.asarray(t), i, temperature=0.1)
+  g = jax.grad(lambda t: lexlip_contrastive_loss(t, i, temperature=0.1).loss)(jnp.asarray(t))
+  assert np.isfinite(float(loss)) and np.all(np.isfinite(np.asarray(g)))
+  # The zero row is normalised to zero (F.normalize): its logits row is all zeros.
+  np.testing.assert_array_equal(aux["logits"][1], 0.0)
+  # Away from zero the safe norm is the plain norm: same value as the float64 reference.
+  t[1] = 1e-3
+  np.testing.assert_allclose(lexlip_contrastive_loss(jnp.asarray(t), i, temperature=0.1).loss,
+                             _np_contrastive(t, i, 0.1, 0.002)[0], rtol=1e-5)
+
+
+def test_empty_batch_is_an_error_not_nan():
+  with pytest.raises(ValueError, match=r"lexlip_contrastive_loss: text_reps must have at least"):
+    lexlip_contrastive_loss(jnp.zeros((0, V)), jnp.zeros((0, V)))
 
 
 def test_lexicon_head():
@@ -115,11 +142,12 @@ def test_lexicon_head():
   np.testing.assert_allclose(
       head(h, mask), lexicon_weighting(h, head.weight[...], head.bias[...], mask=mask,
                                        implementation="reference"), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(
-      head.bottleneck(h, mask, word_emb=emb),
-      lexicon_bottleneck(h, head.weight[...], head.bias[...], mask=mask, word_emb=emb,
-                         implementation="reference"), rtol=1e-5, atol=1e-6)
-  assert head.bottleneck(h).shape == (B, D)  # tied: word_emb defaults to W
+  got = head.bottleneck(h, mask, word_emb=emb)
+  want = lexicon_bottleneck(h, head.weight[...], head.bias[...], mask=mask, word_emb=emb,
+                            implementation="reference")
+  np.testing.assert_allclose(got.cbow, want.cbow, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got.probs, want.probs, rtol=1e-5, atol=1e-6)
+  assert head.bottleneck(h).cbow.shape == (B, D)  # tied: word_emb defaults to W
 
 
 def test_validation_errors():
@@ -130,7 +158,7 @@ def test_validation_errors():
     lexicon_bottleneck(h, w, bias, mask=mask, word_emb=emb[0])
   with pytest.raises(TypeError, match="lexicon_bottleneck: word_emb must have a floating"):
     lexicon_bottleneck(h, w, bias, mask=mask, word_emb=emb.astype(jnp.int32))
-  with pytest.raises(ValueError, match="lexical_max_pool: mask must have shape"):
+  with pytest.raises(ValueError, match="lexicon_weighting: mask must have shape"):
     lexicon_weighting(h, w, bias, mask=mask[:, :2])
   t = jnp.ones((4, V))
   with pytest.raises(ValueError, match="text_reps and image_reps must have the same shape"):

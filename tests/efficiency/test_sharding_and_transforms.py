@@ -14,7 +14,7 @@ with one table of cases:
 * ``test_vmap``: the same value and gradient under ``jit(vmap(.))`` over an extra leading axis
   against a Python loop of unbatched calls of the ``"reference"`` implementation;
 * WTA-CRS sampled weight gradients on a mesh, equal to the unsharded draw for the same key;
-* the NNX modules (SpladeHead, FusedRMSNorm, LoRALinear, WTACRSLinear) forward (and parameter
+* the NNX modules (SpladeHead, FusedRMSNorm, nnx.LoRA, WTACRSLinear) forward (and parameter
   gradients) under ``nnx.jit`` on both meshes.
 
 Every batch is 8 (one row, or one group of rows, per device).
@@ -31,7 +31,6 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bottleneck_jax.efficiency import (
-  LoRALinear,
   SpladeHead,
   WTACRSLinear,
   flops_regularizer,
@@ -166,10 +165,10 @@ CASES = {
         make=_make_bottleneck, batched=(True, False, False, True, False), argnums=(0, 1, 2, 4),
         impls=("pallas",),  # the pooling's implementations are covered by lexical_max_pool
         f=lambda h, w, b, m, e, impl: lexicon_bottleneck(
-            h, w, b, mask=m, word_emb=e, implementation=impl, block_size=16, return_probs=True)),
+            h, w, b, mask=m, word_emb=e, implementation=impl, block_size=16)),
     "lexlip_contrastive_loss": _case(
         make=_make_reps, batched=(True, True), argnums=(0, 1), impls=(None,),
-        f=lambda t, i, impl: lexlip_contrastive_loss(t, i, temperature=0.1, flops_weight=0.5)),
+        f=lambda t, i, impl: lexlip_contrastive_loss(t, i, temperature=0.1, flops_weight=0.5).loss),
     "flops_regularizer": _case(
         make=_make_reps, batched=(True, True), argnums=(0,), impls=(None,),
         f=lambda t, i, impl: flops_regularizer(t - i)),
@@ -308,7 +307,7 @@ def test_wta_crs_sampled_rows_on_mesh(kind):
 
 
 def _lora():
-  m = LoRALinear(D, 4, rank=2, alpha=4.0, rngs=nnx.Rngs(0))
+  m = nnx.LoRA(D, 2, 4, base_module=nnx.Linear(D, 4, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
   m.lora_b[...] = jnp.asarray(_f32(_rng(6), 2, 4))  # B = 0 at init: make the adapter count
   return m
 
@@ -316,7 +315,7 @@ def _lora():
 MODULES = {  # name: (build, per-example input shape, takes a mask)
     "SpladeHead": (lambda: SpladeHead(D, V, rngs=nnx.Rngs(0)), (L, D), True),
     "FusedRMSNorm-pallas": (lambda: FusedRMSNorm(D, implementation="pallas"), (3, D), False),
-    "LoRALinear": (_lora, (3, D), False),
+    "nnx.LoRA": (_lora, (3, D), False),
     "WTACRSLinear": (lambda: WTACRSLinear(D, 4, minimal_k=4, rngs=nnx.Rngs(0)), (4, D), False),
 }
 

@@ -430,3 +430,46 @@ def test_validation_errors():
   for f, exc, match in cases:
     with pytest.raises(exc, match=match):
       f()
+
+
+@pytest.mark.parametrize("sampler", ["crs_sample", "wta_crs_sample"])
+@pytest.mark.parametrize("p, what", [
+    ([0.5, -0.1, 0.6], "must be nonnegative"),
+    ([0.5, float("nan"), 0.5], "must be finite"),
+    ([0.5, float("inf"), 0.5], "must be finite"),
+    ([0.0, 0.0, 0.0], "must have a positive sum"),
+])
+def test_samplers_refuse_bad_concrete_weights(sampler, p, what):
+  """Regression: negative, NaN or all-zero weights used to give NaN / negative scales."""
+  with pytest.raises(ValueError, match=rf"{sampler}: p {what}"):
+    getattr(W, sampler)(jnp.asarray(p, jnp.float32), k=2, key=jax.random.key(0))
+
+
+def test_sampling_probs_refuses_bad_concrete_inputs_and_empty_rows():
+  x = jnp.ones((4, 3))
+  with pytest.raises(ValueError, match=r"sampling_probs: grad_norms must be nonnegative"):
+    W.sampling_probs(x, jnp.asarray([1.0, -1.0, 1.0, 1.0]))
+  with pytest.raises(ValueError, match=r"sampling_probs: grad_norms must be finite"):
+    W.sampling_probs(x, jnp.asarray([1.0, np.nan, 1.0, 1.0]))
+  with pytest.raises(ValueError, match=r"sampling_probs: x must be finite"):
+    W.sampling_probs(x.at[0, 0].set(np.nan))
+  with pytest.raises(ValueError, match=r"sampling_probs: x must have at least one row"):
+    W.sampling_probs(jnp.ones((0, 3)))
+  with pytest.raises(ValueError, match=r"wta_crs_linear: grad_norms must be nonnegative"):
+    W.wta_crs_linear(x, jnp.ones((3, 2)), key=jax.random.key(0),
+                     grad_norms=jnp.asarray([1.0, -1.0, 1.0, 1.0]))
+  # Traced inputs cannot be inspected (documented): the checks stay out of jit's way.
+  p = jax.jit(W.sampling_probs)(x, jnp.asarray([1.0, 0.0, 1.0, 1.0]))
+  np.testing.assert_allclose(np.sum(np.asarray(p)), 1.0, rtol=1e-6)
+  s = jax.jit(lambda p: W.crs_sample(p, k=2, key=jax.random.key(0)))(jnp.ones(3))
+  assert s.indices.shape == (2,)
+
+
+def test_adaptive_c_validates_instead_of_zero_division():
+  """Regression: ``adaptive_c`` of an empty ``top_p`` raised ZeroDivisionError (1.0 / k)."""
+  with pytest.raises(ValueError, match=r"adaptive_c: top_p must have at least one entry"):
+    W.adaptive_c(jnp.zeros((0,)))
+  with pytest.raises(ValueError, match=r"adaptive_c: top_p must have rank 1"):
+    W.adaptive_c(jnp.zeros((2, 2)))
+  with pytest.raises(TypeError, match=r"adaptive_c: top_p must have a floating dtype"):
+    W.adaptive_c(jnp.zeros((2,), jnp.int32))

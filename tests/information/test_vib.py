@@ -26,7 +26,6 @@ from bottleneck_jax.information import (
     VIB,
     VIBClassifier,
     VIBEncoder,
-    ema_update,
     vib,
     vib_loss,
     vib_predictive_logprobs,
@@ -289,26 +288,6 @@ def test_vib_loss_out_of_range_labels_give_nan():
 
 
 # ------------------------------------------------------------------------------------------
-# EMA
-# ------------------------------------------------------------------------------------------
-
-
-def test_ema_update_against_optax_incremental_update():
-  rng = np.random.default_rng(14)
-  tree = {"a": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
-          "b": [jnp.asarray(rng.normal(size=(4,)), jnp.float32)]}
-  new = jax.tree.map(lambda x: x + 1.0, tree)
-  got = jax.jit(lambda e, p: ema_update(e, p, decay=0.999))(tree, new)
-  ref = optax.incremental_update(new, tree, step_size=0.001)
-  jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-6), got, ref)
-  # Integer leaves are taken from params; bf16 leaves keep their dtype.
-  out = ema_update({"n": jnp.int32(3), "w": jnp.ones(2, jnp.bfloat16)},
-                   {"n": jnp.int32(7), "w": jnp.zeros(2, jnp.bfloat16)}, decay=0.5)
-  assert int(out["n"]) == 7 and out["w"].dtype == jnp.bfloat16
-  np.testing.assert_allclose(out["w"].astype(jnp.float32), [0.5, 0.5])
-
-
-# ------------------------------------------------------------------------------------------
 # NNX modules
 # ------------------------------------------------------------------------------------------
 
@@ -385,7 +364,8 @@ def test_classifier_training_smoke_steps_reduce_loss():
       return vib_loss(logits_s, y, out.aux["kl"], beta=m.beta)[0]
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     opt.update(model, grads)
-    return loss, ema_update(ema, nnx.state(model, nnx.Param), decay=0.9)
+    # The paper's Polyak average of the weights: optax's, no wrapper of ours.
+    return loss, optax.incremental_update(nnx.state(model, nnx.Param), ema, step_size=0.1)
 
   losses = []
   # optax.adam mixes its int32 step count with Python floats, which strict promotion rejects.
@@ -482,18 +462,6 @@ def test_predictive_and_loss_errors():
     vib_loss(lg, "abc", r, beta=0.1)
 
 
-def test_ema_errors():
-  t = {"w": jnp.zeros(2)}
-  with pytest.raises(ValueError, match=r"ema_update: decay must be <= 1.0, got 1.5"):
-    ema_update(t, t, decay=1.5)
-  with pytest.raises(ValueError, match=r"ema_update: decay must be >= 0.0"):
-    ema_update(t, t, decay=-0.1)
-  with pytest.raises(ValueError, match="must have the same tree structure"):
-    ema_update(t, {"v": jnp.zeros(2)})
-  with pytest.raises(ValueError, match="leaves must have the same shapes"):
-    ema_update(t, {"w": jnp.zeros(3)})
-
-
 def test_module_errors():
   r = nnx.Rngs(0)
   with pytest.raises(ValueError, match="VIBEncoder: in_features must be >= 1, got 0"):
@@ -526,8 +494,25 @@ def test_module_errors():
 def test_public_names():
   assert set(vib_mod.__all__) == {
       "VIB", "VIBClassifier", "VIBEncoder", "diag_gaussian_kl_std_normal",
-      "diag_gaussian_log_prob", "ema_update", "vib", "vib_loss", "vib_predictive_logprobs",
-      "vib_rate"}
+      "diag_gaussian_log_prob", "vib", "vib_loss", "vib_predictive_logprobs", "vib_rate"}
+  assert not hasattr(vib_mod, "ema_update")  # optax.incremental_update is the one EMA
+
+
+def test_empty_inputs_are_errors_not_nan():
+  """Regression: a batch mean over zero examples (or zero samples) returned NaN silently."""
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match=r"vib: mean must have at least one example"):
+    vib(jnp.zeros((0, K)), jnp.ones((0, K)), key=key)
+  with pytest.raises(ValueError, match=r"vib_rate: z_samples must hold at least one sample"):
+    vib_rate(jnp.zeros((B, K)), jnp.ones((B, K)), jnp.zeros((0, B, K)))
+  with pytest.raises(ValueError, match=r"vib_predictive_logprobs: logits_s must have at least"):
+    vib_predictive_logprobs(jnp.zeros((0, B, C)))
+  with pytest.raises(ValueError, match=r"vib_loss: logits_s must have at least one example"):
+    vib_loss(jnp.zeros((2, 0, C)), jnp.zeros((0,), jnp.int32), jnp.zeros((0,)), beta=0.1)
+  with pytest.raises(ValueError, match=r"vib_loss: logits_s must have at least one sample"):
+    vib_loss(jnp.zeros((2, B, 0)), jnp.zeros((B,), jnp.int32), jnp.zeros((B,)), beta=0.1)
+  # An empty batch is a valid *per-example* result: the analytic rate is simply empty.
+  assert vib_rate(jnp.zeros((0, K)), jnp.ones((0, K))).shape == (0,)
 
 
 def test_bf16_inputs_get_float32_statistics():
