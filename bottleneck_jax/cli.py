@@ -337,6 +337,16 @@ def cmd_reproduce(args) -> int:
   if args.record:
     from bottleneck_jax import catalog
     print(f"recorded {len(summaries)} results in {catalog.RESULTS_PATH}")
+    if args.all:  # records of experiments that no longer exist must not linger
+      from bottleneck_jax.core.io import atomic_write_text
+      recorded = catalog.recorded_results()
+      gone = sorted(set(recorded) - set(registry.names()))
+      if gone:
+        for n in gone:
+          del recorded[n]
+        atomic_write_text(catalog.RESULTS_PATH,
+                          json.dumps(recorded, indent=2, sort_keys=True, default=str) + "\n")
+        print(f"dropped the records of unregistered experiments: {', '.join(gone)}")
   if args.readme:
     from bottleneck_jax.experiments import report
     changed = report.update_readme(args.readme)

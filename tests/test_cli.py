@@ -173,6 +173,19 @@ def test_record_runs_fresh_and_an_error_replaces_an_old_verdict(tmp_path, capsys
   assert catalog.record_problem("cli-test-fake", rec) == "the run failed: RuntimeError: boom"
 
 
+def test_record_all_drops_the_records_of_unregistered_experiments(tmp_path, capsys,
+                                                                  monkeypatch):
+  from bottleneck_jax.experiments import registry
+  results = _clean_clone(monkeypatch, tmp_path)
+  results.write_text(json.dumps({"renamed-long-ago": {"status": "ok", "expectation_held": True}}))
+  monkeypatch.setattr(registry, "_REGISTRY", {"cli-test-fake": _fake_experiment()})
+  rc, out, err = _run(capsys, "reproduce", "--all", "--record", "--workdir",
+                      str(tmp_path / "runs"), "--no-progress")
+  assert rc == 0, err
+  assert sorted(json.loads(results.read_text())) == ["cli-test-fake"]
+  assert "dropped the records of unregistered experiments: renamed-long-ago" in out
+
+
 def test_record_refuses_a_dirty_tree_and_an_installed_package(tmp_path, capsys, monkeypatch):
   from bottleneck_jax.experiments import provenance, registry
   results = _clean_clone(monkeypatch, tmp_path)
