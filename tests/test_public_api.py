@@ -70,10 +70,12 @@ SURFACE = {
     },
     "bottleneck_jax.ops": {
         "AttentionOutput": "class",
+        "CrossEntropyOutput": "class",
         "FusedRMSNorm": "class",
         "apply_rope": "function",
         "attention": "function",
         "linear_cross_entropy": "function",
+        "linear_cross_entropy_with_aux": "function",
         "linear_logit_stats": "function",
         "qk_rope": "function",
         "rms_norm": "function",

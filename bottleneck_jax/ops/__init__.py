@@ -16,17 +16,24 @@ Every op is one public function with an ``implementation=`` argument (``"referen
 """
 
 from bottleneck_jax.ops._attention import AttentionOutput, attention
-from bottleneck_jax.ops._linear_cross_entropy import linear_cross_entropy, linear_logit_stats
+from bottleneck_jax.ops._linear_cross_entropy import (
+    CrossEntropyOutput,
+    linear_cross_entropy,
+    linear_cross_entropy_with_aux,
+    linear_logit_stats,
+)
 from bottleneck_jax.ops._rms_norm import FusedRMSNorm, rms_norm
 from bottleneck_jax.ops._rope import apply_rope, qk_rope
 from bottleneck_jax.ops._swiglu import swiglu, swiglu_linear
 
 __all__ = [
     "AttentionOutput",
+    "CrossEntropyOutput",
     "FusedRMSNorm",
     "apply_rope",
     "attention",
     "linear_cross_entropy",
+    "linear_cross_entropy_with_aux",
     "linear_logit_stats",
     "qk_rope",
     "rms_norm",

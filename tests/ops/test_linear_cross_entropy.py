@@ -19,6 +19,7 @@ from bottleneck_jax import kernels
 from bottleneck_jax.kernels import testing
 from bottleneck_jax.ops import (
   linear_cross_entropy,
+  linear_cross_entropy_with_aux,
   linear_logit_stats,
 )
 
@@ -67,13 +68,14 @@ def test_reference_matches_optax_with_ignore_index_and_reductions():
   want_mean, want_per = _optax_mean(z)
   got_mean = linear_cross_entropy(X, W, Y, implementation="reference")
   got_sum = linear_cross_entropy(X, W, Y, reduction="sum", implementation="reference")
-  got_none, aux = linear_cross_entropy(X, W, Y, reduction="none", return_aux=True,
-                                       implementation="reference")
+  got_none, lse, nll, valid = linear_cross_entropy_with_aux(X, W, Y, reduction="none",
+                                                          implementation="reference")
   np.testing.assert_allclose(got_mean, want_mean, rtol=1e-5)
   np.testing.assert_allclose(got_sum, jnp.sum(want_per), rtol=1e-5)
   np.testing.assert_allclose(got_none, jnp.where(VALID, want_per, 0.0), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(aux["lse"], jax.nn.logsumexp(z, axis=-1), rtol=1e-5)
-  np.testing.assert_array_equal(aux["valid"], VALID)
+  np.testing.assert_allclose(lse, jax.nn.logsumexp(z, axis=-1), rtol=1e-5)
+  np.testing.assert_allclose(nll, jnp.where(VALID, want_per, 0.0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(valid, VALID)
   assert got_mean.dtype == jnp.float32 and got_none.shape == (N,)
 
 

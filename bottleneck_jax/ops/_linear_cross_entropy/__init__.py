@@ -60,21 +60,76 @@ Departures from the paper / CCE:
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
-from bottleneck_jax.core import validation as V
-from bottleneck_jax.kernels import Op
+from bottleneck_jax.core import validation as V_
+from bottleneck_jax.kernels import Op, backend
+from bottleneck_jax.kernels.sharding import current_mesh
 from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
 from bottleneck_jax.ops._linear_cross_entropy import reference as _lce_reference
 from bottleneck_jax.ops._linear_cross_entropy import xla as _lce_xla
 
 Array = jax.Array
 F32 = jnp.float32
+Implementation = Literal["reference", "xla", "pallas"]
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+class CrossEntropyOutput(NamedTuple):
+  """Result of :func:`linear_cross_entropy_with_aux`.
+
+  Attributes:
+    loss: the reduced loss (f32 scalar, or ``[*batch]`` for ``reduction="none"``).
+    lse: f32 ``[*batch]`` log-sum-exp of each row's logits (``-inf`` for a row whose every
+      logit is ``-inf``).
+    nll: f32 ``[*batch]`` negative log-likelihood ``lse - z_y`` (0 on ignored rows).
+    valid: bool ``[*batch]``, ``labels != ignore_index``.
+  """
+  loss: Array
+  lse: Array
+  nll: Array
+  valid: Array
+
+
+class BlockSizes(NamedTuple):
+  """Block sizes of one call (see :func:`_block_sizes`)."""
+  vocab: int      # vocabulary block of the streaming statistics sweep (xla)
+  rows: int       # row block of the three-matmul loss+gradient sweep (xla)
+  dw_chunk: int   # vocabulary chunk in which dW is accumulated in that sweep
+  tile: int | None = None   # the caller's block_size for the Pallas kernel (None: its plan)
+
+
+def _pow2_floor(n: float) -> int:
+  return 1 << max(int(n), 1).bit_length() - 1
+
+
+def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
+  """Block sizes for ``n`` rows, ``v`` words, ``d`` features (the only place they are chosen).
+
+  * ``vocab`` (statistics sweep, value-only path): 2048 columns, measured (CPU) as the knee of
+    time vs temp memory; ``N x 2048`` f32 blocks.
+  * ``rows`` (loss + gradient sweep): the largest power of two (16..512) whose f32 logit block
+    ``rows x V`` fits 64 MiB. Measured on the 2-core CPU (fwd+bwd time / optax, interleaved):
+    V=32000, d=1024, N=2048: 128 rows 1.18x, 256 rows 1.03x; V=128256, N=8192, d=2048 temp
+    memory: 64 rows 75 MiB, 128 rows 127 MiB (optax 8016 MiB). Larger blocks amortise the
+    per-block read-modify-write of the ``[V, d]`` f32 dW accumulator.
+  * ``dw_chunk``: dW is accumulated in chunks of about 16 MiB (``chunk x d`` f32), so no
+    ``[V, d]`` temporary appears next to the accumulator.
+
+  ``dtype`` and ``platform`` are accepted so that a tuned table can key on them; the GPU
+  Pallas tiles live in ``pallas.GPU_CONFIG`` (an H200 sweep).
+  """
+  del dtype, platform
+  rows = max(16, min(512, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
+  rows = min(rows, max(n, 1))
+  dw_chunk = max(256, min(8192, _pow2_floor((16 << 20) // (4 * max(d, 1)))))
+  return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v))
 
 
 # --------------------------------------------------------------------------- validation
@@ -85,30 +140,33 @@ def _is_concrete(a) -> bool:
 
 
 def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=None) -> None:
-  V.check_rank(fn, "x", x, min_rank=1)
-  V.check_rank(fn, "w", w, 2)
-  V.check_floating(fn, "x", x)
-  V.check_floating(fn, "w", w)
+  V_.check_rank(fn, "x", x, min_rank=1)
+  V_.check_rank(fn, "w", w, 2)
+  V_.check_floating(fn, "x", x)
+  V_.check_floating(fn, "w", w)
   if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
     raise TypeError(f"{fn}: w must have the same dtype as x ({jnp.dtype(x.dtype).name}), got "
                     f"{jnp.dtype(w.dtype).name}; cast one of them")
   d = x.shape[-1]
+  if d < 1:
+    raise ValueError(f"{fn}: x must have a non-empty feature (last) axis, got shape "
+                     f"{list(x.shape)}")
   if w.shape[1] != d:
     raise ValueError(f"{fn}: w must have shape [V, {d}] (its last dim equal to x's last dim), "
                      f"got {list(w.shape)}")
   v = w.shape[0]
   if v < 1:
     raise ValueError(f"{fn}: w must have at least one row (V >= 1), got {list(w.shape)}")
-  V.check_array(fn, "labels", labels)
-  V.check_integer(fn, "labels", labels)
-  V.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
+  V_.check_array(fn, "labels", labels)
+  V_.check_integer(fn, "labels", labels)
+  V_.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
   if bias is not None:
-    V.check_floating(fn, "bias", bias)
-    V.check_shape(fn, "bias", bias, (v,))
+    V_.check_floating(fn, "bias", bias)
+    V_.check_shape(fn, "bias", bias, (v,))
   if softcap is not None:
-    V.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
+    V_.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
   if block_size is not None:
-    V.check_scalar(fn, "block_size", block_size, low=1, integer=True)
+    V_.check_scalar(fn, "block_size", block_size, low=1, integer=True, static=True)
   if _is_concrete(labels):
     lab = np.asarray(labels)
     if ignore_index is not None:
@@ -119,13 +177,31 @@ def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=Non
       raise ValueError(f"{fn}: labels must be in [0, {v}){extra}, got {int(bad[0])}")
 
 
-# --------------------------------------------------------------------------- implementations
+def _label_masks(labels, v: int, ignore_index: int | None):
+  """``(valid, in_range, safe_int32)``; comparisons in the labels' own dtype (no int32 wrap)."""
+  labels = jnp.asarray(labels)
+  info = np.iinfo(labels.dtype)
+  if ignore_index is None or not info.min <= ignore_index <= info.max:
+    valid = jnp.ones(labels.shape, bool)      # e.g. uint32 labels can never equal -100
+  else:
+    valid = labels != jnp.asarray(ignore_index, labels.dtype)
+  in_range = labels < jnp.asarray(min(v, info.max), labels.dtype)
+  if info.min < 0:
+    in_range = in_range & (labels >= jnp.asarray(0, labels.dtype))
+  if v > info.max:
+    in_range = jnp.ones(labels.shape, bool) if info.min >= 0 else labels >= 0
+  safe = jnp.where(valid & in_range, labels, jnp.zeros((), labels.dtype)).astype(jnp.int32)
+  return valid, in_range, safe
+
+
+# --------------------------------------------------------------------------- statistics op
 
 
 def _forward(kernel, x, w, labels, bias, softcap, block_size):
   if kernel == "pallas":
     return _lce_pallas.forward(x, w, labels, bias, softcap, block_size)
-  return _lce_xla.forward(x, w, labels, bias, softcap, block_size or _lce_xla.DEFAULT_BLOCK_V)
+  vb = block_size or _block_sizes(x.shape[0], w.shape[0], x.shape[1], x.dtype, backend()).vocab
+  return _lce_xla.forward(x, w, labels, bias, softcap, vb)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -138,13 +214,19 @@ def _fused_stats_fwd(x, w, labels, bias, softcap, block_size, kernel):
   return (lse, t, zs), (x, w, labels, bias, lse)
 
 
+def _stats_backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
+  dx, dw, db = _lce_xla.backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb)
+  return dx, dw, db
+
+
 def _fused_stats_bwd(softcap, block_size, kernel, res, cts):
-  # v1: every fused implementation uses the chunked-XLA backward. For "pallas", block_size is
-  # the kernel's (small, power-of-two) tile, not a good XLA block: use the XLA default.
+  # The statistics primitive's backward recomputes each logit block (vocabulary-blocked). For
+  # "pallas", block_size is the kernel's (small, power-of-two) tile, not a good XLA block.
   x, w, labels, bias, lse = res
   dlse, dt, dzs = cts
-  vb = block_size if (kernel == "xla" and block_size is not None) else _lce_xla.DEFAULT_BLOCK_V
-  dx, dw, db = _lce_xla.backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb)
+  vb = block_size if (kernel == "xla" and block_size is not None) else \
+      _block_sizes(x.shape[0], w.shape[0], x.shape[1], x.dtype, backend()).vocab
+  dx, dw, db = _stats_backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb)
   return dx, dw, None, db
 
 
@@ -166,11 +248,116 @@ _STATS = Op("linear_logit_stats", {"reference": _lce_reference.stats, "xla": _st
                                    "pallas": _stats_pallas})
 
 
+# --------------------------------------------------------------------------- loss op
+
+
+def _row_losses(lse, t, zs, v, label_smoothing, z_loss):
+  """``(nll, loss)`` per row from the statistics."""
+  nll = lse - t
+  loss = nll
+  if label_smoothing:
+    loss = (1.0 - label_smoothing) * nll + label_smoothing * (lse - zs / v)
+  if z_loss:
+    loss = loss + z_loss * jnp.square(lse)
+  return nll, loss
+
+
+def _weighted_sum(loss, coef):
+  return jnp.sum(jnp.where(coef != 0, coef * loss, 0.0))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
+def _fused_loss(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, blocks, kernel):
+  """``(sum_n coef_n loss_n, lse, t, zs)``; value-only: the streaming statistics sweep."""
+  lse, t, zs = _forward(kernel, x, w, labels, bias, softcap, _kernel_block(kernel, blocks))
+  _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
+  return _weighted_sum(loss, coef), lse, t, zs
+
+
+def _kernel_block(kernel, blocks):
+  return blocks.tile if kernel == "pallas" else blocks.vocab
+
+
+def _value(a):
+  return None if a is None else a.value
+
+
+def _fused_loss_fwd(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, blocks, kernel):
+  # Under differentiation: one row-blocked sweep computes the statistics and the gradients of
+  # the weighted loss sum (three matmul passes); the backward only scales them.
+  xv, wv, bv, lv, cv = (_value(a) for a in (x, w, bias, labels, coef))
+  lse, t, zs, dx, dw, db = _lce_xla.fused_loss_grads(
+      xv, wv, lv, bv, cv, softcap, label_smoothing, z_loss, blocks.rows, blocks.dw_chunk)
+  _, loss = _row_losses(lse, t, zs, wv.shape[0], label_smoothing, z_loss)
+  out = (_weighted_sum(loss, cv), lse, t, zs)
+  return out, (xv, wv, bv, lv, lse, dx, dw, db)
+
+
+def _fused_loss_bwd(softcap, label_smoothing, z_loss, blocks, kernel, res, cts):
+  del label_smoothing, z_loss, kernel
+  x, w, bias, labels, lse, dx, dw, db = res
+  g, dlse, dt, dzs = cts
+  if isinstance(g, SymbolicZero):
+    dx, dw = jnp.zeros_like(x), jnp.zeros_like(w)
+    db = None if bias is None else jnp.zeros_like(bias)
+  else:
+    g = g.astype(F32)
+    dx = (g * dx.astype(F32)).astype(x.dtype)
+    dw = (g * dw.astype(F32)).astype(w.dtype)
+    db = None if bias is None else (g * db.astype(F32)).astype(bias.dtype)
+  extra = [c for c in (dlse, dt, dzs) if not isinstance(c, SymbolicZero)]
+  if extra:
+    # Somebody differentiates the row statistics too (e.g. the aux lse): add their VJP.
+    z = lambda c: jnp.zeros(lse.shape, F32) if isinstance(c, SymbolicZero) else c
+    ex, ew, eb = _stats_backward(x, w, labels, bias, lse, z(dlse), z(dt), z(dzs), softcap,
+                                 blocks.vocab)
+    dx, dw = dx + ex, dw + ew
+    if bias is not None:
+      db = db + eb
+  return dx, dw, db, None, None
+
+
+_fused_loss.defvjp(_fused_loss_fwd, _fused_loss_bwd, symbolic_zeros=True)
+
+
+def _loss_reference(x, w, bias, labels, coef, *, softcap, label_smoothing, z_loss, blocks):
+  del blocks
+  lse, t, zs = _lce_reference.stats(x, w, labels, bias, softcap=softcap, block_size=None)
+  _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
+  return _weighted_sum(loss, coef), lse, t, zs
+
+
+def _loss_fused(kernel, x, w, bias, labels, coef, *, softcap, label_smoothing, z_loss, blocks):
+  if current_mesh() is not None:
+    # Rows may be sharded: use the vocabulary-blocked statistics path (its backward names the
+    # dW sharding), four matmul passes instead of three.
+    lse, t, zs = _fused_stats(x, w, labels, bias, softcap, _kernel_block(kernel, blocks),
+                              kernel)
+    _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
+    return _weighted_sum(loss, coef), lse, t, zs
+  return _fused_loss(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, blocks, kernel)
+
+
+def _loss_xla(*args, **kwargs):
+  return _loss_fused("xla", *args, **kwargs)
+
+
+def _loss_pallas(x, w, bias, labels, coef, *, blocks, **kwargs):
+  _lce_pallas.check_supported(x.shape[0], w.shape[0], x.shape[1], blocks.tile,
+                              itemsize=jnp.dtype(x.dtype).itemsize)
+  return _loss_fused("pallas", x, w, bias, labels, coef, blocks=blocks, **kwargs)
+
+
+_LOSS = Op("linear_cross_entropy", {"reference": _loss_reference, "xla": _loss_xla,
+                                    "pallas": _loss_pallas})
+
+
 # --------------------------------------------------------------------------- public API
 
 
 def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None = None,
-                       softcap: float | None = None, implementation: Any = None,
+                       softcap: float | None = None,
+                       implementation: Implementation | Sequence[Implementation] | None = None,
                        block_size: int | None = None) -> tuple[Array, Array, Array]:
   r"""Row statistics of the logits ``z = x w^T + b`` without materialising them.
 
@@ -183,17 +370,21 @@ def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None 
   and ``bias`` (a ``custom_vjp`` that recomputes logit blocks in the backward for the fused
   implementations). All statistics are f32; dots accumulate in f32 for bf16 inputs.
 
+  ``-inf`` logits (a ``-inf`` bias masking words out) are exact in every implementation, in any
+  vocabulary block; a row whose every logit is ``-inf`` has ``lse = -inf``. Rows whose
+  cotangents are all zero contribute exactly nothing to the gradients, even if they hold NaN.
+
   Args:
-    x: features ``[*batch, d]`` (bf16, f16 or f32).
+    x: features ``[*batch, d]`` (bf16, f16 or f32), ``d >= 1``.
     w: classifier / tied embedding ``[V, d]``, same dtype as ``x``.
     labels: integer ``[*batch]`` in ``[0, V)`` (checked when concrete; inside ``jit`` an
-      out-of-range label gives ``t = 0`` with the fused implementations).
+      out-of-range label gives ``t = 0``: use :func:`linear_cross_entropy` for a NaN instead).
     bias: optional ``[V]`` float bias.
     softcap: optional cap ``c > 0`` (Gemma-2 style soft-capping).
     implementation: ``None`` (platform default), ``"reference"``, ``"xla"``, ``"pallas"`` or a
       sequence to try in order.
-    block_size: vocabulary block (default 2048 for ``"xla"``, 256 for ``"pallas"`` on GPU;
-      must be a power of two for ``"pallas"``).
+    block_size: vocabulary block (default from ``_block_sizes``: 2048 for ``"xla"``; the
+      Pallas tile on GPU, a power of two).
 
   Returns:
     ``(lse, target_logit, logit_sum)``, each f32 of shape ``[*batch]``.
@@ -213,19 +404,87 @@ def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None 
   _validate(fn, x, w, labels, bias, softcap, block_size)
   batch = tuple(x.shape[:-1])
   x2 = jnp.reshape(x, (-1, x.shape[-1]))
-  labels2 = jnp.reshape(jnp.asarray(labels), (-1,))
+  _, _, safe = _label_masks(jnp.reshape(jnp.asarray(labels), (-1,)), w.shape[0], None)
   softcap = None if softcap is None else float(softcap)
   block_size = None if block_size is None else int(block_size)
-  lse, t, s = _STATS(x2, w, labels2, bias, softcap=softcap, block_size=block_size,
+  lse, t, s = _STATS(x2, w, safe, bias, softcap=softcap, block_size=block_size,
                      implementation=implementation)
   return tuple(jnp.reshape(a, batch) for a in (lse, t, s))
+
+
+def _cross_entropy(fn, x, w, labels, bias, ignore_index, softcap, label_smoothing, z_loss,
+                   reduction, implementation, block_size) -> CrossEntropyOutput:
+  V_.check_choice(fn, "reduction", reduction, _REDUCTIONS)
+  V_.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
+                  high_inclusive=False, static=True)
+  V_.check_scalar(fn, "z_loss", z_loss, low=0.0, static=True)
+  V_.check_scalar(fn, "ignore_index", ignore_index, integer=True, static=True)
+  _validate(fn, x, w, labels, bias, softcap, block_size, ignore_index=ignore_index)
+  batch = tuple(x.shape[:-1])
+  v = w.shape[0]
+  x2 = jnp.reshape(x, (-1, x.shape[-1]))
+  valid, in_range, safe = _label_masks(jnp.reshape(jnp.asarray(labels), (-1,)), v,
+                                       int(ignore_index))
+  n = x2.shape[0]
+  # coef_n: the weight of row n in the reduced loss. 0 on ignored rows (selected out: no
+  # gradient even through NaN), NaN on rows with an out-of-range label (NaN loss and grads).
+  if reduction == "mean":
+    base = 1.0 / jnp.maximum(jnp.sum(valid.astype(F32)), 1.0)
+  else:
+    base = jnp.ones((), F32)
+  coef = jnp.where(valid, jnp.where(in_range, base, jnp.nan), 0.0).astype(F32)
+  blocks = _block_sizes(n, v, x2.shape[1], x2.dtype, backend())
+  if block_size is not None:
+    blocks = blocks._replace(vocab=int(block_size), tile=int(block_size))
+  kw = dict(softcap=None if softcap is None else float(softcap),
+            label_smoothing=float(label_smoothing), z_loss=float(z_loss))
+  if reduction == "none":
+    # Per-row cotangents: dW cannot be pre-scaled, so differentiate the statistics primitive.
+    lse, t, zs = _STATS(x2, w, safe, bias, softcap=kw["softcap"], block_size=block_size,
+                        implementation=implementation)
+    _, loss = _row_losses(lse, t, zs, v, kw["label_smoothing"], kw["z_loss"])
+    rows = jnp.where(valid, jnp.where(in_range, 1.0, jnp.nan), 0.0)
+    out = jnp.reshape(jnp.where(valid, rows * loss, 0.0), batch)
+  else:
+    if n == 0:
+      out, lse, t = jnp.zeros((), F32), jnp.zeros((0,), F32), jnp.zeros((0,), F32)
+    else:
+      out, lse, t, _ = _LOSS(x2, w, bias, safe, coef, blocks=blocks, implementation=implementation,
+                             **kw)
+  nll = jnp.where(valid, jnp.where(in_range, lse - t, jnp.nan), 0.0)
+  return CrossEntropyOutput(out, jnp.reshape(lse, batch), jnp.reshape(nll, batch),
+                            jnp.reshape(valid, batch))
+
+
+_CE_ARGS_DOC = r"""
+  Args:
+    x: features ``[*batch, d]`` (bf16, f16 or f32); statistics are f32.
+    w: classifier / tied embedding ``[V, d]``, same dtype as ``x``.
+    labels: integer ``[*batch]`` in ``[0, V)`` or equal to ``ignore_index``. Concrete
+      out-of-range labels raise ``ValueError``; traced ones (under ``jit``) give a NaN loss for
+      their row (so a ``mean``/``sum`` is NaN) and NaN gradients, in every implementation.
+      Labels are compared in their own dtype (int64 / uint32 ids are never wrapped to int32).
+    bias: optional ``[V]`` bias; ``-inf`` entries mask words out (exact in every
+      implementation).
+    ignore_index: static Python int; rows with this label have loss 0, contribute exactly 0 to
+      every gradient (even when their ``x`` holds NaN) and are left out of the ``mean``.
+    softcap: optional static logit soft-cap ``c > 0``: ``z <- c tanh(z / c)``.
+    label_smoothing: static ``alpha`` in ``[0, 1)``.
+    z_loss: static ``lambda >= 0``, weight of ``lse^2``.
+    reduction: ``"mean"`` (over valid rows; 0 when there are none), ``"sum"`` or ``"none"``.
+    implementation: ``None`` (platform default), ``"reference"``, ``"xla"``, ``"pallas"`` or a
+      sequence to try in order.
+    block_size: vocabulary block of the streaming statistics sweep (value-only and
+      ``reduction="none"`` paths); see :func:`linear_logit_stats`.
+"""
 
 
 def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | None = None,
                          ignore_index: int = -100, softcap: float | None = None,
                          label_smoothing: float = 0.0, z_loss: float = 0.0,
-                         reduction: str = "mean", return_aux: bool = False,
-                         implementation: Any = None, block_size: int | None = None):
+                         reduction: Literal["mean", "sum", "none"] = "mean",
+                         implementation: Implementation | Sequence[Implementation] | None = None,
+                         block_size: int | None = None) -> Array:
   r"""Cross-entropy of the LM head ``softmax(x w^T + b)`` without materialising the logits.
 
   .. math::
@@ -238,23 +497,18 @@ def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | Non
   ``lambda`` is ``z_loss`` (PaLM). ``mean`` divides by the number of valid rows (0 when there
   are none), ``sum`` sums, ``none`` returns ``[*batch]``.
 
-  Args:
-    x: features ``[*batch, d]`` (bf16, f16 or f32); statistics are f32.
-    w: classifier / tied embedding ``[V, d]``, same dtype as ``x``.
-    labels: integer ``[*batch]`` in ``[0, V)`` or equal to ``ignore_index``.
-    bias: optional ``[V]`` bias.
-    ignore_index: label value whose rows are ignored.
-    softcap: optional logit soft-cap ``c > 0``: ``z <- c tanh(z / c)``.
-    label_smoothing: ``alpha`` in ``[0, 1)``.
-    z_loss: ``lambda >= 0``, weight of ``lse^2``.
-    reduction: ``"mean"`` (over valid rows), ``"sum"`` or ``"none"``.
-    return_aux: also return ``dict(lse, nll, valid)`` (each ``[*batch]``).
-    implementation: see :func:`linear_logit_stats`.
-    block_size: vocabulary block size, see :func:`linear_logit_stats`.
+  A valid row whose every logit is ``-inf`` has an undefined distribution: its loss is NaN (as
+  for the materialised reference). For the log-sum-exp and NLL per row use
+  :func:`linear_cross_entropy_with_aux`.
 
+  Cost (``"xla"``/``"pallas"``, ``mean``/``sum``): value only, one streaming matmul pass over
+  vocabulary blocks; under differentiation, one sweep over row blocks that computes the loss,
+  ``dx`` and ``dW`` with three matmul passes (like autodiff of materialised logits) while only
+  one ``[rows, V]`` logit block is alive. ``reduction="none"`` and sharded (mesh) inputs
+  differentiate the statistics primitive instead (four matmul passes).
+""" + _CE_ARGS_DOC + r"""
   Returns:
-    The loss (f32 scalar, or ``[*batch]`` for ``reduction="none"``), and the aux dict when
-    ``return_aux``.
+    The loss: f32 scalar, or ``[*batch]`` for ``reduction="none"``.
 
   Example::
 
@@ -266,36 +520,38 @@ def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | Non
   References:
     Wijmans et al., *Cut Your Losses in Large-Vocabulary Language Models*, 2024,
     https://arxiv.org/abs/2411.09009; *Chronicals: A High-Performance Framework for LLM
-    Fine-Tuning*, 2026.
+    Fine-Tuning*, 2026; Liger Kernel's row-chunked fused linear cross-entropy (Hsu et al.,
+    2024, https://arxiv.org/abs/2410.10989).
   """
-  fn = "linear_cross_entropy"
-  V.check_choice(fn, "reduction", reduction, _REDUCTIONS)
-  V.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
-                  high_inclusive=False)
-  V.check_scalar(fn, "z_loss", z_loss, low=0.0)
-  V.check_scalar(fn, "ignore_index", ignore_index, integer=True)
-  _validate(fn, x, w, labels, bias, softcap, block_size, ignore_index=ignore_index)
-  labels = jnp.asarray(labels)
-  valid = labels != ignore_index
-  safe = jnp.where(valid, labels, 0)
-  lse, t, s = linear_logit_stats(x, w, safe, bias=bias, softcap=softcap,
-                                 implementation=implementation, block_size=block_size)
-  nll = lse - t
-  loss = nll
-  if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
-    loss = (1.0 - label_smoothing) * nll + label_smoothing * (lse - s / w.shape[0])
-  if not (isinstance(z_loss, (int, float)) and z_loss == 0):
-    loss = loss + z_loss * jnp.square(lse)
-  loss = jnp.where(valid, loss, 0.0)
-  if reduction == "sum":
-    out = jnp.sum(loss)
-  elif reduction == "mean":
-    out = jnp.sum(loss) / jnp.maximum(jnp.sum(valid.astype(F32)), 1.0)
-  else:
-    out = loss
-  if return_aux:
-    return out, {"lse": lse, "nll": jnp.where(valid, nll, 0.0), "valid": valid}
-  return out
+  return _cross_entropy("linear_cross_entropy", x, w, labels, bias, ignore_index, softcap,
+                        label_smoothing, z_loss, reduction, implementation, block_size).loss
 
 
-__all__ = ["linear_cross_entropy", "linear_logit_stats"]
+def linear_cross_entropy_with_aux(
+    x: Array, w: Array, labels: Array, *, bias: Array | None = None, ignore_index: int = -100,
+    softcap: float | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+    implementation: Implementation | Sequence[Implementation] | None = None,
+    block_size: int | None = None) -> CrossEntropyOutput:
+  r""":func:`linear_cross_entropy` plus per-row statistics, as a :class:`CrossEntropyOutput`.
+
+  Every field is differentiable (``lse`` and ``nll`` through the statistics' VJP, which costs
+  a recomputing backward sweep only when their cotangents are non-zero).
+""" + _CE_ARGS_DOC + r"""
+  Returns:
+    ``CrossEntropyOutput(loss, lse, nll, valid)``; ``lse``, ``nll`` and ``valid`` have shape
+    ``[*batch]``.
+
+  Example::
+
+    >>> x = jnp.ones((4, 8)); w = jnp.ones((10, 8)); y = jnp.array([0, 1, 2, -100])
+    >>> out = linear_cross_entropy_with_aux(x, w, y)
+    >>> out.valid.tolist()
+    [True, True, True, False]
+  """
+  return _cross_entropy("linear_cross_entropy_with_aux", x, w, labels, bias, ignore_index,
+                        softcap, label_smoothing, z_loss, reduction, implementation, block_size)
+
+
+__all__ = ["BlockSizes", "CrossEntropyOutput", "Implementation", "linear_cross_entropy",
+           "linear_cross_entropy_with_aux", "linear_logit_stats"]

@@ -75,7 +75,13 @@ def _rows(x, labels):
 
 
 def forward(x, w, labels, bias, softcap, vb):
-  """Online-logsumexp forward: returns f32 ``(lse, target_logit, logit_sum)`` of shape [N]."""
+  """Online-logsumexp forward: returns f32 ``(lse, target_logit, logit_sum)`` of shape [N].
+
+  The running max starts at ``-inf``; blocks whose logits are all ``-inf`` (a ``-inf`` bias on
+  a range of words, say) leave ``(m, s)`` unchanged: the rescaling uses ``m_safe`` (0 where the
+  max is still ``-inf``), never ``exp(-inf - -inf)``. A row whose every logit is ``-inf`` gets
+  ``lse = -inf`` (``log 0``).
+  """
   v = w.shape[0]
   row, labels = _rows(x, labels.astype(jnp.int32))
 
@@ -86,12 +92,18 @@ def forward(x, w, labels, bias, softcap, vb):
     t = t + jnp.sum(jnp.where(col == labels[:, None], z, 0.0), axis=1)
     zs = zs + jnp.sum(z, axis=1)
     m_new = jnp.maximum(m, jnp.max(z, axis=1))
-    s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(z - m_new[:, None]), axis=1)
+    m_safe = _finite_or_zero(m_new)
+    s = s * jnp.exp(m - m_safe) + jnp.sum(jnp.exp(z - m_safe[:, None]), axis=1)
     return m_new, s, t, zs
 
   init = (row - jnp.inf, row, row, row)
   m, s, t, zs = _loop_blocks(v, vb, body, init)
-  return m + jnp.log(s), t, zs
+  return _finite_or_zero(m) + jnp.log(s), t, zs
+
+
+def _finite_or_zero(m):
+  """``m`` with ``-inf`` (an empty or all-masked running max) replaced by 0."""
+  return jnp.where(m == -jnp.inf, 0.0, m)
 
 
 def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
@@ -110,6 +122,10 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
   dlse = dlse.astype(F32)[:, None]
   dt = dt.astype(F32)[:, None]
   dzs = dzs.astype(F32)[:, None]
+  # Rows with a zero cotangent (ignored rows) are selected out, not multiplied by zero: a NaN or
+  # inf in such a row of x (or an all -inf row of logits) must not reach dW.
+  active = (dlse != 0) | (dt != 0) | (dzs != 0)
+  x_sel = jnp.where(active, x, jnp.zeros((), x.dtype))
 
   def body(carry, start, width):
     dx, dw, db = carry
@@ -120,10 +136,11 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
     g = g + jnp.where(col == labels[:, None], dt, 0.0)
     if softcap is not None:
       g = g * (1.0 - jnp.square(z / softcap))
+    g = jnp.where(active, g, 0.0)
     gc = g.astype(x.dtype)
     dx = dx + lax.dot_general(gc, w_blk.astype(x.dtype), _NN, preferred_element_type=F32)
     # Contracts the (possibly sharded) row axis: under an Explicit mesh say where dW lives.
-    dw_blk = lax.dot_general(gc, x, _TN, preferred_element_type=F32,
+    dw_blk = lax.dot_general(gc, x_sel, _TN, preferred_element_type=F32,
                              out_sharding=dw_sharding).astype(w.dtype)
     dw = lax.dynamic_update_slice_in_dim(dw, dw_blk, start, axis=0)
     if db is not None:
@@ -134,3 +151,113 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
           None if bias is None else jnp.zeros((v,), F32))
   dx, dw, db = _loop_blocks(v, vb, body, init)
   return dx.astype(x.dtype), dw, (None if bias is None else db.astype(bias.dtype))
+
+
+# --------------------------------------------------------------------------- three-matmul sweep
+
+
+def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss, bn, vc):
+  """One sweep over row blocks: statistics AND the gradients of ``sum_n coef_n loss_n``.
+
+  For each block of ``bn`` rows the whole ``[bn, V]`` f32 logit block is computed once (matmul
+  1), its exact log-sum-exp, ``p = softmax(z)`` and the gradient tile
+
+      G = coef_n [(1 + 2 lambda lse_n) p - (1 - alpha) onehot(y_n) - alpha / V] (1 - (z / c)^2),
+
+  then ``dx_b = G W`` (matmul 2) and ``dW += G^T x_b`` (matmul 3, applied in vocabulary chunks
+  of ``vc`` rows so no ``[V, d]`` temporary is created next to the accumulator). Three matmul
+  passes, like autodiff of the materialised logits, but the largest temporary is one logit
+  block (plus ``dx``). Rows with ``coef_n == 0`` (ignored rows) are selected out of ``G`` and of
+  the ``x`` rows entering ``dW``, so a NaN there cannot leak into the weight gradient.
+
+  Args:
+    x: ``[N, d]``; w: ``[V, d]``; labels: int32 ``[N]`` in ``[0, V)``; bias: ``[V]`` or None.
+    coef: f32 ``[N]``, the weight of each row's loss in the reduced loss (0 = ignored; NaN
+      poisons that row's gradient, used for out-of-range labels).
+
+  Returns:
+    ``(lse, t, zs, dx, dw, db)``: f32 row statistics, ``dx`` in ``x.dtype``, ``dw`` in
+    ``w.dtype``, ``db`` in ``bias.dtype`` (None without bias).
+  """
+  n, d = x.shape
+  v = w.shape[0]
+  bn = max(1, min(int(bn), n))
+  vc = max(1, min(int(vc), v))
+  n_full, tail = n // bn, n % bn
+  labels = labels.astype(jnp.int32)
+  coef = coef.astype(F32)
+  active = coef != 0
+  a_s = float(label_smoothing)
+  w_c = w.astype(x.dtype)
+
+  def block(carry, start, rows):
+    dx, dw, db, lse_all, t_all, zs_all = carry
+    xb = _slice(x, start, rows)
+    yb = _slice(labels, start, rows)[:, None]
+    cb = _slice(coef, start, rows)[:, None]
+    ab = _slice(active, start, rows)[:, None]
+    z = block_logits(xb, w, bias, softcap)
+    m = _finite_or_zero(jnp.max(z, axis=1, keepdims=True))
+    e = jnp.exp(z - m)
+    s = jnp.sum(e, axis=1, keepdims=True)
+    lse = m + jnp.log(s)
+    col = lax.broadcasted_iota(jnp.int32, (1, v), 1)
+    hit = col == yb
+    t = jnp.sum(jnp.where(hit, z, 0.0), axis=1)
+    zs = jnp.sum(z, axis=1)
+    scale = cb * (1.0 + 2.0 * z_loss * lse) if z_loss else cb
+    g = e * (scale / s) - jnp.where(hit, cb * (1.0 - a_s), 0.0)
+    if a_s:
+      g = g - cb * (a_s / v)
+    if softcap is not None:
+      g = g * (1.0 - jnp.square(z / softcap))
+    g = jnp.where(ab, g, 0.0)
+    gc = g.astype(x.dtype)
+    xs = jnp.where(ab, xb, jnp.zeros((), x.dtype))
+    dx = _update(dx, lax.dot_general(gc, w_c, _NN, preferred_element_type=F32).astype(x.dtype),
+                 start)
+    dw = _accumulate_dw(dw, gc, xs, vc)
+    if db is not None:
+      db = db + jnp.sum(g, axis=0)
+    lse_all = _update(lse_all, lse[:, 0], start)
+    t_all = _update(t_all, t, start)
+    zs_all = _update(zs_all, zs, start)
+    return dx, dw, db, lse_all, t_all, zs_all
+
+  row = jnp.zeros((n,), F32)
+  carry = (jnp.zeros_like(x), jnp.zeros(w.shape, F32),
+           None if bias is None else jnp.zeros((v,), F32), row, row, row)
+  if n_full == 1:
+    carry = block(carry, 0, bn)
+  elif n_full > 1:
+    carry = lax.fori_loop(0, n_full, lambda i, c: block(c, i * bn, bn), carry)
+  if tail:
+    carry = block(carry, n_full * bn, tail)
+  dx, dw, db, lse, t, zs = carry
+  return (lse, t, zs, dx, dw.astype(w.dtype),
+          None if bias is None else db.astype(bias.dtype))
+
+
+def _update(a, blk, start):
+  return lax.dynamic_update_slice_in_dim(a, blk, start, axis=0)
+
+
+def _accumulate_dw(dw, g, xs, vc):
+  """``dw += g^T xs`` in vocabulary chunks of ``vc`` (in place: no ``[V, d]`` temporary)."""
+  v = dw.shape[0]
+  n_full, tail = v // vc, v % vc
+
+  def chunk(dw, start, width):
+    gj = lax.slice_in_dim(g, start, start + width, axis=1) if isinstance(start, int) else \
+        lax.dynamic_slice_in_dim(g, start, width, axis=1)
+    old = _slice(dw, start, width)
+    new = old + lax.dot_general(gj, xs, _TN, preferred_element_type=F32)
+    return lax.dynamic_update_slice_in_dim(dw, new, start, axis=0)
+
+  if n_full == 1:
+    dw = chunk(dw, 0, vc)
+  elif n_full > 1:
+    dw = lax.fori_loop(0, n_full, lambda j, a: chunk(a, j * vc, vc), dw)
+  if tail:
+    dw = chunk(dw, n_full * vc, tail)
+  return dw
