@@ -4,8 +4,9 @@ Commands:
 
 * ``bottleneck-jax list [--family F] [--status S] [--json]``: the catalogue of papers;
 * ``bottleneck-jax experiments [--json]``: the registered experiments with their claims;
-* ``bottleneck-jax run NAME [--workdir DIR] [--steps N] [--seed S] [--quick] [--set k=v ...]``:
-  runs one experiment and prints its result (files under the work directory);
+* ``bottleneck-jax run NAME [--workdir DIR] [--steps N] [--seed S] [--quick] [--set k=v ...]
+  [--allow-code-change]``: runs one experiment and prints its result (files under the work
+  directory; rerun the same command to resume);
 * ``bottleneck-jax reproduce [ID ...] [--family F] [--all] [--quick] [--out results.md]
   [--record] [--readme README.md]``: runs the experiments of papers, a family or the whole
   catalogue and writes a markdown results table (setting, claim, paper's number, our number,
@@ -15,8 +16,22 @@ Commands:
   refuses quick runs, a dirty git tree and an installed, non-editable package); ``--readme``
   regenerates the README's generated blocks (catalogue status, results) from the records.
 
-Bad input (an unknown experiment, option or value) prints one line on stderr and exits with
-status 2, without a traceback.
+Errors print one line on stderr (``bottleneck-jax run: error: ...``), without a traceback
+(``BOTTLENECK_JAX_DEBUG=1`` shows it). Exit statuses:
+
+* ``0``: success;
+* ``1``: the run failed: a checkpoint could not be written or read (the message names the
+  path; a damaged newest checkpoint is moved aside and the previous one used, so this means none
+  is left), another I/O error, or an unexpected error;
+* ``2``: usage: an unknown experiment, option or value (including a non-finite or negative
+  learning rate), an unusable ``--workdir`` (a file, not creatable, not writable), or a work
+  directory that holds another run (another experiment, configuration or code version);
+* ``3``: the training diverged: the loss became NaN or infinite (the message names the step;
+  no checkpoint holds non-finite values, so rerunning resumes from the last good one);
+* ``75``: the work directory is in use by another live run (a lock left by a killed run is
+  taken over);
+* ``130``: interrupted (Ctrl-C); ``143``: preempted after saving a checkpoint. Rerun the same
+  command to resume.
 """
 
 from __future__ import annotations
@@ -32,6 +47,18 @@ from pathlib import Path
 
 class UsageError(Exception):
   """A user mistake: printed without a traceback, exit status 2."""
+
+
+class RunFailure(Exception):
+  """A run that failed: printed as one line without a traceback, with its exit status."""
+
+  def __init__(self, message: str, status: int):
+    super().__init__(message)
+    self.status = status
+
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_BUSY = 0, 1, 2, 3, 75
+EXIT_INTERRUPTED, EXIT_PREEMPTED = 130, 143
 
 
 def _enable_compilation_cache() -> None:
@@ -143,24 +170,43 @@ def _summary_line(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def _one_line(e: BaseException) -> str:
+  lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+  return " ".join(lines) if lines else type(e).__name__
+
+
 def cmd_run(args) -> int:
   from bottleneck_jax.experiments import registry
   exp, overrides = _prepare(args.name, steps=args.steps, seed=args.seed, quick=args.quick,
                             sets=args.set)
   workdir = Path(args.workdir) if args.workdir else Path("runs") / exp.name
   _enable_compilation_cache()
-  from bottleneck_jax.train import PreemptedError
+  from bottleneck_jax.core.io import DirectoryLockedError
+  from bottleneck_jax.train import NonFiniteLossError, PreemptedError
   try:
     summary = registry.run_experiment(exp.name, workdir=workdir, steps=args.steps,
                                       seed=args.seed, quick=args.quick, overrides=overrides,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress,
+                                      allow_code_change=args.allow_code_change)
   except PreemptedError as e:
     print(f"bottleneck-jax run: {e}; rerun the same command to resume", file=sys.stderr)
-    return 143
-  except ValueError as e:  # e.g. a configuration the training loop rejects
+    return EXIT_PREEMPTED
+  except (KeyboardInterrupt, SystemExit):
+    raise
+  except Exception as e:  # noqa: BLE001 - every failure ends as one line and a status
     if os.environ.get("BOTTLENECK_JAX_DEBUG"):
       raise
-    raise UsageError(f"{e}\n(set BOTTLENECK_JAX_DEBUG=1 to see the traceback)") from None
+    if isinstance(e, ValueError):  # e.g. a configuration the training loop rejects
+      raise UsageError(f"{_one_line(e)} (set BOTTLENECK_JAX_DEBUG=1 to see the traceback)"
+                       ) from None
+    if isinstance(e, NonFiniteLossError):
+      raise RunFailure(_one_line(e), EXIT_DIVERGED) from None
+    if isinstance(e, DirectoryLockedError):
+      raise RunFailure(_one_line(e), EXIT_BUSY) from None
+    if isinstance(e, OSError):  # checkpoints (CheckpointError names the path), other I/O
+      raise RunFailure(_one_line(e), EXIT_FAILURE) from None
+    raise RunFailure(f"{type(e).__name__}: {_one_line(e)} (set BOTTLENECK_JAX_DEBUG=1 to see "
+                     "the traceback)", EXIT_FAILURE) from None
   print(_summary_line(summary))
   for k, v in summary["results"].items():
     if k in (summary["metric"], "expectation_held") or isinstance(v, (list, dict)):
@@ -430,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a configuration value (JSON values), repeatable")
   q.add_argument("--no-progress", action="store_true", help="no progress bar")
+  q.add_argument("--allow-code-change", action="store_true",
+                 help="resume a work directory written by another code version")
   q.set_defaults(func=cmd_run)
 
   q = sub.add_parser("bench", help="run a benchmark script (scripts/bench_NAME.py) of the clone")
@@ -454,19 +502,38 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def _end_program(status: int) -> None:
+  """After a failed run, leave at once: never wait for background threads (a failed
+  checkpoint writer could block interpreter shutdown) nor print their teardown noise after the
+  error line."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
-  """Entry point of ``bottleneck-jax``; returns the exit status."""
+  """Entry point of ``bottleneck-jax``; returns the exit status (see the module docstring).
+
+  Called as the program (``argv=None``), a failed ``run`` exits the process directly after
+  its error line.
+  """
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
-    return int(args.func(args) or 0)
+    status = int(args.func(args) or 0)
   except UsageError as e:
     print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
-    return 2
+    status = EXIT_USAGE
+  except RunFailure as e:
+    print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
+    status = e.status
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume from the last checkpoint",
           file=sys.stderr)
-    return 130
+    status = EXIT_INTERRUPTED
+  if argv is None and status != 0 and args.command == "run":
+    _end_program(status)
+  return status
 
 
 if __name__ == "__main__":

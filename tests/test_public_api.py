@@ -138,7 +138,10 @@ SURFACE = {
         "to_global": "function",
     },
     "bottleneck_jax.train": {
+        "CheckpointError": "class",
+        "CheckpointWarning": "class",
         "Checkpointer": "class",
+        "NonFiniteLossError": "class",
         "PreemptedError": "class",
         "SweepResult": "class",
         "TrainResult": "class",

@@ -55,6 +55,13 @@ expectation (``{"metric", "op", "threshold", "value", "held", "source", "expecta
 ``expectation_held``, ``setting``, ``departures``, ``quick``, ``custom`` (with the
 ``overrides``) and ``provenance`` (git commit and dirty flag, the resolved configuration and
 its sha256, library versions, backend, device count, UTC date, seconds).
+
+A work directory belongs to one run, identified by its ``config.json`` (experiment, resolved
+configuration, code version). Before anything is written, :func:`run_experiment` locks the
+directory (a second run into it is refused while the first is alive; a lock left by a killed
+run is taken over) and checks an existing ``config.json``: another experiment, another
+configuration (apart from ``steps``, which may grow to extend a run) or other code (unless
+``allow_code_change``) is refused, and nothing is overwritten; the same run resumes.
 """
 
 from __future__ import annotations
@@ -62,13 +69,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bottleneck_jax.core.io import atomic_write_text
+from bottleneck_jax.core.io import DirectoryLock, atomic_write_text
 from bottleneck_jax.experiments import provenance as _provenance
 from bottleneck_jax.experiments.expectations import (
     Expectation,
@@ -301,7 +310,35 @@ def resolve_config(exp: Experiment, *, quick: bool = False, steps: int | None = 
     config["seed"] = seed
   config.setdefault("seed", 0)
   config["quick"] = bool(quick)
+  _check_values(exp, config)
   return config
+
+
+_POSITIVE = re.compile(r"(^|_)(lr|lrs|learning_rates?)($|_)")  # learning rates: > 0
+_NON_NEGATIVE = re.compile(r"(^|_)(betas?)($|_)")                # trade-off weights: >= 0
+
+
+def _check_values(exp: Experiment, config: Mapping[str, Any]) -> None:
+  """Generic hyperparameter rules: every number finite; learning rates (``lr``,
+  ``learning_rate(s)``, ``*_lr``) > 0; ``beta(s)`` >= 0."""
+  def numbers(v):
+    if isinstance(v, bool):
+      return
+    if isinstance(v, (int, float)):
+      yield v
+    elif isinstance(v, (list, tuple)):
+      for x in v:
+        yield from numbers(x)
+
+  for k, v in config.items():
+    for x in numbers(v):
+      if not math.isfinite(x):
+        raise ValueError(f"run: option {k!r} of {exp.name!r} must be finite, got {v!r}")
+      if _POSITIVE.search(k) and not x > 0:
+        raise ValueError(f"run: option {k!r} of {exp.name!r} is a learning rate and must be "
+                         f"> 0, got {v!r}")
+      if _NON_NEGATIVE.search(k) and not x >= 0:
+        raise ValueError(f"run: option {k!r} of {exp.name!r} must be >= 0, got {v!r}")
 
 
 @dataclasses.dataclass
@@ -390,11 +427,70 @@ def _jsonable(v):
   return v
 
 
+def _prepare_workdir(workdir: Path) -> None:
+  """Creates the work directory; one clear ``ValueError`` when it cannot be used."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f"run: work directory {workdir} is a file, not a directory")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f".write-test-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    raise ValueError(f"run: work directory {workdir} cannot be used: {reason}"
+                     + (f" ({e.filename})" if e.filename else "")) from None
+
+
+def _check_same_run(workdir: Path, record: Mapping[str, Any], *, allow_code_change: bool
+                    ) -> None:
+  """Refuses a work directory that holds another run (before anything is written)."""
+  from bottleneck_jax.train.checkpoint import describe_code, same_code
+  path = workdir / "config.json"
+  if not path.exists():
+    if (workdir / "metrics.jsonl").exists() or (workdir / "summary.json").exists():
+      raise ValueError(f"run: work directory {workdir} holds the files of another run (no "
+                       "config.json); use another work directory")
+    return
+  try:
+    saved = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ValueError(f"run: cannot read {path} ({e}); use another work directory") from None
+  if not isinstance(saved, dict):
+    raise ValueError(f"run: {path} is not a run configuration; use another work directory")
+  if saved.get("experiment") != record["experiment"]:
+    raise ValueError(f"run: work directory {workdir} holds a run of experiment "
+                     f"{saved.get('experiment')!r}, not {record['experiment']!r}; use another "
+                     "work directory")
+  def norm(c):
+    c = json.loads(json.dumps(dict(c), default=str))
+    return {k: v for k, v in c.items() if k not in ("steps", "code")}
+  a, b = norm(saved), norm(record)
+  if a != b:
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    raise ValueError(f"run: work directory {workdir} holds a run with another configuration "
+                     f"(differs in {diff}); use another work directory")
+  if not allow_code_change and not same_code(saved.get("code"), record["code"]):
+    raise ValueError(f"run: work directory {workdir} holds a run of another code version "
+                     f"({describe_code(saved.get('code'))}; this is "
+                     f"{describe_code(record['code'])}); use another work directory, or "
+                     "--allow-code-change to resume it with this code")
+
+
 def run_experiment(name: str, *, workdir: str | os.PathLike | None = None,
                    steps: int | None = None, seed: int | None = None, quick: bool = False,
-                   overrides: Mapping[str, Any] | None = None, progress: bool = True
-                   ) -> dict[str, Any]:
-  """Runs a registered experiment and writes its files; returns the summary dict."""
+                   overrides: Mapping[str, Any] | None = None, progress: bool = True,
+                   allow_code_change: bool = False) -> dict[str, Any]:
+  """Runs a registered experiment and writes its files; returns the summary dict.
+
+  The work directory is checked, locked and compared with its ``config.json`` before anything
+  is written (see the module docstring); ``allow_code_change`` resumes a run written by
+  another code version.
+
+  Raises:
+    ValueError: an unusable work directory, or one that holds another run.
+    bottleneck_jax.core.io.DirectoryLockedError: another live run holds the work directory.
+  """
   exp = get(name)
   config = resolve_config(exp, quick=quick, steps=steps, seed=seed, overrides=overrides)
   workdir = Path(workdir) if workdir is not None else Path("runs") / name
@@ -403,13 +499,24 @@ def run_experiment(name: str, *, workdir: str | os.PathLike | None = None,
     is_main = jax.process_index() == 0
   except Exception:  # noqa: BLE001
     is_main = True
-  workdir.mkdir(parents=True, exist_ok=True)
-  if is_main:
-    atomic_write_text(workdir / "config.json", json.dumps(
-        {"experiment": name, "paper_id": exp.paper_id, **config}, indent=2, default=str))
-  ctx = RunContext(experiment=exp, workdir=workdir, config=config, progress=progress,
-                   is_main_process=is_main)
-  return _run_and_summarize(exp, ctx, config, is_main)
+  from bottleneck_jax.train.checkpoint import code_version
+  from bottleneck_jax.train.loop import allowing_code_change
+  _prepare_workdir(workdir)
+  lock = DirectoryLock(workdir) if is_main else None
+  if lock is not None:
+    lock.acquire()
+  try:
+    record = {"experiment": name, "paper_id": exp.paper_id, **config, "code": code_version()}
+    _check_same_run(workdir, record, allow_code_change=allow_code_change)  # check first ...
+    if is_main:                                                           # ... write after
+      atomic_write_text(workdir / "config.json", json.dumps(record, indent=2, default=str))
+    ctx = RunContext(experiment=exp, workdir=workdir, config=config, progress=progress,
+                     is_main_process=is_main)
+    with allowing_code_change(allow_code_change):
+      return _run_and_summarize(exp, ctx, config, is_main)
+  finally:
+    if lock is not None:
+      lock.release()
 
 
 def summarize(exp: Experiment, result: Mapping[str, Any], config: Mapping[str, Any], *,

@@ -8,9 +8,15 @@ members of a hyperparameter sweep at once (vmapped); ``plot_curves`` writes a PN
 it.
 """
 
-from bottleneck_jax.train.checkpoint import Checkpointer, code_version
+from bottleneck_jax.train.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    CheckpointWarning,
+    code_version,
+)
 from bottleneck_jax.train.distributed import is_main_process, maybe_initialize
 from bottleneck_jax.train.loop import (
+    NonFiniteLossError,
     PreemptedError,
     TrainResult,
     allowing_code_change,
@@ -37,7 +43,10 @@ from bottleneck_jax.train.sharding import (
 from bottleneck_jax.train.sweeps import SweepResult, sweep
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointWarning",
     "Checkpointer",
+    "NonFiniteLossError",
     "PreemptedError",
     "SweepResult",
     "TrainResult",

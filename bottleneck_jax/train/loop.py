@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -56,6 +57,32 @@ def _close(iterator) -> None:
 
 class PreemptedError(RuntimeError):
   """Raised after the loop saved a checkpoint because the job is being preempted."""
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when the training loss (or a trained variable) becomes NaN or infinite.
+
+  Attributes:
+    step: the step whose loss was non-finite (numbered like the logs: updates done after it).
+    last_checkpoint: the newest checkpoint step (all checkpoints hold finite state), or ``None``.
+  """
+
+  def __init__(self, message: str, *, step: int, last_checkpoint: int | None):
+    super().__init__(message)
+    self.step, self.last_checkpoint = step, last_checkpoint
+
+
+@jax.jit
+def _first_bad(bad, loss, step):
+  """``step`` if ``loss`` is the first non-finite one, else ``bad`` (-1 while all finite)."""
+  return jnp.where((bad < 0) & ~jnp.all(jnp.isfinite(loss)), step, bad)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else \
+      jnp.bool_(True)
 
 
 @dataclasses.dataclass
@@ -370,8 +397,13 @@ def train(model_fn: Callable[[], nnx.Module],
 
   Raises:
     PreemptedError: after saving a checkpoint when a preemption signal arrived.
+    NonFiniteLossError: the loss (or a trained variable) became NaN/Inf; the message names the
+      step. It is checked at every log step and before every checkpoint, so a checkpoint never
+      holds non-finite values.
     ValueError: bad arguments, or a checkpoint of another configuration or code version
       (checked before anything is restored).
+    bottleneck_jax.train.checkpoint.CheckpointError: a checkpoint write failed, or no intact
+      checkpoint is left (damaged ones are moved aside and the previous one restored).
 
   Example:
     >>> result = train(lambda: Model(rngs=nnx.Rngs(0)), optax.adam(1e-3), loss_fn,  # doctest: +SKIP
@@ -417,18 +449,24 @@ def train(model_fn: Callable[[], nnx.Module],
                         async_save=async_checkpoints)
   iterator = None
 
-  def close_all():
-    if ckpt is not None:
-      ckpt.close()
+  def close_all(quiet: bool):
     if iterator is not None and stream.owned:
       _close(iterator)
+    if ckpt is not None:
+      try:
+        ckpt.close()  # waits for the last background write: its failure is this run's
+      except Exception:
+        if not quiet:
+          raise  # (quiet: an error is already on its way; this one would hide it)
 
+  finished = False
   try:
     with jax.set_mesh(mesh):
       abstract = nnx.eval_shape(create)
       graphdef, abstract_state = nnx.split(abstract)
       target = shd.abstract_state(abstract_state, mesh, min_size=min_shard_size)
-      resumed_from = ckpt.latest_step() if ckpt is not None else None
+      # The newest checkpoint that matches its manifest (damaged ones are moved aside).
+      resumed_from = ckpt.latest_intact_step() if ckpt is not None else None
       meta: dict[str, Any] = {}
       if resumed_from is not None:
         # Check first, restore after: a checkpoint of another configuration (another model
@@ -483,9 +521,28 @@ def train(model_fn: Callable[[], nnx.Module],
         if log is not None and is_main:
           log(step, split="eval", **metrics)
 
+      bad = np.int32(-1)  # the first step with a non-finite loss, on device (no sync per step)
+
+      def check_finite(step, *, state=False):
+        """Stops at the first non-finite loss (or trained variable) with its step; a
+        checkpoint is only ever written after this check."""
+        first = int(bad)
+        if first < 0 and state and not bool(_all_finite(nnx.state(model, wrt))):
+          first = step
+        if first < 0:
+          return
+        last = ckpt.last_saved if ckpt is not None else None
+        kept = (f"; the last checkpoint (step {last}) in {checkpoint_dir} holds finite values"
+                if last is not None else "; no checkpoint was written")
+        what = "the loss" if int(bad) >= 0 else "a trained variable"
+        raise NonFiniteLossError(f"{fn}: {what} became non-finite (NaN or Inf) at step "
+                                 f"{first}{kept}; lower the learning rate or check the data",
+                                 step=first, last_checkpoint=last)
+
       def save(step, *, force=False):
         if ckpt is None or not (force or ckpt.should_save(step)):
           return  # decide before gathering the state: most steps save nothing
+        check_finite(step, state=True)
         ckpt.save(step, nnx.state((model, optimizer)),
                   data_state=iterator.get_state() if stateful else None,
                   meta={"seed": seed, "steps": steps, "config": dict(config or {}),
@@ -509,7 +566,9 @@ def train(model_fn: Callable[[], nnx.Module],
           batch = to_global(local, batch_sharding)
           metrics = step_fn(batch, train_key, np.int32(step))
           step += 1
+          bad = _first_bad(bad, metrics["loss"], np.int32(step))
           if step % log_every == 0 or step == steps:
+            check_finite(step)
             train_metrics = _to_float_dict(metrics)
             if eval_fn is None:
               last_metrics = train_metrics
@@ -529,11 +588,13 @@ def train(model_fn: Callable[[], nnx.Module],
                                  f"{checkpoint_dir}")
         if start == steps and not last_metrics and eval_fn is not None:
           evaluate(steps)
+        check_finite(steps)
       finally:
         if bar is not None:
           bar.close()
+    finished = True
   finally:
-    close_all()
+    close_all(quiet=not finished)
   return TrainResult(model=model, optimizer=optimizer, step=steps, metrics=last_metrics,
                      resumed_from=resumed_from, history=history, mesh=mesh)
 
@@ -543,5 +604,5 @@ def steps_for_epochs(epochs: float, num_examples: int, batch_size: int) -> int:
   return max(1, math.ceil(epochs * (num_examples // batch_size)))
 
 
-__all__ = ["PreemptedError", "TrainResult", "allowing_code_change", "apply_optax",
+__all__ = ["NonFiniteLossError", "PreemptedError", "TrainResult", "allowing_code_change", "apply_optax",
            "make_train_step", "optimizer_update", "steps_for_epochs", "train"]
