@@ -35,7 +35,6 @@ Departures: a random-feature MLP on digits instead of a pre-trained transformer;
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from typing import Any
 
@@ -43,8 +42,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
-from bottleneck_jax.experiments.registry import Experiment, RunContext, register
+from bottleneck_jax.experiments._training import batch_stream, fit, logged_curve, replicated
+from bottleneck_jax.experiments.registry import (
+    Expectation,
+    Experiment,
+    Metric,
+    RunContext,
+    register,
+)
+from bottleneck_jax.train.plots import plot_curves
 
 PAPER_ID = "chronicals"
 
@@ -62,94 +70,91 @@ def steps_to_target(losses: np.ndarray, target: float, smooth: int) -> int:
   return int(hit[0] + smooth) if hit.size else len(losses) + 1
 
 
-def _setup(cfg: dict[str, Any], seed: int):
-  from bottleneck_jax.data import load_digits
+class AdaptedMLP(nnx.Module):
+  """``64 - hidden - hidden - 10``: frozen random-feature base kernels (scaled Gaussians, He
+  scaling before a ReLU) wrapped in flax's ``nnx.LoRA`` adapters (``lora_a`` he-uniform,
+  ``lora_b`` zero, both ``nnx.LoRAParam``)."""
 
-  ds = load_digits(seed=int(cfg["data_seed"]))
-  h, r = int(cfg["hidden"]), int(cfg["rank"])
-  sizes = [ds.x_train.shape[1], h, h, ds.num_classes]
-  keys = jax.random.split(jax.random.key(seed), 2 * len(sizes))
-  base, adapters = [], {}
-  for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-    gain = 2.0 if i < len(sizes) - 2 else 1.0  # He scaling before a ReLU
-    base.append(jax.random.normal(keys[2 * i], (a, b)) * np.sqrt(gain / a))
-    bound = np.sqrt(6.0 / a)  # he_uniform, as flax.nnx.LoRA
-    adapters[f"layer{i}"] = {
-        "lora_a": jax.random.uniform(keys[2 * i + 1], (a, r), minval=-bound, maxval=bound),
-        "lora_b": jnp.zeros((r, b)),
-    }
-  return ds, base, adapters
+  def __init__(self, sizes, rank: int, *, rngs: nnx.Rngs):
+    layers = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+      gain = 2.0 if i < len(sizes) - 2 else 1.0  # He scaling before a ReLU
+      base = nnx.Linear(a, b, use_bias=False, rngs=rngs, kernel_init=nnx.initializers.
+                        variance_scaling(gain, "fan_in", "normal"))
+      layers.append(nnx.LoRA(a, rank, b, base_module=base, rngs=rngs))
+    self.layers = nnx.List(layers)
 
-
-def _forward(base, params, x):
-  from bottleneck_jax.efficiency import lora_linear
-  for i, w in enumerate(base):
-    p = params[f"layer{i}"]
-    x = lora_linear(x, w, p["lora_a"], p["lora_b"])
-    if i < len(base) - 1:
-      x = jax.nn.relu(x)
-  return x
+  def __call__(self, x):
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1:
+        x = jax.nn.relu(x)
+    return x
 
 
-def train_grid(cfg: dict[str, Any], *, ratio: float, seed: int) -> dict[str, np.ndarray]:
-  """Trains the adapters for every ``lr_A`` of the grid at once; losses ``[n_lr, steps]``."""
+def train_member(ctx: RunContext, ds, *, member: int, ratio: float, lr: float
+                 ) -> dict[str, Any]:
+  """Trains the adapters of one (ratio, lr_A) member through :func:`bottleneck_jax.train.train`
+  (checkpoints in ``checkpoints/member_<i>``); returns its per-step losses and test accuracy."""
   from bottleneck_jax.efficiency import lora_plus
 
-  ds, base, params0 = _setup(cfg, seed)
-  xtr, ytr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  xte, yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
-  steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
-  rng = np.random.default_rng(seed + 1)  # the same batches for both ratios and every lr
-  idx = jnp.asarray(np.stack([rng.choice(len(xtr), bs, replace=False) for _ in range(steps)]))
+  cfg = ctx.config
+  h, steps, bs = int(cfg["hidden"]), int(cfg["steps"]), int(cfg["batch_size"])
+  sizes = [ds.x_train.shape[1], h, h, ds.num_classes]
 
-  def loss_fn(p, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(_forward(base, p, x), y).mean()
+  def loss_fn(model, batch, key):
+    del key
+    logits = model(batch["x"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean(), {}
 
-  def one(lr):
-    tx = lora_plus(lambda count: lr, ratio=ratio, optimizer=optax.adam)
-    state = tx.init(params0)
+  def select(rng):  # the same batches for both ratios and every lr
+    idx = rng.choice(len(ds.x_train), bs, replace=False)
+    return {"x": ds.x_train[idx], "y": ds.y_train[idx]}
 
-    def body(carry, i):
-      p, s = carry
-      loss, g = jax.value_and_grad(loss_fn)(p, xtr[i], ytr[i])
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), loss
-
-    (p, _), losses = jax.lax.scan(body, (params0, state), idx)
-    acc = jnp.mean(jnp.argmax(_forward(base, p, xte), -1) == yte)
-    return losses, acc
-
-  lrs = jnp.asarray(cfg["learning_rates"], jnp.float32)
-  losses, acc = jax.jit(jax.vmap(one))(lrs)
-  return {"losses": np.asarray(losses), "test_accuracy": np.asarray(acc)}
+  res = fit(ctx, f"member_{member}",
+            lambda: AdaptedMLP(sizes, int(cfg["rank"]), rngs=nnx.Rngs(ctx.seed)),
+            lora_plus(lr, ratio=ratio, optimizer=optax.adam), loss_fn,
+            batch_stream(select, seed=ctx.seed + 1), steps=steps, batch_size=bs,
+            wrt=nnx.LoRAParam, tags={"member": member, "ratio": ratio, "lr": lr}, log_every=1,
+            desc=f"lora ratio={ratio:g} lr={lr:g}")
+  with jax.set_mesh(res.mesh):
+    xte, yte = replicated((ds.x_test, ds.y_test), res.mesh)
+    acc = nnx.jit(lambda m, x, y: jnp.mean((jnp.argmax(m(x), -1) == y).astype(jnp.float32)))(
+        res.model, xte, yte)
+  _, losses = logged_curve(ctx, "loss", member=member)
+  return {"losses": losses, "test_accuracy": float(acc)}
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
+  from bottleneck_jax.data import load_digits
+
   cfg = ctx.config
+  ds = load_digits(seed=int(cfg["data_seed"]))
   lrs = [float(v) for v in cfg["learning_rates"]]
   target, smooth = float(cfg["target_loss"]), int(cfg["smooth"])
   out, secs = {}, {}
-  # optax's bias correction mixes a Python float and an int32 count, which the strict dtype
-  # promotion used by the test-suite rejects; train under the standard rules.
-  with jax.numpy_dtype_promotion("standard"):
-    for name, ratio in (("lora", 1.0), ("lora_plus", float(cfg["ratio"]))):
-      t0 = time.time()
-      out[name] = train_grid(cfg, ratio=ratio, seed=ctx.seed)
-      secs[name] = time.time() - t0
+  member = 0
+  for name, ratio in (("lora", 1.0), ("lora_plus", float(cfg["ratio"]))):
+    t0 = time.time()
+    rows = []
+    for lr in lrs:
+      rows.append(train_member(ctx, ds, member=member, ratio=ratio, lr=lr))
+      member += 1
+    secs[name] = time.time() - t0
+    out[name] = {"losses": [r["losses"] for r in rows],
+                 "test_accuracy": np.asarray([r["test_accuracy"] for r in rows])}
   n_steps = int(cfg["steps"])
   reach = {name: [steps_to_target(l, target, smooth) for l in out[name]["losses"]]
            for name in out}
   for j, lr in enumerate(lrs):
-    ctx.log(j, lr=lr, **{f"{n}_steps_to_target": reach[n][j] for n in out},
-            **{f"{n}_test_accuracy": float(out[n]["test_accuracy"][j]) for n in out},
-            **{f"{n}_final_loss": float(np.mean(out[n]["losses"][j, -smooth:])) for n in out})
+    ctx.log(j, split="summary", lr=lr, **{f"{n}_steps_to_target": reach[n][j] for n in out},
+            **{f"{n}_test_accuracy": float(out[n]["test_accuracy"][j]) for n in out})
   best = {n: int(np.argmin(reach[n])) for n in out}
   best_steps = {n: reach[n][best[n]] for n in out}
   speedup = best_steps["lora"] / best_steps["lora_plus"]
   fixed = float(cfg["fixed_lr"])
   jf = int(np.argmin([abs(lr - fixed) for lr in lrs]))
   fixed_speedup = reach["lora"][jf] / reach["lora_plus"][jf]
-  held = bool(best_steps["lora_plus"] <= n_steps and speedup >= float(cfg["min_speedup"]))
   result = {
       "best_lr_speedup": speedup,
       "fixed_lr_speedup": fixed_speedup,
@@ -157,39 +162,37 @@ def run(ctx: RunContext) -> dict[str, Any]:
       "lora_best_lr": lrs[best["lora"]], "lora_plus_best_lr": lrs[best["lora_plus"]],
       "lora_best_steps_to_target": best_steps["lora"],
       "lora_plus_best_steps_to_target": best_steps["lora_plus"],
+      "lora_plus_reached_target": bool(best_steps["lora_plus"] <= n_steps),
       "lora_best_test_accuracy": float(np.max(out["lora"]["test_accuracy"])),
       "lora_plus_best_test_accuracy": float(np.max(out["lora_plus"]["test_accuracy"])),
       "lora_steps_to_target": reach["lora"], "lora_plus_steps_to_target": reach["lora_plus"],
       "learning_rates": lrs,
       "train_seconds_lora": round(secs["lora"], 2),
       "train_seconds_lora_plus": round(secs["lora_plus"], 2),
-      "expectation_held": held,
   }
   _plot(ctx, out, lrs, best, target, smooth)
   return result
 
 
 def _plot(ctx, out, lrs, best, target, smooth) -> None:
-  try:
-    from bottleneck_jax.train import pyplot, save_figure
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.4, 3.4))
-    k = np.ones(smooth) / smooth
-    for name, style in (("lora", "-"), ("lora_plus", "--")):
-      for j, lr in enumerate(lrs):
-        curve = np.convolve(out[name]["losses"][j], k, mode="valid")
-        ax.plot(np.arange(smooth, smooth + len(curve)), curve, style,
-                lw=2.2 if j == best[name] else 0.7, alpha=1.0 if j == best[name] else 0.5,
-                color=f"C{j}", label=f"{'LoRA+' if name == 'lora_plus' else 'LoRA'} lr={lr:g}"
-                if j == best[name] else None)
-    ax.axhline(target, color="gray", lw=0.8, ls=":")
-    ax.set(xlabel="step", ylabel=f"train loss (mean of {smooth})", yscale="log",
-           title="LoRA (solid) vs LoRA+ ratio 16 (dashed); colour = lr_A")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=8)
-    save_figure(fig, ctx.plot_path("loss_curves"))
-  except Exception as e:  # noqa: BLE001 - plotting is optional
-    logging.getLogger(__name__).warning("chronicals-lora-plus: no plot (%s)", e)
+  if not ctx.is_main_process:
+    return
+  k = np.ones(smooth) / smooth
+  curves, styles = {}, {}
+  for name, style in (("lora", "-"), ("lora_plus", "--")):
+    for j, lr in enumerate(lrs):
+      losses = out[name]["losses"][j]
+      if len(losses) < smooth:
+        continue
+      curve = np.convolve(losses, k, mode="valid")
+      label = f"{'LoRA+' if name == 'lora_plus' else 'LoRA'} lr={lr:g}"
+      curves[label] = (np.arange(smooth, smooth + len(curve)), curve)
+      styles[label] = {"ls": style, "color": f"C{j}", "lw": 2.2 if j == best[name] else 0.7,
+                       "alpha": 1.0 if j == best[name] else 0.5}
+  if curves:
+    plot_curves(ctx.plot_path("loss_curves"), curves, ylabel=f"train loss (mean of {smooth})",
+                logy=True, hline=target, styles=styles, figsize=(5.4, 3.4),
+                title="LoRA (solid) vs LoRA+ (dashed); colour = lr_A, bold = fastest")
 
 
 register(Experiment(
@@ -197,14 +200,33 @@ register(Experiment(
     paper_id=PAPER_ID,
     claim=("LoRA+ (learning rate of B 16x that of A) fine-tunes faster than plain LoRA "
            "(LoRA+ paper: up to ~2x, each at its best learning rate)."),
+    setting="proxy",
+    departures=(
+        "a frozen random-feature MLP on scikit-learn's 8x8 digits instead of a pre-trained "
+        "transformer",
+        "width 512 (far from the infinite-width regime of the LoRA+ analysis), rank-8 adapters",
+        "speed measured as steps to a smoothed training loss of 0.1 over a 6-point lr grid",
+    ),
     metric="best_lr_speedup",
-    expectation=("on digits with a frozen random-feature MLP and rank-8 adapters, the steps to "
-                 "reach a smoothed train loss of 0.1, plain LoRA / LoRA+ (each at its fastest "
-                 "lr_A of the grid), is >= 1.5"),
+    metrics={
+        "best_lr_speedup": Metric("steps to the target loss, plain LoRA / LoRA+, each at its "
+                                  "fastest lr_A of the grid", low=0),
+        "lora_plus_reached_target": "LoRA+ reaches the target loss within the run",
+        "fixed_lr_speedup": Metric("the same ratio at lr_A = fixed_lr", low=0),
+    },
+    expectations=(
+        Expectation("lora_plus_reached_target", "==", True, reads=("steps", "target_loss"),
+                    source="experiment design: the speed-up is measured on reached targets"),
+        Expectation("best_lr_speedup", ">=", 1.5,
+                    reads=("learning_rates", "target_loss", "ratio"),
+                    source="LoRA+ paper (Hayou et al. 2024): up to ~2x faster fine-tuning at "
+                           "each method's best learning rate (read as >= 1.5x)"),
+    ),
     run=run,
     defaults={"hidden": 512, "rank": 8, "ratio": 16.0, "steps": 300, "batch_size": 128,
               "learning_rates": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "target_loss": 0.1,
-              "smooth": 20, "fixed_lr": 1e-3, "min_speedup": 1.5, "data_seed": 0},
-    quick={"hidden": 128, "steps": 120, "learning_rates": [1e-3, 1e-2], "target_loss": 0.5},
+              "smooth": 20, "fixed_lr": 1e-3, "data_seed": 0, "checkpoint_every": 150},
+    quick={"hidden": 128, "steps": 120, "learning_rates": [1e-3, 1e-2], "target_loss": 0.5,
+           "checkpoint_every": 60},
     paper_value="LoRA+: up to ~2x faster fine-tuning; Chronicals uses ratio 16",
 ))

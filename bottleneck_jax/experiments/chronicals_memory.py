@@ -21,7 +21,7 @@ same for both implementations.
 
 Correctness. On a small random instance (V not a multiple of the vocabulary block, a few
 ``ignore_index`` rows) the loss and both gradients of the two implementations must agree to
-``rtol`` relative (max abs difference over max abs value), evaluated, not compiled only.
+1e-5 relative (max abs difference over max abs value), evaluated, not compiled only.
 
 Departures: CPU compile-time temporaries instead of a GPU's measured peak; f32 instead of the
 paper's bf16; the head alone, not the whole Qwen2.5 training step. The paper's 135 MB is its
@@ -39,7 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bottleneck_jax.experiments.registry import Experiment, RunContext, register
+from bottleneck_jax.experiments.registry import (
+    Expectation,
+    Experiment,
+    Metric,
+    RunContext,
+    register,
+)
 
 PAPER_ID = "chronicals"
 IMPLEMENTATIONS = ("reference", "xla")
@@ -116,8 +122,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
   agree = agreement(n=int(cfg["check_tokens"]), d=int(cfg["check_hidden"]),
                     v=int(cfg["check_vocab"]), seed=ctx.seed, block_size=cfg["check_block_size"])
   worst = max(agree["loss_rel_diff"], agree["dx_rel_diff"], agree["dw_rel_diff"])
-  held = bool(largest["reduction"] >= float(cfg["min_reduction"])
-              and worst <= float(cfg["rtol"]))
   result = {
       "memory_reduction": largest["reduction"],
       "largest_tokens": largest["tokens"],
@@ -129,9 +133,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
       "table": rows,
       "max_rel_diff": worst,
       **{f"check_{k}": val for k, val in agree.items()},
-      "expectation_held": held,
   }
-  ctx.log(len(rows), **{k: val for k, val in result.items() if k != "table"})
+  ctx.log(len(rows), split="summary", **{k: val for k, val in result.items() if k != "table"})
   _plot(ctx, rows, d=d, v=v)
   return result
 
@@ -158,14 +161,31 @@ register(Experiment(
     paper_id=PAPER_ID,
     claim=("Cut cross-entropy (online softmax over vocabulary blocks, recompute in the backward) "
            "cuts the logits memory of the LM-head loss from 5 GB to 135 MB (Qwen2.5-0.5B)."),
+    setting="proxy",
+    departures=(
+        "XLA:CPU compile-time temporary bytes instead of a GPU's measured peak",
+        "f32 inputs instead of the paper's bf16",
+        "the loss head alone (x [N, 896], W [151936, 896]), not the whole Qwen2.5 training step",
+    ),
     metric="memory_reduction",
-    expectation=("forward+backward temporary memory of the CE head, reference / xla, >= 10x at "
-                 "the largest size (Qwen2.5-0.5B head: V=151936, d=896, N=8192, f32), and loss, "
-                 "dx and dW agree to <= 1e-5 relative on a small random instance"),
+    metrics={
+        "memory_reduction": Metric("forward+backward temp bytes of the CE head, reference / "
+                                   "xla, at the largest N", low=0),
+        "max_rel_diff": Metric("largest relative difference of loss, dx, dW (xla vs reference) "
+                               "on a small random instance", low=0),
+    },
+    expectations=(
+        Expectation("memory_reduction", ">=", 37.0, quick_value=10.0,
+                    reads=("tokens", "vocab", "hidden", "block_size"),
+                    source="paper abstract: logits memory 5 GB -> 135 MB (37x)"),
+        Expectation("max_rel_diff", "<=", 1e-5, reads=("check_block_size",),
+                    source="spec efficiency.md: f32 statistics, the fused loss and gradients "
+                           "equal the reference up to rounding"),
+    ),
     run=run,
     defaults={"vocab": 151936, "hidden": 896, "tokens": [1024, 2048, 4096, 8192],
-              "block_size": None, "min_reduction": 10.0, "rtol": 1e-5, "check_tokens": 64,
-              "check_hidden": 32, "check_vocab": 1000, "check_block_size": 256},
-    quick={"vocab": 32768, "hidden": 64, "tokens": [256, 1024]},
+              "block_size": None, "check_tokens": 64, "check_hidden": 32, "check_vocab": 1000,
+              "check_block_size": 256},
+    quick={"vocab": 16384, "hidden": 64, "tokens": [2048, 8192]},
     paper_value="logits 5 GB -> 135 MB (about 37x)",
 ))

@@ -61,8 +61,17 @@ import optax
 from flax import nnx
 
 from bottleneck_jax.efficiency import LexiconHead, lexlip_contrastive_loss
-from bottleneck_jax.experiments.registry import Experiment, RunContext, register
+from bottleneck_jax.experiments._training import batch_stream, fit, logged_curve, replicated
+from bottleneck_jax.experiments.registry import (
+    Expectation,
+    Experiment,
+    Metric,
+    Ref,
+    RunContext,
+    register,
+)
 from bottleneck_jax.experiments.splade_toy import ContextEncoder
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 PAPER_ID = "lexlip"
 NUM_CLASSES = 10
@@ -130,7 +139,10 @@ def _patches(x):
   """``[B, 64]`` 8x8 images -> ``[B, 4, 16]`` 4x4 patches (row-major)."""
   b = x.shape[0]
   p = jnp.reshape(x, (b, 2, 4, 2, 4)).transpose(0, 1, 3, 2, 4)
-  return jnp.reshape(p, (b, 4, 16))
+  spec = explicit_spec(x)  # on an Explicit mesh the rows keep their sharding
+  rows = None if spec is None else jax.sharding.PartitionSpec(spec[0] if len(spec) else None,
+                                                              None, None)
+  return jax.lax.reshape(p, (b, 4, 16), out_sharding=rows)
 
 
 class ImageTower(nnx.Module):
@@ -205,42 +217,42 @@ def _distinct_group_batch(rng, groups: np.ndarray, size: int) -> np.ndarray:
   return rng.permutation(sel)[:size]
 
 
-def train(data: dict[str, np.ndarray], cfg: dict[str, Any], *, seed: int, log=None
-          ) -> tuple[LexLIPToy, list[float], float]:
-  """Trains both towers with the LexLIP loss; returns ``(model, losses, seconds)``."""
+def train_towers(ctx: RunContext, data: dict[str, np.ndarray], cfg: dict[str, Any]):
+  """Trains both towers with the LexLIP loss through :func:`bottleneck_jax.train.train`;
+  returns ``(model, mesh, losses, seconds)`` (``losses``: every step's, from the log)."""
   vocab, dim = int(cfg["vocab"]), int(cfg["dim"])
-  model = LexLIPToy(vocab, dim, data["t_train"].shape[1], rngs=nnx.Rngs(seed))
-  opt = nnx.Optimizer(model, optax.adam(float(cfg["learning_rate"])), wrt=nnx.Param)
   temp, lam = float(cfg["temperature"]), float(cfg["flops_weight"])
+  max_len, size = data["t_train"].shape[1], int(cfg["batch_size"])
 
-  @nnx.jit
-  def step(model, opt, x, t):
-    def loss_fn(model):
-      loss, aux = lexlip_contrastive_loss(model.text(t), model.image(x), temperature=temp,
-                                          flops_weight=lam)
-      return loss, aux["contrastive"]
-    (loss, ce), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    opt.update(model, grads)
-    return loss, ce
+  def model_fn():
+    return LexLIPToy(vocab, dim, max_len, rngs=nnx.Rngs(ctx.seed))
 
-  rng = np.random.default_rng(seed + 7)
-  xtr, ttr = jnp.asarray(data["x_train"]), jnp.asarray(data["t_train"])
-  losses = []
+  def loss_fn(model, batch, key):
+    del key
+    loss, aux = lexlip_contrastive_loss(model.text(batch["t"]), model.image(batch["x"]),
+                                        temperature=temp, flops_weight=lam)
+    return loss, {"contrastive": aux["contrastive"]}
+
+  def select(rng):
+    idx = _distinct_group_batch(rng, data["g_train"], size)
+    return {"x": data["x_train"][idx], "t": data["t_train"][idx]}
+
   t0 = time.time()
-  steps = int(cfg["steps"])
-  for s in range(steps):
-    idx = jnp.asarray(_distinct_group_batch(rng, data["g_train"], int(cfg["batch_size"])))
-    loss, ce = step(model, opt, xtr[idx], ttr[idx])
-    losses.append(float(loss))
-    if log is not None and (s % 25 == 0 or s == steps - 1):
-      log(s, loss=float(loss), contrastive=float(ce))
-  return model, losses, time.time() - t0
+  res = fit(ctx, "", model_fn, optax.adam(float(cfg["learning_rate"])), loss_fn,
+            batch_stream(select, seed=ctx.seed + 7), steps=int(cfg["steps"]), batch_size=size,
+            log_every=1, desc="lexlip")
+  seconds = time.time() - t0
+  _, losses = logged_curve(ctx, "loss")
+  return res.model, res.mesh, losses, seconds
 
 
-def evaluate(model: LexLIPToy, data: dict[str, np.ndarray], synonyms: int) -> dict[str, float]:
+def evaluate(model: LexLIPToy, data: dict[str, np.ndarray], synonyms: int, mesh
+             ) -> dict[str, float]:
   """Held-out retrieval, chance levels, sparsity and readable top words."""
-  img = np.asarray(nnx.jit(lambda m, x: m.image(x))(model, jnp.asarray(data["x_test"])))
-  txt = np.asarray(nnx.jit(lambda m, t: m.text(t))(model, jnp.asarray(data["t_test"])))
+  with jax.set_mesh(mesh):
+    x, t = replicated((data["x_test"], data["t_test"]), mesh)
+    img = np.asarray(nnx.jit(lambda m, x: m.image(x))(model, x))
+    txt = np.asarray(nnx.jit(lambda m, t: m.text(t))(model, t))
   g = data["g_test"]
   scores = txt @ img.T  # dot products of the sparse weights (what an inverted index computes)
   out = {}
@@ -266,18 +278,14 @@ def evaluate(model: LexLIPToy, data: dict[str, np.ndarray], synonyms: int) -> di
 def run(ctx: RunContext) -> dict[str, Any]:
   cfg = dict(ctx.config)
   data = make_data(cfg, ctx.seed)
-  # optax's bias correction mixes a Python float and an int32 count, which the strict dtype
-  # promotion used by the test-suite rejects; train under the standard rules.
-  with jax.numpy_dtype_promotion("standard"):
-    model, losses, seconds = train(data, cfg, seed=ctx.seed, log=ctx.log)
-    ev = evaluate(model, data, int(cfg["synonyms"]))
-  r1, c1 = ev["t2i_recall_at_1"], ev["chance_recall_at_1"]
-  held = bool(r1 >= float(cfg["min_recall_at_1"]) and r1 >= 10 * c1
-              and ev["image_sparsity"] >= float(cfg["min_sparsity"])
-              and ev["text_sparsity"] >= float(cfg["min_sparsity"]))
-  result = {**ev, "first_loss": losses[0], "final_loss": losses[-1],
-            "train_seconds": round(seconds, 2), "expectation_held": held}
-  ctx.log(len(losses), **{k: v for k, v in result.items() if k != "expectation_held"})
+  model, mesh, losses, seconds = train_towers(ctx, data, cfg)
+  ev = evaluate(model, data, int(cfg["synonyms"]), mesh)
+  nan = float("nan")
+  result = {**ev, "first_loss": float(losses[0]) if len(losses) else nan,
+            "final_loss": float(losses[-1]) if len(losses) else nan,
+            "train_seconds": round(seconds, 2)}
+  result["t2i_recall_at_1_over_chance"] = ev["t2i_recall_at_1"] / ev["chance_recall_at_1"]
+  ctx.log(int(cfg["steps"]), split="summary", **result)
   try:
     from bottleneck_jax.train import pyplot, save_figure
     plt = pyplot()
@@ -301,20 +309,68 @@ def run(ctx: RunContext) -> dict[str, Any]:
   return result
 
 
+_DEPARTURES = (
+    "scikit-learn 8x8 digits with procedural bag-of-words captions (30 digit x ink groups) "
+    "instead of MSCOCO / Flickr30k",
+    "toy towers (patch MLP, one context-mixing layer) instead of BEiT / BERT",
+    "no lexicon-bottleneck pre-training phase and no MoCo queue",
+    "temperature 0.05 and batches of 24 captions from distinct groups are our choices",
+)
+_METRICS = {
+    "t2i_recall_at_1": Metric("held-out text->image recall@1 (relevant = same digit and ink "
+                              "tercile)", low=0, high=1),
+    "chance_recall_at_1": Metric("exact recall@1 of a uniformly random ranking", low=0, high=1),
+    "image_sparsity": Metric("fraction of zero vocabulary weights, images", low=0, high=1),
+    "text_sparsity": Metric("fraction of zero vocabulary weights, texts", low=0, high=1),
+}
+_EXPECTATIONS = (
+    Expectation("t2i_recall_at_1", ">=", Ref("chance_recall_at_1", scale=10.0),
+                source="experiment design: retrieval by sparse dot products works (10x chance)"),
+    Expectation("t2i_recall_at_1", ">=", 0.5, quick_value=0.2, reads=("steps",),
+                source="experiment design (toy data), not a paper number"),
+    Expectation("image_sparsity", ">=", 0.8, quick_value=0.5, reads=("flops_weight",),
+                source="experiment design: lexicon weights sparse enough for an inverted index "
+                       "(paper: inverted-index retrieval)"),
+    Expectation("text_sparsity", ">=", 0.8, quick_value=0.5, reads=("flops_weight",),
+                source="experiment design: lexicon weights sparse enough for an inverted index "
+                       "(paper: inverted-index retrieval)"),
+)
+_DEFAULTS = {"vocab": 256, "synonyms": 3, "max_noise": 4, "dim": 64, "batch_size": 24,
+             "steps": 600, "learning_rate": 3e-3, "temperature": 0.05, "flops_weight": 0.002,
+             "data_seed": 0, "checkpoint_every": 150}
+_QUICK = {"steps": 120, "checkpoint_every": 60}
+_CLAIM = ("Sparse lexicon-weighting representations of images and texts, trained with an "
+          "in-batch contrastive loss plus the FLOPS regulariser, support image-text retrieval "
+          "by dot products over a word vocabulary (inverted-index friendly).")
+_PAPER_VALUE = "5.5-221.3x faster retrieval and 13.2-48.8x less index memory than CLIP"
+
 register(Experiment(
     name="lexlip-toy",
     paper_id=PAPER_ID,
-    claim=("Sparse lexicon-weighting representations of images and texts, trained with an "
-           "in-batch contrastive loss plus the FLOPS regulariser, support image-text retrieval "
-           "by dot products over a word vocabulary (inverted-index friendly)."),
+    claim=_CLAIM,
+    setting="proxy",
+    departures=_DEPARTURES,
     metric="t2i_recall_at_1",
-    expectation=("held-out text->image recall@1 (relevant = same digit and ink tercile, 30 "
-                 "groups) >= min_recall_at_1 (0.5) and >= 10x chance (~0.033), with both "
-                 "representations >= min_sparsity (80 %) zeros over the vocabulary"),
+    metrics=_METRICS,
+    expectations=_EXPECTATIONS,
     run=run,
-    defaults={"vocab": 256, "synonyms": 3, "max_noise": 4, "dim": 64, "batch_size": 30,
-              "steps": 600, "learning_rate": 3e-3, "temperature": 0.05, "flops_weight": 0.5,
-              "min_recall_at_1": 0.5, "min_sparsity": 0.8, "data_seed": 0},
-    quick={"steps": 120, "min_recall_at_1": 0.2, "min_sparsity": 0.5},
-    paper_value="5.5-221.3x faster retrieval and 13.2-48.8x less index memory than CLIP",
+    defaults=_DEFAULTS,
+    quick=_QUICK,
+    paper_value=_PAPER_VALUE,
+))
+
+register(Experiment(
+    name="lexlip-toy-tuned",
+    paper_id=PAPER_ID,
+    claim=_CLAIM,
+    setting="proxy",
+    departures=_DEPARTURES + (
+        "FLOPS weight 0.5 (chosen on this toy after measuring) instead of the paper's 0.002",),
+    metric="t2i_recall_at_1",
+    metrics=_METRICS,
+    expectations=_EXPECTATIONS,
+    run=run,
+    defaults={**_DEFAULTS, "flops_weight": 0.5},
+    quick=_QUICK,
+    paper_value=_PAPER_VALUE,
 ))

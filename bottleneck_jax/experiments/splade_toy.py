@@ -2,8 +2,9 @@
 
 Claim (Sparton): the fused head computes the same SPLADE representation as the unfused
 ``LM head -> ReLU -> log1p -> max over L`` without materialising ``[B, L, V]``; Sparton reports
-up to 4.8x kernel speed-ups and an order of magnitude lower peak memory (memory is checked here
-at one mid size with XLA's compile-time memory analysis; speed on a GPU is for the benchmark).
+up to 4.8x kernel speed-ups and an order of magnitude lower peak memory. Memory is checked with
+XLA's compile-time memory analysis of the head's forward + backward at the spec's SPLADE size
+(B=32, L=256, d=768, V=30522, f32; nothing is allocated); speed on a GPU is for the benchmark.
 
 Data (offline, exact ground truth). A procedural corpus over a vocabulary of ``vocab`` word ids
 (0 is padding): ``topics`` topics, each a set of ``topic_words`` words; every document takes
@@ -17,8 +18,10 @@ sequence's masked mean), the MLM "transform"
 (dense + GELU + LayerNorm) and a :class:`~bottleneck_jax.efficiency.SpladeHead` tied to
 the token embedding. Loss: in-batch softmax cross-entropy on dot-product scores (queries vs the
 batch's documents) plus SPLADE's FLOPS regulariser on both sides. The same seed is trained twice,
-once with the fused head (``implementation="xla"``) and once with the unfused reference head, and
-the two loss trajectories and held-out MRR@10 are compared.
+once with the fused head (``implementation="xla"``) and once with the unfused reference head, each
+through :func:`bottleneck_jax.train.train` (mesh, checkpoints under ``checkpoints/xla`` and
+``checkpoints/reference``, resume), and the two loss trajectories (every step's loss, read back
+from ``metrics.jsonl``) and held-out MRR@10 are compared.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ import optax
 from flax import nnx
 
 from bottleneck_jax.efficiency import SpladeHead, flops_regularizer, lexical_max_pool
-from bottleneck_jax.experiments.registry import Experiment, RunContext, register
+from bottleneck_jax.experiments._training import batch_stream, fit, logged_curve, replicated
+from bottleneck_jax.experiments.registry import (
+    Expectation,
+    Experiment,
+    Metric,
+    RunContext,
+    register,
+)
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 # ------------------------------------------------------------------------------------------------
 # Procedural corpus
@@ -77,6 +88,15 @@ def make_corpus(*, n_docs: int, vocab: int, topics: int, topic_words: int, doc_l
 # ------------------------------------------------------------------------------------------------
 
 
+def embed_lookup(table, tokens):
+  """``table[tokens]``; on an Explicit mesh the rows come out sharded like ``tokens``."""
+  spec = explicit_spec(tokens)
+  if spec is None:
+    return jnp.take(table, tokens, axis=0)
+  spec = tuple(spec) + (None,) * (tokens.ndim - len(spec))
+  return table.at[tokens].get(out_sharding=jax.sharding.PartitionSpec(*spec, None))
+
+
 class ContextEncoder(nnx.Module):
   """Token embedding + positions -> masked-mean context mixing -> MLM-style transform.
 
@@ -95,7 +115,7 @@ class ContextEncoder(nnx.Module):
 
   def __call__(self, tokens):
     mask = tokens > 0
-    x = self.embed(tokens) + self.pos[...][: tokens.shape[1]]
+    x = embed_lookup(self.embed.embedding[...], tokens) + self.pos[...][: tokens.shape[1]]
     m = mask[..., None].astype(x.dtype)
     ctx = jnp.sum(x * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
     x = self.ln1(x + jax.nn.gelu(self.mix(ctx)))
@@ -114,51 +134,60 @@ class ToySplade(nnx.Module):
     return self.head(x, mask, weight=self.encoder.embed.embedding[...])
 
 
-def _train(data, cfg, implementation, log=None):
-  """Trains one model; returns ``(losses, mrr, seconds)``."""
+def _rows_sharded(x):
+  """``P(<x's row sharding>, None)`` on an Explicit mesh (the output sharding of ``q @ d.T``)."""
+  spec = explicit_spec(x)
+  return None if spec is None else jax.sharding.PartitionSpec(spec[0] if len(spec) else None,
+                                                             None)
+
+
+def splade_loss(model, batch, lam_q: float, lam_d: float):
+  """In-batch softmax cross-entropy of query-document dot products + FLOPS on both sides."""
+  q, d = batch["q"], batch["d"]
+  qr, dr = model(q), model(d)
+  scores = jnp.matmul(qr, dr.T, out_sharding=_rows_sharded(qr))
+  ce = optax.softmax_cross_entropy_with_integer_labels(scores, jnp.arange(q.shape[0])).mean()
+  return ce + lam_q * flops_regularizer(qr) + lam_d * flops_regularizer(dr), ce
+
+
+def _train(ctx: RunContext, data, cfg, implementation):
+  """Trains one model through :func:`bottleneck_jax.train.train`; returns
+  ``(losses, mrr, seconds, nnz)`` (``losses``: every step's, read back from the log)."""
   max_len = max(data["docs"].shape[1], data["train_q"].shape[1])
-  model = ToySplade(cfg["vocab"], cfg["dim"], max_len, implementation=implementation,
-                    rngs=nnx.Rngs(cfg["seed"]))
-  opt = nnx.Optimizer(model, optax.adamw(cfg["learning_rate"], weight_decay=1e-4),
-                      wrt=nnx.Param)
-  lam_q, lam_d = cfg["flops_weight_query"], cfg["flops_weight_doc"]
+  lam_q, lam_d = float(cfg["flops_weight_query"]), float(cfg["flops_weight_doc"])
+  batch = int(cfg["batch_size"])
 
-  @nnx.jit
-  def step(model, opt, q, d):
-    def loss_fn(model):
-      qr, dr = model(q), model(d)
-      scores = qr @ dr.T
-      ce = optax.softmax_cross_entropy_with_integer_labels(
-          scores, jnp.arange(q.shape[0])).mean()
-      return ce + lam_q * flops_regularizer(qr) + lam_d * flops_regularizer(dr), ce
-    (loss, ce), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    opt.update(model, grads)
-    return loss, ce
+  def model_fn():
+    return ToySplade(cfg["vocab"], cfg["dim"], max_len, implementation=implementation,
+                     rngs=nnx.Rngs(ctx.seed))
 
-  rng = np.random.default_rng(cfg["seed"] + 7)
-  n_train, batch = len(data["train_q"]), cfg["batch_size"]
-  losses = []
-  t0 = time.time()
-  for s in range(cfg["steps"]):
+  def loss_fn(model, b, key):
+    del key
+    loss, ce = splade_loss(model, b, lam_q, lam_d)
+    return loss, {"ce": ce}
+
+  def select(rng):
     # Queries whose documents are distinct within the batch (no false in-batch negatives).
-    perm = rng.permutation(n_train)
+    perm = rng.permutation(len(data["train_q"]))
     _, first = np.unique(data["train_doc"][perm], return_index=True)
     sel = perm[np.sort(first)][:batch]
-    q = jnp.asarray(data["train_q"][sel])
-    d = jnp.asarray(data["docs"][data["train_doc"][sel]])
-    loss, ce = step(model, opt, q, d)
-    losses.append(loss)  # a device scalar: no host sync per step
-    if log is not None and (s % 10 == 0 or s == cfg["steps"] - 1):
-      log(s, **{f"loss_{implementation}": float(loss), f"ce_{implementation}": float(ce)})
-  losses = [float(x) for x in jax.device_get(losses)]
-  seconds = time.time() - t0
+    return {"q": data["train_q"][sel], "d": data["docs"][data["train_doc"][sel]]}
 
-  encode = nnx.jit(lambda m, t: m(t))
-  doc_reps = encode(model, jnp.asarray(data["docs"]))
-  q_reps = encode(model, jnp.asarray(data["eval_q"]))
-  mrr = mrr_at_k(np.asarray(q_reps @ doc_reps.T), data["eval_doc"], k=10)
-  nnz = float(np.mean(np.sum(np.asarray(doc_reps) > 0, axis=-1)))
-  return np.asarray(losses), mrr, seconds, nnz
+  t0 = time.time()
+  res = fit(ctx, implementation, model_fn, optax.adamw(cfg["learning_rate"], weight_decay=1e-4),
+            loss_fn, batch_stream(select, seed=ctx.seed + 7), steps=int(cfg["steps"]),
+            batch_size=batch, tags={"head": implementation}, log_every=1,
+            desc=f"splade {implementation}")
+  seconds = time.time() - t0
+  _, losses = logged_curve(ctx, "loss", head=implementation)
+  with jax.set_mesh(res.mesh):
+    encode = nnx.jit(lambda m, t: m(t))
+    docs, eval_q = replicated((data["docs"], data["eval_q"]), res.mesh)
+    doc_reps = np.asarray(encode(res.model, docs))
+    q_reps = np.asarray(encode(res.model, eval_q))
+  mrr = mrr_at_k(q_reps @ doc_reps.T, data["eval_doc"], k=10)
+  nnz = float(np.mean(np.sum(doc_reps > 0, axis=-1)))
+  return losses, mrr, seconds, nnz
 
 
 def mrr_at_k(scores: np.ndarray, relevant: np.ndarray, *, k: int = 10) -> float:
@@ -188,36 +217,32 @@ def run(ctx: RunContext) -> dict:
                      query_words=cfg["query_words"],
                      train_queries_per_doc=cfg["train_queries_per_doc"],
                      eval_queries_per_doc=cfg["eval_queries_per_doc"], seed=ctx.seed)
-  # optax's bias correction mixes a Python float and an int32 count, which the strict dtype
-  # promotion used by the test-suite rejects; train under the standard rules.
-  with jax.numpy_dtype_promotion("standard"):
-    loss_f, mrr_f, sec_f, nnz_f = _train(data, cfg, "xla", ctx.log)
-    loss_r, mrr_r, sec_r, nnz_r = _train(data, cfg, "reference", ctx.log)
-  max_rel = float(np.max(np.abs(loss_f - loss_r) / np.maximum(np.abs(loss_r), 1e-6)))
-  early = min(10, len(loss_f))
-  early_rel = float(np.max(np.abs(loss_f[:early] - loss_r[:early])
-                           / np.maximum(np.abs(loss_r[:early]), 1e-6)))
+  loss_f, mrr_f, sec_f, nnz_f = _train(ctx, data, cfg, "xla")
+  loss_r, mrr_r, sec_r, nnz_r = _train(ctx, data, cfg, "reference")
+  n = min(len(loss_f), len(loss_r))
+  loss_f, loss_r = loss_f[:n], loss_r[:n]
+  rel = np.abs(loss_f - loss_r) / np.maximum(np.abs(loss_r), 1e-6)
+  max_rel = float(np.max(rel)) if n else float("nan")
+  early_rel = float(np.max(rel[:10])) if n else float("nan")
   result = {
       "mrr_at_10_fused": mrr_f,
       "mrr_at_10_reference": mrr_r,
       "mrr_abs_diff": abs(mrr_f - mrr_r),
       "loss_max_rel_diff": max_rel,
       "loss_early_max_rel_diff": early_rel,
-      "final_loss_fused": float(loss_f[-1]),
-      "final_loss_reference": float(loss_r[-1]),
+      "final_loss_fused": float(loss_f[-1]) if n else float("nan"),
+      "final_loss_reference": float(loss_r[-1]) if n else float("nan"),
       "doc_nonzeros_fused": nnz_f,
       "doc_nonzeros_reference": nnz_r,
       "train_seconds_fused": round(sec_f, 2),
       "train_seconds_reference": round(sec_r, 2),
   }
-  if cfg["measure_memory"]:
-    mem = head_memory(batch=32, length=128, dim=256, vocab=8192)
-    result["head_temp_bytes_reference"] = mem["reference"]
-    result["head_temp_bytes_fused"] = mem["xla"]
-    result["head_memory_ratio"] = mem["reference"] / max(mem["xla"], 1)
-  result["expectation_held"] = bool(mrr_f >= cfg["min_mrr"] and abs(mrr_f - mrr_r) < 0.01
-                                    and early_rel < 1e-4)
-  ctx.log(cfg["steps"], **{k: v for k, v in result.items() if k != "expectation_held"})
+  b, length, dim, vocab = (int(v) for v in cfg["memory_shape"])
+  mem = head_memory(batch=b, length=length, dim=dim, vocab=vocab)
+  result["head_temp_bytes_reference"] = mem["reference"]
+  result["head_temp_bytes_fused"] = mem["xla"]
+  result["head_memory_ratio"] = mem["reference"] / max(mem["xla"], 1)
+  ctx.log(int(cfg["steps"]), split="summary", **result)
   try:
     from bottleneck_jax.train import plot_curves
     ref, fused = f"reference head (MRR@10 {mrr_r:.3f})", f"fused head, xla (MRR@10 {mrr_f:.3f})"
@@ -236,15 +261,46 @@ register(Experiment(
     claim=("Sparton's fused LM-head + ReLU + log1p + max-pool computes the same SPLADE "
            "representation as the unfused head without materialising [B, L, V] (up to 4.8x "
            "faster and an order of magnitude less peak memory in the paper)."),
+    setting="proxy",
+    departures=(
+        "a procedural topic corpus with exact relevance instead of MS MARCO",
+        "a one-layer context-mixing encoder instead of a BERT MLM",
+        "memory: XLA:CPU compile-time temporary bytes of the head's forward + backward (f32) "
+        "at the spec's SPLADE size instead of a GPU's measured peak",
+        "speed is not measured (CPU); see the kernel benchmark",
+    ),
     metric="mrr_at_10_fused",
-    expectation=("held-out MRR@10 with the fused head >= min_mrr (0.8), |MRR_fused - "
-                 "MRR_reference| < 0.01 and the first 10 training losses agree to 1e-4 relative"),
+    metrics={
+        "mrr_at_10_fused": Metric("held-out MRR@10, fused (xla) head", low=0, high=1),
+        "mrr_at_10_reference": Metric("held-out MRR@10, unfused reference head", low=0, high=1),
+        "mrr_abs_diff": Metric("|MRR@10 fused - MRR@10 reference|", low=0, high=1),
+        "loss_early_max_rel_diff": Metric(
+            "largest relative difference of the first 10 training losses, fused vs reference "
+            "(same seed, same batches)", low=0),
+        "head_memory_ratio": Metric(
+            "compiled temp bytes of grad through the head, reference / fused, at memory_shape "
+            "(B, L, d, V)", low=0),
+    },
+    expectations=(
+        Expectation("loss_early_max_rel_diff", "<", 1e-4,
+                    source="paper: the fused head computes the same representation (f32 "
+                           "rounding only)"),
+        Expectation("mrr_abs_diff", "<", 0.01,
+                    source="paper: no loss of retrieval quality"),
+        Expectation("head_memory_ratio", ">=", 10.0, reads=("memory_shape",),
+                    source="paper abstract: an order of magnitude lower peak memory"),
+        Expectation("mrr_at_10_fused", ">=", 0.8, quick_value=0.5,
+                    reads=("steps", "n_docs", "vocab"),
+                    source="experiment design: the toy retriever must work (chance ~0.05); "
+                           "not a paper number"),
+    ),
     run=run,
     defaults=dict(n_docs=256, vocab=512, topics=16, topic_words=24, doc_len=24, query_words=5,
                   train_queries_per_doc=8, eval_queries_per_doc=2, dim=64, batch_size=64,
                   steps=300, learning_rate=3e-3, flops_weight_query=1e-3,
-                  flops_weight_doc=1e-3, min_mrr=0.8, measure_memory=True),
+                  flops_weight_doc=1e-3, memory_shape=[32, 256, 768, 30522],
+                  checkpoint_every=100),
     quick=dict(n_docs=64, vocab=128, steps=30, batch_size=32, train_queries_per_doc=4,
-               eval_queries_per_doc=2, min_mrr=0.5, measure_memory=False),
+               eval_queries_per_doc=2, checkpoint_every=15),
     paper_value="up to 4.8x kernel speed-up, ~10x lower peak memory (no retrieval-quality loss)",
 ))

@@ -26,6 +26,7 @@ def test_quick_run(quick):
   work, s = quick
   r = s["results"]
   assert s["expectation_held"] and s["value"] == r["memory_reduction"] >= 10.0
+  assert s["setting"] == "proxy" and len(s["expectations"]) == 2
   assert r["max_rel_diff"] <= 1e-5
   for f in ("config.json", "summary.json", "metrics.jsonl", "plots/memory_vs_tokens.png"):
     assert (work / f).exists(), f

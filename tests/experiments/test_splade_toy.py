@@ -25,11 +25,24 @@ def test_corpus_ground_truth():
 
 def test_splade_toy_quick(tmp_path):
   exp = get("splade-toy")
-  assert exp.paper_id == "sparton"
+  assert exp.paper_id == "sparton" and exp.setting == "proxy" and exp.departures
   s = run_experiment("splade-toy", workdir=tmp_path, quick=True, progress=False)
   r = s["results"]
   assert r["loss_early_max_rel_diff"] < 1e-4  # fused and reference heads: same trajectory
   assert abs(r["mrr_at_10_fused"] - r["mrr_at_10_reference"]) < 0.02
   assert r["mrr_at_10_fused"] > 0.3  # retrieval works far above chance (~0.05)
+  # compiled temp bytes at B=32, L=256, d=768, V=30522: the reference holds the f32 [B, L, V]
+  # activations (1 GB each); the fused head only [B, V]-sized blocks
+  assert r["head_temp_bytes_reference"] >= 32 * 256 * 30522 * 4
+  assert r["head_temp_bytes_fused"] < r["head_temp_bytes_reference"] / 10
+  verdict = {e["metric"]: e["held"] for e in s["expectations"]}
+  assert verdict["head_memory_ratio"] and verdict["loss_early_max_rel_diff"]
   assert json.loads((tmp_path / "summary.json").read_text())["metric"] == "mrr_at_10_fused"
-  assert (tmp_path / "metrics.jsonl").exists()
+  # trained by train(): one checkpoint folder per head, every step's loss in the log
+  for head in ("xla", "reference"):
+    assert (tmp_path / "checkpoints" / head).is_dir()
+  recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  steps = get("splade-toy").quick["steps"]
+  for head in ("xla", "reference"):
+    assert [x["step"] for x in recs if x.get("head") == head and x.get("split") == "train"] \
+        == list(range(1, steps + 1))
