@@ -256,3 +256,142 @@ def test_bf16_bias_is_accepted_under_strict_promotion():
   want = lexical_max_pool(h, w, bias, mask=mask, implementation="reference")
   got = lexical_max_pool(h, w, bias.astype(jnp.bfloat16), mask=mask, implementation="xla")
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-2)
+
+
+# ------------------------------------------------------------------------------------ ties, NaN
+
+
+def _plain_head(h, w, bias, mask):
+  """The head a user writes (autodiff splits a max's gradient equally among its ties)."""
+  z = jnp.einsum("bld,vd->blv", h, w, preferred_element_type=jnp.float32) + bias
+  act = jnp.log1p(jax.nn.relu(z))
+  return jnp.max(jnp.where(mask[:, :, None], act, 0.0), axis=1)
+
+
+def _tied_inputs(dtype=jnp.float32, copies=(2,), seed=13):
+  """Rows of ``h`` repeated inside each sequence: exact ties of the raw logits."""
+  h, w, bias, _ = _inputs(seed, dtype=jnp.float32)
+  h = np.array(h)
+  for b, n in enumerate(copies):
+    for c in range(1, n):
+      h[b, 1 + c] = h[b, 1]  # position 1 and its copies at 2, 3, ...
+  mask = jnp.asarray(np.ones((B, L), bool))
+  return jnp.asarray(h, dtype), w.astype(dtype), bias, mask
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("copies", [(2, 2, 1, 2), (3, 2, 4, 1)])
+def test_exact_ties_split_like_the_plain_head(copies):
+  # (2, ...): two-way ties (sparse path); (3, 2, 4, ...): three- and four-way ties (dense exact
+  # path). The gradient of each tied maximum is split equally, as jax.grad of jnp.max does.
+  h, w, bias, mask = _tied_inputs(copies=copies)
+  ybar = jnp.asarray(np.random.default_rng(14).normal(size=(B, V)), jnp.float32)
+  want = jax.vjp(lambda h, w, b: _plain_head(h, w, b, mask), h, w, bias)[1](ybar)
+  for impl in ("xla", "pallas"):
+    y, vjp = jax.vjp(lambda h, w, b: lexical_max_pool(
+        h, w, b, mask=mask, implementation=impl, block_size=8 if impl == "xla" else 16),
+        h, w, bias)
+    got = vjp(ybar)
+    ktest.assert_trees_close(got, want, rtol=1e-5, atol=1e-5, what=impl)
+  y, idx = lexical_max_pool(h, w, bias, mask=mask, return_indices=True, implementation="xla")
+  for b, n in enumerate(copies):  # the ties are real: position 1 is a positive maximum
+    assert n == 1 or np.any((np.asarray(idx)[b] == 1) & (np.asarray(y)[b] > 0))
+  dh = np.asarray(got[0])
+  for b, n in enumerate(copies):  # the copies received identical shares
+    for c in range(1, n):
+      np.testing.assert_array_equal(dh[b, 1 + c], dh[b, 1])
+  assert np.abs(dh[0, 1]).sum() > 0
+
+
+@pytest.mark.kernel
+def test_tie_capacity_overflow_falls_back_to_dense(monkeypatch):
+  from bottleneck_jax.efficiency import _lexical_pool
+  h, w, bias, mask = _tied_inputs(copies=(2, 2, 2, 2))
+  monkeypatch.setattr(_lexical_pool, "_TIE_CAPACITY", 3)
+  ybar = jnp.asarray(np.random.default_rng(15).normal(size=(B, V)), jnp.float32)
+  want = jax.vjp(lambda h, w, b: _plain_head(h, w, b, mask), h, w, bias)[1](ybar)
+  got = jax.vjp(lambda h, w, b: lexical_max_pool(h, w, b, mask=mask, implementation="xla",
+                                                 block_size=8), h, w, bias)[1](ybar)
+  ktest.assert_trees_close(got, want, rtol=1e-5, atol=1e-5, what="overflow")
+
+
+@pytest.mark.kernel
+def test_bf16_rounding_ties():
+  # Two f32 rows that differ below bf16 resolution become the same bf16 row: exact ties.
+  h, w, bias, mask = _tied_inputs(copies=(1, 1, 1, 1))
+  h = np.array(h)
+  h[:, 1] = np.asarray(jnp.asarray(h[:, 1], jnp.bfloat16), np.float32)  # on the bf16 grid
+  h[:, 4] = h[:, 1] * (1 + 2.0 ** -12)  # well inside half a bf16 ulp (2^-8 relative)
+  hb = jnp.asarray(h, jnp.bfloat16)
+  assert np.array_equal(np.asarray(hb[:, 4], np.float32), np.asarray(hb[:, 1], np.float32))
+  assert not np.array_equal(h[:, 4], h[:, 1])
+  wb = w.astype(jnp.bfloat16)
+  ktest.assert_implementations_agree(_agree_fn("log1p_relu", True, 8), (hb, wb, bias, mask),
+                                     implementations=("xla", "pallas"), diff_argnums=(0, 1, 2),
+                                     rtol=2e-2, atol=2e-2)
+  dh = jax.grad(lambda h: jnp.sum(lexical_max_pool(h, wb, bias, mask=mask,
+                                                   implementation="xla")))(hb)
+  np.testing.assert_array_equal(np.asarray(dh[:, 4], np.float32), np.asarray(dh[:, 1], np.float32))
+
+
+def test_activation_rounding_ties_follow_the_raw_maximum():
+  # Documented departure: logits 1e7 and 1e7 + 1 differ, but log1p rounds both to the same f32.
+  # The plain head splits the gradient between them; lexical_max_pool gives it all to the larger
+  # raw logit, exactly as autodiff of log1p(relu(max_l z)) does.
+  h = jnp.asarray([[[1e7], [1e7 + 1.0], [3.0]]], jnp.float32)
+  w = jnp.ones((1, 1), jnp.float32)
+  bias = jnp.zeros((1,), jnp.float32)
+  mask = jnp.ones((1, 3), bool)
+  assert float(jnp.log1p(h[0, 0, 0])) == float(jnp.log1p(h[0, 1, 0]))
+  raw = jax.grad(lambda h: jnp.sum(jnp.log1p(jax.nn.relu(jnp.max(h[..., 0], axis=1)))))(h)
+  plain = jax.grad(lambda h: jnp.sum(_plain_head(h, w, bias, mask)))(h)
+  np.testing.assert_allclose(np.asarray(plain)[0, :2, 0], 0.5 / (1 + 1e7), rtol=1e-5)
+  for impl in ("reference", "xla", "pallas"):
+    got = jax.grad(lambda h: jnp.sum(lexical_max_pool(h, w, bias, mask=mask,
+                                                      implementation=impl)))(h)
+    want = plain if impl == "reference" else raw
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, err_msg=impl)
+  assert np.asarray(raw)[0, 0, 0] == 0.0 and np.asarray(raw)[0, 1, 0] > 0
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("activation", ["log1p_relu", "identity"])
+def test_nan_at_masked_positions_and_minus_inf_bias(activation):
+  # A NaN hidden state at a masked position reaches no output or gradient (select, not multiply
+  # by the mask); an all -inf bias entry gives y = 0 and zero gradient, never NaN.
+  h, w, bias, mask = _inputs(16)
+  bias = bias.at[3].set(-jnp.inf).at[20].set(-jnp.inf)
+  clean = _agree_fn(activation, True, 8)
+  h_nan = h.at[1, 3].set(jnp.nan).at[2, :].set(jnp.nan).at[3, 4:].set(jnp.nan)
+  h_zero = jnp.where(mask[:, :, None], h, 0.0)
+  ybar = jnp.asarray(np.random.default_rng(17).normal(size=(B, V)), jnp.float32)
+  for impl in ("reference", "xla", "pallas"):
+    def f(h, w, b, impl=impl):
+      return clean(h, w, b, mask, implementation=impl)[0]
+    (y, vjp), (y0, vjp0) = jax.vjp(f, h_nan, w, bias), jax.vjp(f, h_zero, w, bias)
+    got, want = vjp(ybar), vjp0(ybar)
+    for leaf in (y, *got):
+      assert np.all(np.isfinite(np.asarray(leaf))), impl
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y0), err_msg=impl)
+    ktest.assert_trees_close(got, want, rtol=0, atol=0, what=impl)
+    assert np.all(np.asarray(y)[:, [3, 20]] == 0.0)
+    assert np.all(np.asarray(got[1])[[3, 20]] == 0.0) and np.all(np.asarray(got[2])[[3, 20]] == 0)
+    assert np.all(np.asarray(y)[2] == 0.0) and np.all(np.asarray(got[0])[2] == 0.0)  # empty row
+
+
+def test_block_sizes_and_memory_against_the_plain_head():
+  from bottleneck_jax.efficiency._lexical_pool import _block_sizes
+  assert _block_sizes(32, 256, 768, 30522) == (256, 128)
+  assert _block_sizes(2, 8, 16, 37) == (37, 37)  # one block when V is small
+  assert _block_sizes(2, 8, 16, 37, 8) == (8, 8)
+  b, l, d, v = 4, 64, 32, 32768  # compile only; plain 128 MiB of temporaries, fused 7.6 MiB
+  specs = (jax.ShapeDtypeStruct((b, l, d), jnp.float32), jax.ShapeDtypeStruct((v, d), jnp.float32),
+           jax.ShapeDtypeStruct((v,), jnp.float32), jax.ShapeDtypeStruct((b, l), jnp.bool_))
+
+  def temp(f):
+    g = jax.jit(jax.value_and_grad(lambda *a: jnp.sum(f(*a)), argnums=(0, 1, 2)))
+    return g.lower(*specs).compile().memory_analysis().temp_size_in_bytes
+
+  plain = temp(_plain_head)
+  fused = temp(lambda h, w, bias, m: lexical_max_pool(h, w, bias, mask=m, implementation="xla"))
+  assert fused * 8 < plain, (fused, plain)
