@@ -170,7 +170,11 @@ def pack_sequences(sequences: Sequence, *, seq_len: int, pad_id: int = 0,
   pieces: list[np.ndarray] = []
   truncated = split = empty = dropped = 0
   for i, seq in enumerate(sequences):
-    arr = np.asarray(seq)
+    try:
+      arr = np.asarray(seq)
+    except (ValueError, TypeError):  # ragged nesting
+      raise TypeError(f"{fn}: sequences[{i}] must be a 1-D integer array, got "
+                      f"{type(seq).__name__}") from None
     if arr.ndim != 1:
       raise ValueError(f"{fn}: sequences[{i}] must be 1-D, got shape {list(arr.shape)}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):

@@ -250,6 +250,8 @@ def lora_linear(x: Float[Array, "*batch d_in"], kernel: Float[Array, "d_in d_out
       raise TypeError(f"{fn}: {arg} must have the dtype of x ({jnp.dtype(x.dtype).name}), got "
                       f"{V.describe(v)}")
   V.check_scalar(fn, "scale", scale)
+  if isinstance(scale, int):
+    scale = float(scale)  # an int beyond int32 would overflow as a weakly typed jnp scalar
   y = x @ kernel + scale * ((x @ lora_a) @ lora_b)
   return y if bias is None else y + bias
 

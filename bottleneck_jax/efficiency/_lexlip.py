@@ -101,6 +101,13 @@ def _check_head(fn: str, h, w, bias, mask) -> None:
     V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
 
 
+def _common(h, w):
+  """``h`` and ``w`` in their promoted dtype (bf16 + f32 -> f32), also under strict promotion."""
+  with jax.numpy_dtype_promotion("standard"):
+    dt = jnp.promote_types(h.dtype, w.dtype)
+  return h.astype(dt), w.astype(dt)
+
+
 def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
                       bias: Float[Array, "v"] | None = None, *,
                       mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None,
@@ -126,6 +133,7 @@ def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
     (2, 16)
   """
   _check_head("lexicon_weighting", h, w, bias, mask)
+  h, w = _common(h, w)
   return lexical_max_pool(h, w, bias, mask=mask, activation="log1p_relu",
                           implementation=implementation, block_size=block_size)
 
@@ -163,6 +171,7 @@ def lexicon_bottleneck(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
   """
   fn = "lexicon_bottleneck"
   _check_head(fn, h, w, bias, mask)
+  h, w = _common(h, w)
   V.check_rank(fn, "word_emb", word_emb, 2)
   V.check_floating(fn, "word_emb", word_emb)
   if word_emb.shape[0] != w.shape[0]:
@@ -173,6 +182,11 @@ def lexicon_bottleneck(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
   p = jax.nn.softmax(pooled, axis=-1)
   out = jnp.einsum("...v,ve->...e", p, word_emb.astype(jnp.float32))
   return LexiconBottleneckOutput(out, p)
+
+
+def _as_float(v):
+  """A Python int hyper-parameter as a float (an int beyond int32 would overflow in XLA)."""
+  return float(v) if isinstance(v, int) else v
 
 
 def _rows_sharded_if_explicit(x):
@@ -218,6 +232,7 @@ def lexlip_contrastive_loss(text_reps: Float[Array, "b v"], image_reps: Float[Ar
   V.check_same_shape(fn, "text_reps", text_reps, "image_reps", image_reps)
   V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
   V.check_scalar(fn, "flops_weight", flops_weight, low=0.0)
+  temperature, flops_weight = _as_float(temperature), _as_float(flops_weight)
   if text_reps.shape[0] < 1:
     raise ValueError(f"{fn}: text_reps must have at least one row (B >= 1), got "
                      f"{V.describe(text_reps)}")

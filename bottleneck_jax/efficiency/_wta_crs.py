@@ -185,7 +185,7 @@ def _probs(x2, grad_norms):
 def _check_rows(fn, arg, v, rows):
   V.check_floating(fn, arg, v)
   n = math.prod(rows)
-  if tuple(v.shape) not in (tuple(rows), (n,)):
+  if tuple(np.shape(v)) not in (tuple(rows), (n,)):
     raise ValueError(f"{fn}: {arg} must have shape {list(rows)} (x.shape[:-1]) or [{n}], got "
                      f"{V.describe(v)}")
 

@@ -1,0 +1,398 @@
+"""Property tests of the public functions' input validation, and of the package conventions.
+
+One table row per public function: its name, a builder of valid arguments (small shapes) and
+which of them are positional. A generic Hypothesis strategy perturbs ONE argument of a valid call
+(another rank, shape or dtype, a Python list, an empty axis, NaNs, ``None``, a scalar of the
+wrong kind) and the call must either return or raise ``ValueError``/``TypeError`` whose message
+starts with ``"<function name>:"``, never an error from JAX's or NumPy's internals (a
+``TypeError`` from ``jnp``, ``IndexError``, ``ZeroDivisionError``,
+``TracerArrayConversionError``, ``XlaRuntimeError``...).
+
+Cases that find a bug in a module owned by someone else are marked ``xfail(strict=False)`` with
+the reason, so the owner can fix it and the mark can go.
+
+Deterministic (``derandomize=True``) and fast: about 15 examples per function, shapes <= 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from bottleneck_jax import data as D
+from bottleneck_jax import efficiency as E
+from bottleneck_jax import information as I
+from bottleneck_jax import ops as O
+from bottleneck_jax.core import distributions as Dist
+
+PKG = Path(__file__).resolve().parents[1] / "bottleneck_jax"
+
+
+# ---------------------------------------------------------------------------------------------
+# The table: (name, function, valid-argument builder, positional argument names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  name: str
+  fn: Callable
+  build: Callable[[np.random.Generator], dict[str, Any]]
+  positional: tuple[str, ...] = ()
+  xfail: str | None = None  # a bug in a module we do not own: reported, not hidden
+
+  def __repr__(self):
+    return self.name
+
+
+def _f(r, *shape):
+  return jnp.asarray(np.abs(r.standard_normal(shape)) + 0.1, jnp.float32)
+
+
+def _i(r, *shape, high=3):
+  return jnp.asarray(r.integers(0, high, shape), jnp.int32)
+
+
+KEY = jax.random.key(0)
+
+CASES = [
+    # ops (shared kernels)
+    Case("rms_norm", O.rms_norm, lambda r: {"x": _f(r, 3, 4), "weight": _f(r, 4)},
+         ("x", "weight")),
+    Case("swiglu", O.swiglu, lambda r: {"a": _f(r, 3, 4), "u": _f(r, 3, 4)}, ("a", "u")),
+    Case("swiglu_linear", O.swiglu_linear,
+         lambda r: {"x": _f(r, 3, 4), "w_gate": _f(r, 4, 2), "w_up": _f(r, 4, 2)},
+         ("x", "w_gate", "w_up"),
+         xfail="ops owner: swiglu_linear(x, w_gate, w_up=<Python list>) raises AttributeError "
+               "('list' object has no attribute 'dtype'): w_up is not checked with check_array"),
+    Case("apply_rope", O.apply_rope,
+         lambda r: {"x": _f(r, 2, 3, 2, 4), "positions": _i(r, 2, 3), "theta": 100.0},
+         ("x", "positions")),
+    Case("qk_rope", O.qk_rope,
+         lambda r: {"q": _f(r, 2, 3, 2, 4), "k": _f(r, 2, 3, 1, 4), "positions": _i(r, 2, 3)},
+         ("q", "k", "positions")),
+    Case("linear_cross_entropy", O.linear_cross_entropy,
+         lambda r: {"x": _f(r, 3, 4), "w": _f(r, 5, 4), "labels": _i(r, 3),
+                    "label_smoothing": 0.1, "reduction": "mean"},
+         ("x", "w", "labels")),
+    Case("linear_logit_stats", O.linear_logit_stats,
+         lambda r: {"x": _f(r, 3, 4), "w": _f(r, 5, 4), "labels": _i(r, 3)},
+         ("x", "w", "labels")),
+    *([Case("linear_cross_entropy_with_aux", O.linear_cross_entropy_with_aux,
+            lambda r: {"x": _f(r, 3, 4), "w": _f(r, 5, 4), "labels": _i(r, 3)},
+            ("x", "w", "labels"))] if hasattr(O, "linear_cross_entropy_with_aux") else []),
+    Case("attention", O.attention,
+         lambda r: {"q": _f(r, 1, 3, 2, 4), "k": _f(r, 1, 3, 1, 4), "v": _f(r, 1, 3, 1, 4),
+                    "causal": True},
+         ("q", "k", "v")),
+    # efficiency
+    Case("lexical_max_pool", E.lexical_max_pool,
+         lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
+                    "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
+         ("h", "w", "bias"),
+         xfail="SPLADE owner: lexical_max_pool with h bf16/f16 and w f32 (or the reverse) raises "
+               "jax TypePromotionError under strict promotion from jnp.promote_types(h.dtype, "
+               "w.dtype) in _sparton.lexical_max_pool (lexicon_* wrap it in "
+               "jax.numpy_dtype_promotion('standard'))"),
+    Case("lexicon_weighting", E.lexicon_weighting,
+         lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
+                    "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
+         ("h", "w", "bias")),
+    Case("lexicon_bottleneck", E.lexicon_bottleneck,
+         lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
+                    "word_emb": _f(r, 5, 2)},
+         ("h", "w", "bias")),
+    Case("lexlip_contrastive_loss", E.lexlip_contrastive_loss,
+         lambda r: {"text_reps": _f(r, 3, 5), "image_reps": _f(r, 3, 5), "temperature": 0.1,
+                    "flops_weight": 0.01},
+         ("text_reps", "image_reps")),
+    Case("flops_regularizer", E.flops_regularizer, lambda r: {"reps": _f(r, 3, 5)}, ("reps",)),
+    Case("l1_regularizer", E.l1_regularizer, lambda r: {"reps": _f(r, 3, 5)}, ("reps",)),
+    Case("sampling_probs", E.sampling_probs,
+         lambda r: {"x": _f(r, 2, 3, 4), "grad_norms": _f(r, 2, 3)}, ("x", "grad_norms")),
+    Case("crs_sample", E.crs_sample, lambda r: {"p": _f(r, 6), "k": 3, "key": KEY}, ("p",)),
+    Case("wta_crs_sample", E.wta_crs_sample,
+         lambda r: {"p": _f(r, 6), "k": 3, "key": KEY, "c": 1}, ("p",)),
+    Case("adaptive_c", E.adaptive_c, lambda r: {"top_p": jnp.asarray([0.5, 0.3, 0.1])},
+         ("top_p",)),
+    Case("budget", E.budget, lambda r: {"n": 20, "ratio": 0.3, "minimal_k": 2}, ("n",)),
+    Case("wta_crs_linear", E.wta_crs_linear,
+         lambda r: {"x": _f(r, 2, 3, 4), "w": _f(r, 4, 2), "b": _f(r, 2), "key": KEY,
+                    "ratio": 0.5, "minimal_k": 2, "grad_norms": _f(r, 2, 3)},
+         ("x", "w", "b")),
+    Case("lora_linear", E.lora_linear,
+         lambda r: {"x": _f(r, 3, 4), "kernel": _f(r, 4, 2), "lora_a": _f(r, 4, 1),
+                    "lora_b": _f(r, 1, 2), "scale": 2.0, "bias": _f(r, 2)},
+         ("x", "kernel", "lora_a", "lora_b")),
+    Case("lora_plus", E.lora_plus, lambda r: {"learning_rate": 0.1, "ratio": 4.0},
+         ("learning_rate",)),
+    # information
+    Case("vib", I.vib,
+         lambda r: {"mean": _f(r, 3, 2), "std": _f(r, 3, 2), "key": KEY, "beta": 0.1,
+                    "num_samples": 2},
+         ("mean", "std")),
+    Case("vib_rate", I.vib_rate,
+         lambda r: {"mean": _f(r, 3, 2), "std": _f(r, 3, 2), "z_samples": _f(r, 2, 3, 2)},
+         ("mean", "std", "z_samples")),
+    Case("vib_loss", I.vib_loss,
+         lambda r: {"logits_s": _f(r, 2, 3, 4), "labels": _i(r, 3), "rate": _f(r, 3),
+                    "beta": 0.1},
+         ("logits_s", "labels", "rate")),
+    Case("vib_predictive_logprobs", I.vib_predictive_logprobs,
+         lambda r: {"logits_s": _f(r, 2, 3, 4)}, ("logits_s",)),
+    # core.distributions
+    Case("diag_gaussian_kl_std_normal", Dist.diag_gaussian_kl_std_normal,
+         lambda r: {"mean": _f(r, 3, 2), "std": _f(r, 3, 2)}, ("mean", "std")),
+    Case("diag_gaussian_log_prob", Dist.diag_gaussian_log_prob,
+         lambda r: {"z": _f(r, 2, 3, 2), "mean": _f(r, 3, 2), "std": _f(r, 3, 2)},
+         ("z", "mean", "std")),
+    # data.packing
+    Case("best_fit_decreasing", D.best_fit_decreasing,
+         lambda r: {"lengths": [3, 1, 2, 4], "capacity": 4}, ("lengths", "capacity")),
+    Case("pack_sequences", D.pack_sequences,
+         lambda r: {"sequences": [np.arange(1, 4), np.arange(2, 4), np.array([7])],
+                    "seq_len": 4, "pad_id": 0, "ignore_index": -100, "num_rows": 3},
+         ("sequences",)),
+    Case("packed_attention_mask", D.packed_attention_mask,
+         lambda r: {"segment_ids": _i(r, 2, 4)}, ("segment_ids",)),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Perturbations of one argument
+
+DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16, jnp.int32, jnp.int8, jnp.uint32, jnp.bool_,
+          jnp.complex64)
+SCALARS = (0, -1, 1.5, 2, float("nan"), float("inf"), "x", None, True, (1, 2))
+# A huge Python int is a valid value of a float hyper-parameter (it must not overflow int32); as
+# a size (num_samples, seq_len) it is a valid request that simply does not fit in memory.
+BIG_INT = 10**12
+
+
+def _like(x, shape, r):
+  """A new array of ``shape`` with values like ``x``'s (positive floats, small ints, bools)."""
+  dt = jnp.dtype(x.dtype)
+  if dt == jnp.bool_:
+    return jnp.asarray(r.integers(0, 2, shape).astype(bool))
+  if jnp.issubdtype(dt, jnp.integer):
+    return jnp.asarray(r.integers(0, 3, shape), dt)
+  return jnp.asarray(np.abs(r.standard_normal(shape)) + 0.1, dt)
+
+
+@st.composite
+def perturbed(draw, case: Case):
+  """Valid arguments of ``case`` with one of them perturbed; returns ``(kwargs, what)``."""
+  r = np.random.default_rng(draw(st.integers(0, 2**16)))
+  kw = case.build(r)
+  name = draw(st.sampled_from(sorted(kw)))
+  x = kw[name]
+  if hasattr(x, "shape") and hasattr(x, "dtype") and not jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key):
+    kind = draw(st.sampled_from(("rank", "shape", "dtype", "list", "empty", "nan", "scalar",
+                                 "none")))
+    if kind == "rank":
+      shape = tuple(draw(st.lists(st.integers(1, 4), max_size=4)))
+      new = _like(x, shape, r)
+    elif kind == "shape":
+      shape = tuple(draw(st.integers(1, 4)) for _ in x.shape)
+      new = _like(x, shape, r)
+    elif kind == "dtype":
+      new = jnp.asarray(np.asarray(x, np.float32)).astype(draw(st.sampled_from(DTYPES)))
+    elif kind == "list":
+      new = np.asarray(x).tolist()
+    elif kind == "empty":
+      shape = list(x.shape) or [1]
+      shape[draw(st.integers(0, len(shape) - 1))] = 0
+      new = _like(x, tuple(shape), r)
+    elif kind == "nan":
+      new = jnp.full(x.shape, jnp.nan, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    elif kind == "scalar":
+      new = 1.0
+    else:
+      new = None
+  elif isinstance(x, list):  # lengths / sequences
+    kind = draw(st.sampled_from(("elem", "empty", "nested", "scalar")))
+    if kind == "elem":
+      new = list(x)
+      new[draw(st.integers(0, len(x) - 1))] = draw(st.sampled_from(
+          SCALARS + (np.arange(6).reshape(2, 3), np.array([1.5, 2.5]), np.array([], np.int32),
+                     np.array([2**40]), [])))
+    elif kind == "empty":
+      new = []
+    elif kind == "nested":
+      new = [x]
+    else:
+      new = draw(st.sampled_from(SCALARS))
+  else:  # a Python scalar / string / key
+    kind = "value"
+    new = draw(st.sampled_from(SCALARS + ((BIG_INT,) if isinstance(x, float) else ())))
+  kw[name] = new
+  return kw, f"{name} <- {kind}: {_short(new)}"
+
+
+def _short(v):
+  if hasattr(v, "shape") and hasattr(v, "dtype"):
+    return f"{jnp.dtype(v.dtype).name}{list(v.shape)}"
+  s = repr(v)
+  return s if len(s) < 60 else s[:57] + "..."
+
+
+def _call(case: Case, kw: dict):
+  kw = dict(kw)
+  pos = [kw.pop(n) for n in case.positional]
+  out = case.fn(*pos, **kw)
+  jax.block_until_ready(jax.tree.leaves(out))
+  return out
+
+
+def _params():
+  for c in CASES:
+    marks = [pytest.mark.xfail(strict=False, reason=c.xfail)] if c.xfail else []
+    yield pytest.param(c, id=c.name, marks=marks)
+
+
+def test_every_builder_is_valid():
+  """The unperturbed arguments run (else every perturbation would test nothing)."""
+  for case in CASES:
+    _call(case, case.build(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("case", list(_params()))
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+          phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large))
+@given(data=st.data())
+def test_one_bad_argument_gives_a_named_error_or_a_result(case, data):
+  kw, what = data.draw(perturbed(case), label="perturbation")
+  try:
+    _call(case, kw)
+  except (ValueError, TypeError) as e:
+    msg = str(e)
+    assert msg.startswith(f"{case.name}:"), (
+        f"{case.name} with {what}: {type(e).__module__}.{type(e).__name__} not naming the "
+        f"function: {msg[:300]}")
+  except Exception as e:  # noqa: BLE001 - any other exception is a bug
+    pytest.fail(f"{case.name} with {what}: {type(e).__module__}.{type(e).__name__}: "
+                f"{str(e)[:300]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions found here or reported (each fails on the code before the fix)
+
+
+_BY_NAME = {c.name: c for c in CASES}
+
+# (function, argument, bad value, owner's bug or None): single perturbations that the exhaustive
+# sweep over (argument x perturbation kind) found; ours are fixed, others' are xfail(strict=False).
+KNOWN = [
+    ("pack_sequences", "sequences", lambda: [[np.arange(3), np.arange(2)]], None),
+    ("lexlip_contrastive_loss", "temperature", lambda: 10**12, None),
+    ("lexlip_contrastive_loss", "flops_weight", lambda: 10**12, None),
+    ("lora_linear", "scale", lambda: 10**12, None),
+    ("sampling_probs", "grad_norms", lambda: 1.0, None),
+    ("lexicon_weighting", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16), None),
+    ("lexicon_bottleneck", "w", lambda: jnp.ones((5, 4), jnp.float16), None),
+    ("swiglu_linear", "w_up", lambda: [[1.0, 2.0]] * 4, _BY_NAME["swiglu_linear"].xfail),
+    ("lexical_max_pool", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16),
+     _BY_NAME["lexical_max_pool"].xfail),
+]
+
+
+@pytest.mark.parametrize("name, arg, bad, owner_bug", [
+    pytest.param(*k, id=f"{k[0]}-{k[1]}",
+                 marks=[pytest.mark.xfail(strict=False, reason=k[3])] if k[3] else [])
+    for k in KNOWN])
+def test_known_single_perturbations(name, arg, bad, owner_bug):
+  case = _BY_NAME[name]
+  kw = case.build(np.random.default_rng(0))
+  kw[arg] = bad()
+  try:
+    _call(case, kw)
+  except (ValueError, TypeError) as e:
+    assert str(e).startswith(f"{name}:"), f"{type(e).__name__}: {e}"
+
+
+def test_regularizers_empty_batch_is_an_error_and_empty_vocab_is_zero():
+  for fn in (E.flops_regularizer, E.l1_regularizer):
+    with pytest.raises(ValueError, match=rf"{fn.__name__}: reps must have at least one row"):
+      fn(jnp.zeros((0, 5)))  # was NaN (a mean over zero rows)
+    assert float(fn(jnp.zeros((3, 0)))) == 0.0  # was a reshape error (-1 with a 0-size axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conventions
+
+
+_VALIDATION_IMPORT = "from bottleneck_jax.core import validation as V"
+
+
+def test_one_import_style_for_core_validation():
+  """Every module imports ``core.validation`` one way: ``from bottleneck_jax.core import
+  validation as V`` (no ``as val``/``as _v``/``as V_``, no ``from ...validation import f``)."""
+  bad = []
+  pattern = re.compile(r"^\s*(from\s+bottleneck_jax\.core(\.validation)?\s+import\s+.*|"
+                       r"import\s+bottleneck_jax\.core\.validation.*)$")
+  for path in sorted(PKG.rglob("*.py")):
+    text = path.read_text()
+    # Join parenthesised import lists so a multi-line ``import (...)`` is one line.
+    text = re.sub(r"\(\s*([^)]*?)\s*\)", lambda m: " ".join(m.group(1).split()), text)
+    for line in text.splitlines():
+      if not pattern.match(line) or "validation" not in line:
+        continue
+      if path.name == "__init__.py" and path.parent.name == "core":
+        continue  # the package that defines it re-exports the module
+      if line.strip() != _VALIDATION_IMPORT:
+        bad.append(f"{path.relative_to(PKG.parent)}: {line.strip()}")
+  assert not bad, "other import styles of core.validation:\n" + "\n".join(bad)
+
+
+def test_no_flag_changes_the_number_of_results_in_our_functions():
+  """``return_*`` flags that add results are gone from the functions converted to NamedTuples."""
+  import inspect
+  for fn in (E.lexicon_bottleneck, E.lexlip_contrastive_loss, I.vib_loss, E.lora_linear):
+    assert not [p for p in inspect.signature(fn).parameters if p.startswith("return_")], fn
+  out = E.lexicon_bottleneck(jnp.ones((2, 3, 4)), jnp.ones((5, 4)), word_emb=jnp.ones((5, 2)))
+  assert out._fields == ("cbow", "probs")
+  loss = E.lexlip_contrastive_loss(jnp.eye(3, 5), jnp.eye(3, 5))
+  assert loss._fields == ("loss", "aux")
+
+
+def test_no_public_name_clashes_with_flax_or_optax():
+  """A public name of ours that is also a flax.nnx/optax name must be that very object."""
+  import optax
+  from flax import nnx
+  clashes = []
+  for mod in (E, I, O, D):
+    for name in mod.__all__:
+      for lib in (nnx, optax):
+        if hasattr(lib, name) and getattr(lib, name) is not getattr(mod, name):
+          clashes.append(f"{mod.__name__}.{name} vs {lib.__name__}.{name}")
+  assert not clashes, clashes
+  assert not hasattr(E, "LoRALinear") and not hasattr(I, "ema_update")
+
+
+def test_case_table_covers_the_public_functions():
+  """Every public function of ops, efficiency, information, core.distributions and
+  data.packing has a row (or is listed here with why it has none)."""
+  import inspect
+  no_row = {"default_lora_label": "pure string logic on a path tuple",
+            "lora_plus_labels": "any pytree is valid input",
+            "store_grad_norms": "takes an nnx model and state; covered in test_wta_crs"}
+  names = {c.name for c in CASES}
+  missing = []
+  for mod in (O, E, I, Dist):
+    for n in mod.__all__:
+      if inspect.isfunction(getattr(mod, n)) and n not in names and n not in no_row:
+        missing.append(f"{mod.__name__}.{n}")
+  for n in ("best_fit_decreasing", "pack_sequences", "packed_attention_mask"):
+    assert n in names
+  assert not missing, missing
