@@ -212,6 +212,10 @@ def test_refused_rerun_writes_nothing_and_checks_before_restoring(tmp_path, caps
   (tmp_path / "other" / "config.json").write_text(json.dumps(cfg2))
   rc, _, err = _run(capsys, tmp_path / "other")
   assert rc == cli.EXIT_USAGE and "another code version (bottleneck_jax 0.0.1" in err
+  rc, _, err = _run(capsys, tmp_path / "other", "--allow-code-change")  # on purpose: resumes
+  assert rc == 0, err
+  assert json.loads((tmp_path / "other" / "summary.json").read_text())["results"][
+      "resumed_from"] == 8
   assert {p: p.read_bytes() for p in before} == before  # nothing was overwritten
   # files of an unknown run (no config.json) are not appended to
   (tmp_path / "foreign").mkdir()
