@@ -303,7 +303,7 @@ def _error_summary(exp, e: BaseException, *, quick: bool, seconds: float) -> dic
 
 
 _RECORD_KEYS = ("paper_id", "metric", "value", "setting", "departures", "expectations",
-                "expectation_held", "quick", "custom", "overrides", "legacy", "seconds",
+                "expectation_held", "quick", "custom", "overrides", "seconds",
                 "provenance")
 
 

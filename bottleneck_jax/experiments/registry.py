@@ -113,8 +113,6 @@ class Experiment:
     defaults: the default configuration.
     quick: overrides applied in quick mode (CI, notebooks); keys of ``defaults``.
     paper_value: the paper's own number, as text, where there is one.
-    expectation: deprecated (a verdict in words, with ``run`` returning ``expectation_held``);
-      kept only while experiment modules move to ``expectations``; never ``reproduced``.
   """
 
   name: str
@@ -129,7 +127,6 @@ class Experiment:
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   paper_value: str | None = None
-  expectation: str | None = None
 
   def __post_init__(self):
     for k in ("expectations", "departures"):
@@ -137,15 +134,8 @@ class Experiment:
       if isinstance(v, list):
         object.__setattr__(self, k, tuple(v))
 
-  @property
-  def legacy(self) -> bool:
-    """Declared the old way (a verdict in words, computed by ``run``)."""
-    return not self.expectations and self.expectation is not None
-
   def describe_expectations(self, *, quick: bool = False, source: bool = True) -> list[str]:
     """The rendered expectations (``["test_accuracy >= 0.93 (source: ...)", ...]``)."""
-    if self.legacy:
-      return [f"{self.expectation} (legacy: decided by run)"]
     return [e.render(quick=quick, source=source) for e in self.expectations]
 
   def evaluate(self, measurements: Mapping[str, Any], *, quick: bool = False
@@ -191,8 +181,6 @@ def validate(exp: Experiment) -> list[str]:
   unknown_quick = sorted(set(exp.quick) - set(exp.defaults))
   if unknown_quick:
     bad.append(f"quick overrides keys that are not options (defaults): {unknown_quick}")
-  if exp.legacy:
-    return bad
   if not exp.expectations:
     bad.append("expectations must be a non-empty tuple of Expectation")
   if exp.setting not in SETTINGS:
@@ -530,15 +518,10 @@ def summarize(exp: Experiment, result: Mapping[str, Any], config: Mapping[str, A
   """
   quick = bool(config.get("quick", False))
   result = dict(result)
-  if exp.legacy:
-    if "expectation_held" not in result:
-      raise MissingMetricError(f"experiment {exp.name!r} (legacy) returned no expectation_held")
-    verdict = {"expectations": [], "expectation_held": bool(result["expectation_held"])}
-  else:
-    if "expectation_held" in result:
-      raise RuntimeError(f"experiment {exp.name!r}: run() returned expectation_held; run only "
-                         "measures, the registry evaluates the declared expectations")
-    verdict = exp.evaluate(result, quick=quick)
+  if "expectation_held" in result:
+    raise RuntimeError(f"experiment {exp.name!r}: run() returned expectation_held; run only "
+                       "measures, the registry evaluates the declared expectations")
+  verdict = exp.evaluate(result, quick=quick)
   if exp.metric not in result:
     raise MissingMetricError(f"experiment {exp.name!r} returned no {exp.metric!r} (its "
                              f"headline metric); it returned {sorted(result)}")
@@ -556,7 +539,6 @@ def summarize(exp: Experiment, result: Mapping[str, Any], config: Mapping[str, A
       "expectation": "; ".join(exp.describe_expectations(quick=quick, source=False)),
       "expectations": verdict["expectations"],
       "expectation_held": verdict["expectation_held"],
-      "legacy": exp.legacy,
       "quick": quick,
       "custom": bool(overridden),
       "overrides": overridden,

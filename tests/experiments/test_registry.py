@@ -126,8 +126,6 @@ EXPERIMENTS = registry.names()
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_declares_expectations_as_data(name):
   exp = registry.get(name)
-  assert not exp.legacy, (f"{name}: still declares its verdict in words (expectation=...) and "
-                          "computes it in run(); declare expectations=(Expectation(...), ...)")
   assert registry.validate(exp) == []
   assert exp.setting in ("paper", "proxy")
   assert exp.setting == "paper" or exp.departures
@@ -139,8 +137,6 @@ def test_every_experiment_declares_expectations_as_data(name):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_expectation_can_fail_and_can_hold(name, quick):
   exp = registry.get(name)
-  if exp.legacy:
-    pytest.fail(f"{name}: legacy declaration (no expectations to check)")
   good = _measurements(exp, quick=quick)
   verdict = exp.evaluate(good, quick=quick)
   assert verdict["expectation_held"] is True, verdict
@@ -154,8 +150,6 @@ def test_every_expectation_can_fail_and_can_hold(name, quick):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_misses_on_nan_and_errs_on_a_missing_metric(name):
   exp = registry.get(name)
-  if exp.legacy:
-    pytest.fail(f"{name}: legacy declaration (no expectations to check)")
   good = _measurements(exp, quick=False)
   for e in exp.expectations:
     if isinstance(good[e.metric], bool):

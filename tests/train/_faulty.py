@@ -54,15 +54,16 @@ def _run(ctx):
               keep=3, log=ctx.log, log_every=int(cfg["log_every"]), progress=False, config=cfg)
   params = [np.asarray(v).ravel().tolist() for v in
             __import__("jax").tree.leaves(nnx.state(res.model, nnx.Param))]
-  return {"loss": res.metrics["loss"], "params": params, "resumed_from": res.resumed_from,
-          "expectation_held": True}
+  return {"loss": res.metrics["loss"], "params": params, "resumed_from": res.resumed_from}
 
 
 def experiment():
-  from bottleneck_jax.experiments.registry import Experiment
+  from bottleneck_jax.experiments.registry import Expectation, Experiment, Metric
   return Experiment(name=NAME, paper_id="faults", claim="a tiny checkpointed regression",
-                    metric="loss", expectation="runs", run=_run, defaults=dict(DEFAULTS),
-                    quick={})
+                    metric="loss", metrics={"loss": Metric("final training MSE", low=0)},
+                    expectations=(Expectation("loss", "<", 100.0, source="test fixture"),),
+                    setting="proxy", departures=("a test fixture, not a paper's experiment",),
+                    run=_run, defaults=dict(DEFAULTS), quick={})
 
 
 def _under(path, root) -> bool:
