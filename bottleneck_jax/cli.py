@@ -218,8 +218,22 @@ def cmd_run(args) -> int:
     print("    " + "  ".join(f"{k:>14}" for k in keys))
     for row in table:
       print("    " + "  ".join(f"{_fmt(row.get(k)):>14}" for k in keys))
-  print(f"    files: {workdir}/ (config.json, metrics.jsonl, summary.json, plots/, checkpoints/)")
+  print(f"    files: {_files_line(workdir)}")
   return 0
+
+
+def _has_checkpoint(workdir: Path) -> bool:
+  ckpt = workdir / "checkpoints"
+  return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def _files_line(workdir: Path) -> str:
+  """``workdir/ (the files this run actually wrote)``: never a checkpoints/ that isn't there."""
+  names = [n for n in ("config.json", "metrics.jsonl", "summary.json") if (workdir / n).exists()]
+  names += [n + "/" for n in ("plots",) if (workdir / n).is_dir()]
+  if _has_checkpoint(workdir):
+    names.append("checkpoints/ (rerun the same command to resume)")
+  return f"{workdir}/ ({', '.join(names)})"
 
 
 # -- reproduce -------------------------------------------------------------------------------
@@ -528,8 +542,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
     status = e.status
   except KeyboardInterrupt:
-    print("interrupted; rerun the same command to resume from the last checkpoint",
-          file=sys.stderr)
+    workdir = getattr(args, "workdir", None) or (
+        Path("runs") / args.name if getattr(args, "name", None) else None)
+    if args.command == "run" and workdir is not None and _has_checkpoint(Path(workdir)):
+      print("interrupted; rerun the same command to resume from the last checkpoint",
+            file=sys.stderr)
+    else:
+      print("interrupted", file=sys.stderr)
     status = EXIT_INTERRUPTED
   if argv is None and status != 0 and args.command == "run":
     _end_program(status)

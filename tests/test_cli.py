@@ -240,3 +240,17 @@ def test_bench_runs_a_script_of_the_clone_and_rejects_unknown_names(capsys):
   assert cli.main(["bench", "efficiency", "--quick", "--ops", "splade", "--skip-cpu-time"]) == 0
   out = capsys.readouterr().out
   assert "Temporary memory, forward + backward: SPLADE lexical max-pool" in out
+
+
+def test_run_lists_only_the_files_it_wrote_and_promises_no_resume_without_checkpoints(
+    tmp_path, capsys):
+  from bottleneck_jax import cli
+  w = tmp_path / "w"
+  w.mkdir()
+  (w / "config.json").write_text("{}")
+  assert cli._files_line(w) == f"{w}/ (config.json)"
+  (w / "checkpoints").mkdir()  # an empty folder is not a checkpoint
+  assert "checkpoints" not in cli._files_line(w) and not cli._has_checkpoint(w)
+  (w / "checkpoints" / "20").mkdir()
+  assert cli._has_checkpoint(w) and "checkpoints/ (rerun the same command to resume)" in (
+      cli._files_line(w))
