@@ -15,8 +15,14 @@ What is printed (markdown tables):
    Nothing is allocated or run: the programs are only compiled. f32 inputs, because on CPU bf16
    inputs make XLA upcast and hoist the whole weight (spec efficiency.md §8.1). On CPU the Pallas
    path only exists in interpret mode, whose memory says nothing about a GPU kernel: n/a.
-2. **CPU wall time** (median, ``block_until_ready``) of reference vs xla at a SMALLER size, in
-   the same process.
+   For ``ce`` a second table compares with the plain implementation a user would otherwise
+   write (``x @ w.T`` + optax ``softmax_cross_entropy_with_integer_labels``) and, when it
+   pip-installs, tokamax's XLA ``linear_softmax_cross_entropy_loss``.
+2. **CPU wall time**: for ``ce``, forward + backward of ours (xla) vs optax (and tokamax) at
+   ``--ce-sizes`` (default N=2048/d=1024/V=32000 and N=4096/d=2048/V=128256), ``--rounds``
+   interleaved rounds (each round runs every implementation once), median, spread, the median
+   per-round wall-time ratio and the process-CPU-time ratio; for ``splade``, reference vs xla
+   at a SMALLER size (median, ``block_until_ready``), in the same process.
 3. ``--gpu`` (automatic when ``jax.default_backend() == "gpu"``): a native-Pallas agreement
    check, then bf16 median times (forward, forward+backward) at the target size for every
    implementation, TFLOP/s, XLA's ``bytes accessed`` estimate per time vs the HBM bandwidth
@@ -135,6 +141,115 @@ def ce_inputs(n, d, v, dtype, seed=0):
   w = (jax.random.normal(k[1], (v, d), jnp.float32) * d ** -0.5).astype(dtype)
   y = jax.random.randint(k[2], (n,), 0, v)
   return x, w, y
+
+
+def ce_peers():
+  """fwd+bwd builders of the plain implementations a user would otherwise write.
+
+  ``optax``: ``x @ w.T`` then ``optax.softmax_cross_entropy_with_integer_labels`` (mean);
+  ``tokamax-xla``: ``tokamax.linear_softmax_cross_entropy_loss(implementation="xla")`` when
+  ``pip install tokamax`` worked (a peer library; it materialises the logits too).
+  """
+  import optax
+
+  def optax_loss(x, w, y):
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x @ w.T, y))
+
+  peers = {"optax (x @ w.T + softmax CE)": optax_loss}
+  try:
+    import tokamax
+  except Exception as e:  # noqa: BLE001 - optional peer
+    peers["tokamax-xla"] = f"not installed ({type(e).__name__})"
+  else:
+    from absl import flags  # tokamax reads absl flags from sys.argv (ours are not absl's)
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+
+    def tokamax_loss(x, w, y):
+      return tokamax.linear_softmax_cross_entropy_loss(x, y, w.T, reduction="mean",
+                                                       implementation="xla")
+    peers["tokamax-xla"] = tokamax_loss
+  return peers
+
+
+def ce_fwd_bwd(loss):
+  return lambda x, w, y: jax.value_and_grad(loss, argnums=(0, 1))(x, w, y)
+
+
+def ce_memory_vs_optax_section(quick):
+  """Temp memory of fwd+bwd at the target size: ours vs optax (and tokamax), compile only."""
+  n, d, v = ce_sizes(quick)
+  specs = ce_specs(n, d, v, jnp.float32)
+  print(f"### Temporary memory, forward + backward, fused linear cross-entropy vs plain, "
+        f"N={n}, d={d}, V={v}, f32 ({jax.default_backend()}, compile only)\n")
+  fns = {f"ours {i}": ce_fns(i, n, v)[1] for i in ("xla", "reference")}
+  for name, f in ce_peers().items():
+    fns[name] = f if isinstance(f, str) else ce_fwd_bwd(f)
+  temps, rows = {}, []
+  for name, f in fns.items():
+    if isinstance(f, str):
+      rows.append([name, f, "", ""])
+      continue
+    try:
+      _, temps[name], args, out = compile_stats(f, specs)
+    except Exception as e:  # noqa: BLE001 - report and go on
+      rows.append([name, f"failed: {type(e).__name__}: {str(e)[:100]}", "", ""])
+      continue
+    rows.append([name, fmt_bytes(temps[name]), None, fmt_bytes(args + out)])
+  base = temps.get("optax (x @ w.T + softmax CE)")
+  for r in rows:
+    if r[2] is None:
+      r[2] = f"{base / temps[r[0]]:.1f}x" if base else "-"
+  table(["implementation", "temp", "optax temp / this", "args + out"], rows)
+
+
+def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True):
+  """Interleaved rounds of fwd+bwd (f32): ours (xla) vs optax (and tokamax); median, spread,
+  per-round wall-time ratio and process-CPU-time ratio."""
+  import numpy as np
+  for n, d, v in sizes:
+    args = ce_inputs(n, d, v, jnp.float32)
+    fns = {"ours xla": ce_fns("xla", n, v)[1]}
+    fns.update({k: (f if isinstance(f, str) else ce_fwd_bwd(f)) for k, f in ce_peers().items()
+                if tokamax or not k.startswith("tokamax")})
+    base = "optax (x @ w.T + softmax CE)"
+    compiled, temps, notes = {}, {}, {}
+    for name, f in fns.items():
+      if isinstance(f, str):
+        notes[name] = f
+        continue
+      try:
+        c, temps[name], _, _ = compile_stats(f, ce_specs(n, d, v, jnp.float32))
+        if warmup:
+          jax.block_until_ready(c(*args))
+      except Exception as e:  # noqa: BLE001 - a peer that cannot run here: report it
+        notes[name] = f"failed: {type(e).__name__}: {str(e)[:100]}"
+        continue
+      compiled[name] = c
+    wall = {k: [] for k in compiled}
+    cpu = {k: [] for k in compiled}
+    for _ in range(rounds):
+      for name, c in compiled.items():
+        t0, p0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(c(*args))
+        wall[name].append(time.perf_counter() - t0)
+        cpu[name].append(time.process_time() - p0)
+    print(f"### {jax.default_backend().upper()} forward + backward, fused linear cross-entropy "
+          f"vs plain, N={n}, d={d}, V={v}, f32, {rounds} interleaved rounds"
+          f"{' after a warm-up' if warmup else ' (no warm-up call)'}\n")
+    rows = []
+    for name in fns:
+      if name in notes:
+        rows.append([name, notes[name], "", "", "", "", ""])
+        continue
+      w_, c_ = np.array(wall[name]), np.array(cpu[name])
+      rw = np.median(w_ / np.array(wall[base]))
+      rc = np.median(c_ / np.array(cpu[base]))
+      rows.append([name, fmt_bytes(temps[name]), f"{temps[base] / temps[name]:.1f}x",
+                   f"{np.median(w_):.2f} s", f"{w_.min():.2f}-{w_.max():.2f} s", f"{rw:.2f}x",
+                   f"{rc:.2f}x"])
+    table(["implementation", "temp", "optax temp / this", "median wall", "spread (min-max)",
+           "wall / optax (median of rounds)", "CPU time / optax"], rows)
 
 
 def splade_sizes(quick):
@@ -396,6 +511,13 @@ def main(argv=None):
   p.add_argument("--skip-cpu-time", action="store_true")
   p.add_argument("--sweep", action="store_true", help="GPU: Pallas CE forward tile sweep")
   p.add_argument("--iters", type=int, default=None)
+  p.add_argument("--ce-sizes", default=None,
+                 help="CE vs optax time sizes NxDxV,... (default 2048x1024x32000,"
+                      "4096x2048x128256; --quick: 1024x512x16000)")
+  p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (CE vs optax)")
+  p.add_argument("--no-warmup", action="store_true", help="CE vs optax: no warm-up call")
+  p.add_argument("--ce-peers", default="optax,tokamax",
+                 help="CE time peers (optax always; tokamax optional)")
   a = p.parse_args(argv)
   ops = [o.strip() for o in a.ops.split(",") if o.strip()]
   for o in ops:
@@ -412,9 +534,17 @@ def main(argv=None):
   if not a.skip_memory:
     for op in ops:
       memory_section(op, a.quick, on_gpu)
+      if op == "ce":
+        ce_memory_vs_optax_section(a.quick)
   if not a.skip_cpu_time and not on_gpu:
     for op in ops:
-      cpu_time_section(op, a.quick, a.iters or 3)
+      if op == "ce":
+        spec = a.ce_sizes or ("1024x512x16000" if a.quick else "2048x1024x32000,4096x2048x128256")
+        sizes = [tuple(int(t) for t in z.split("x")) for z in spec.split(",") if z]
+        ce_time_vs_optax_section(sizes, a.rounds, tokamax="tokamax" in a.ce_peers,
+                                 warmup=not a.no_warmup)
+      else:
+        cpu_time_section(op, a.quick, a.iters or 3)
   if gpu:
     gpu_check_section(ops)
     bw = measure_bandwidth()

@@ -175,7 +175,7 @@ CASES = {
     "rms_norm": _case(
         make=_make_rms, batched=(True, False), argnums=(0, 1),
         impls=("reference", "xla", "pallas"),
-        f=lambda x, w, impl: rms_norm(x, w, eps=1e-5, implementation=impl)),
+        f=lambda x, w, impl: rms_norm(x, w, epsilon=1e-5, implementation=impl)),
     "swiglu": _case(
         make=_make_swiglu, batched=(True, True), argnums=(0, 1), impls=("reference", "xla"),
         f=lambda a, u, impl: swiglu(a, u, implementation=impl)),

@@ -51,17 +51,17 @@ def np_rope(x, pos, theta, convention, sign=1.0):
 
 @pytest.mark.parametrize("impl", IMPLS_RMS)
 def test_rms_norm_matches_numpy(impl):
-  y = jax.jit(lambda x, w: F.rms_norm(x, w, eps=1e-5, implementation=impl))(X, W)
+  y = jax.jit(lambda x, w: F.rms_norm(x, w, epsilon=1e-5, implementation=impl))(X, W)
   np.testing.assert_allclose(y, np_rms_norm(X, W, 1e-5), rtol=1e-5, atol=1e-5)
   # 1-D input (a single row).
-  y1 = F.rms_norm(X[0, 0], W, eps=1e-5, implementation=impl)
+  y1 = F.rms_norm(X[0, 0], W, epsilon=1e-5, implementation=impl)
   np.testing.assert_allclose(y1, np_rms_norm(X[0, 0], W, 1e-5), rtol=1e-5, atol=1e-5)
 
 
 def test_rms_norm_matches_flax_and_module():
   peer = nnx.RMSNorm(16, epsilon=1e-6, rngs=nnx.Rngs(0))
   peer.scale[...] = jnp.asarray(W)
-  ours = F.FusedRMSNorm(16, eps=1e-6, rngs=nnx.Rngs(0))
+  ours = F.FusedRMSNorm(16, epsilon=1e-6, rngs=nnx.Rngs(0))
   ours.scale[...] = jnp.asarray(W)
   np.testing.assert_allclose(ours(jnp.asarray(X)), peer(jnp.asarray(X)), rtol=1e-5, atol=1e-6)
 
@@ -76,7 +76,7 @@ def test_rms_norm_grad_matches_numpy_closed_form():
   dx = r * (g - x * r ** 2 * (g * x).mean(-1, keepdims=True))
   dw = (c * x * r).reshape(-1, 16).sum(0)
   for impl in IMPLS_RMS:
-    gx, gw = jax.grad(lambda x, w: jnp.sum(c * F.rms_norm(x, w, eps=eps, implementation=impl)),
+    gx, gw = jax.grad(lambda x, w: jnp.sum(c * F.rms_norm(x, w, epsilon=eps, implementation=impl)),
                       (0, 1))(X, W)
     np.testing.assert_allclose(gx, dx, rtol=1e-4, atol=1e-5, err_msg=impl)
     np.testing.assert_allclose(gw, dw, rtol=1e-4, atol=1e-4, err_msg=impl)
@@ -159,8 +159,8 @@ def test_rms_norm_errors():
     F.rms_norm(X, jnp.ones(16, jnp.int32))
   with pytest.raises(ValueError, match="rms_norm: x must have rank >= 1"):
     F.rms_norm(jnp.float32(1.0), jnp.ones(()))
-  with pytest.raises(ValueError, match="rms_norm: eps must be >= 0"):
-    F.rms_norm(X, w, eps=-1.0)
+  with pytest.raises(ValueError, match="rms_norm: epsilon must be >= 0"):
+    F.rms_norm(X, w, epsilon=-1.0)
   with pytest.raises(ValueError, match="unknown implementation 'cuda'"):
     F.rms_norm(X, w, implementation="cuda")
   with pytest.raises(ValueError, match="'triton' is not available"):
@@ -337,8 +337,8 @@ def test_rope_errors():
 
 def test_configuration_scalars_must_be_static():
   x = jnp.ones((4, 8), jnp.float32)
-  with pytest.raises(TypeError, match="rms_norm: eps must be a static Python number"):
-    jax.jit(lambda e: F.rms_norm(x, jnp.ones(8, jnp.float32), eps=e))(1e-6)
+  with pytest.raises(TypeError, match="rms_norm: epsilon must be a static Python number"):
+    jax.jit(lambda e: F.rms_norm(x, jnp.ones(8, jnp.float32), epsilon=e))(1e-6)
   q = jnp.ones((1, 4, 2, 8), jnp.float32)
   with pytest.raises(TypeError, match="theta must be a static Python number"):
     jax.jit(lambda t: F.apply_rope(q, jnp.arange(4), theta=t))(10000.0)

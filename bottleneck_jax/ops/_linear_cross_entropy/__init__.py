@@ -86,8 +86,8 @@ class CrossEntropyOutput(NamedTuple):
 
   Attributes:
     loss: the reduced loss (f32 scalar, or ``[*batch]`` for ``reduction="none"``).
-    lse: f32 ``[*batch]`` log-sum-exp of each row's logits (``-inf`` for a row whose every
-      logit is ``-inf``).
+    lse: f32 ``[*batch]`` log-sum-exp of each valid row's logits (``-inf`` for a row whose
+      every logit is ``-inf``); 0 on ignored rows.
     nll: f32 ``[*batch]`` negative log-likelihood ``lse - z_y`` (0 on ignored rows).
     valid: bool ``[*batch]``, ``labels != ignore_index``.
   """
@@ -114,11 +114,12 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
 
   * ``vocab`` (statistics sweep, value-only path): 2048 columns, measured (CPU) as the knee of
     time vs temp memory; ``N x 2048`` f32 blocks.
-  * ``rows`` (loss + gradient sweep): the largest power of two (16..512) whose f32 logit block
-    ``rows x V`` fits 64 MiB. Measured on the 2-core CPU (fwd+bwd time / optax, interleaved):
-    V=32000, d=1024, N=2048: 128 rows 1.18x, 256 rows 1.03x; V=128256, N=8192, d=2048 temp
-    memory: 64 rows 75 MiB, 128 rows 127 MiB (optax 8016 MiB). Larger blocks amortise the
-    per-block read-modify-write of the ``[V, d]`` f32 dW accumulator.
+  * ``rows`` (loss + gradient sweep): the largest power of two (16..256) whose f32 logit block
+    ``rows x V`` fits 64 MiB. Measured on the shared 2-core CPU (fwd+bwd wall time / optax,
+    median of 3 interleaved rounds), V=32000, d=1024, N=2048: 128 rows 1.18x, 256 rows 0.85x
+    (another run 1.03x), 512 rows 1.05x; temp memory at V=128256, N=8192, d=2048: 64 rows
+    75 MiB, 128 rows 127 MiB (optax 8016 MiB). Larger blocks amortise the per-block
+    read-modify-write of the ``[V, d]`` f32 dW accumulator; too large ones leave the cache.
   * ``dw_chunk``: dW is accumulated in chunks of about 16 MiB (``chunk x d`` f32), so no
     ``[V, d]`` temporary appears next to the accumulator.
 
@@ -126,7 +127,7 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   Pallas tiles live in ``pallas.GPU_CONFIG`` (an H200 sweep).
   """
   del dtype, platform
-  rows = max(16, min(512, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
+  rows = max(16, min(256, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
   rows = min(rows, max(n, 1))
   dw_chunk = max(256, min(8192, _pow2_floor((16 << 20) // (4 * max(d, 1)))))
   return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v))
@@ -322,6 +323,9 @@ _fused_loss.defvjp(_fused_loss_fwd, _fused_loss_bwd, symbolic_zeros=True)
 
 def _loss_reference(x, w, bias, labels, coef, *, softcap, label_smoothing, z_loss, blocks):
   del blocks
+  # Ignored rows are selected out of x first: autodiff of the materialised logits would
+  # otherwise multiply their (possibly NaN) logits by a zero cotangent.
+  x = jnp.where((coef != 0)[:, None], x, jnp.zeros((), x.dtype))
   lse, t, zs = _lce_reference.stats(x, w, labels, bias, softcap=softcap, block_size=None)
   _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
   return _weighted_sum(loss, coef), lse, t, zs
@@ -371,8 +375,9 @@ def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None 
   implementations). All statistics are f32; dots accumulate in f32 for bf16 inputs.
 
   ``-inf`` logits (a ``-inf`` bias masking words out) are exact in every implementation, in any
-  vocabulary block; a row whose every logit is ``-inf`` has ``lse = -inf``. Rows whose
-  cotangents are all zero contribute exactly nothing to the gradients, even if they hold NaN.
+  vocabulary block; a row whose every logit is ``-inf`` has ``lse = -inf``. With ``"xla"`` and
+  ``"pallas"``, rows whose cotangents are all zero contribute exactly nothing to the gradients,
+  even if they hold NaN (``"reference"`` is plain autodiff).
 
   Args:
     x: features ``[*batch, d]`` (bf16, f16 or f32), ``d >= 1``.
@@ -439,7 +444,9 @@ def _cross_entropy(fn, x, w, labels, bias, ignore_index, softcap, label_smoothin
   kw = dict(softcap=None if softcap is None else float(softcap),
             label_smoothing=float(label_smoothing), z_loss=float(z_loss))
   if reduction == "none":
-    # Per-row cotangents: dW cannot be pre-scaled, so differentiate the statistics primitive.
+    # Per-row cotangents: dW cannot be pre-scaled, so differentiate the statistics primitive
+    # (on x with the ignored rows selected out, so that nothing of theirs reaches dW).
+    x2 = jnp.where(valid[:, None], x2, jnp.zeros((), x2.dtype))
     lse, t, zs = _STATS(x2, w, safe, bias, softcap=kw["softcap"], block_size=block_size,
                         implementation=implementation)
     _, loss = _row_losses(lse, t, zs, v, kw["label_smoothing"], kw["z_loss"])
@@ -452,6 +459,7 @@ def _cross_entropy(fn, x, w, labels, bias, ignore_index, softcap, label_smoothin
       out, lse, t, _ = _LOSS(x2, w, bias, safe, coef, blocks=blocks, implementation=implementation,
                              **kw)
   nll = jnp.where(valid, jnp.where(in_range, lse - t, jnp.nan), 0.0)
+  lse = jnp.where(valid, lse, 0.0)
   return CrossEntropyOutput(out, jnp.reshape(lse, batch), jnp.reshape(nll, batch),
                             jnp.reshape(valid, batch))
 

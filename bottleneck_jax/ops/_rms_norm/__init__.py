@@ -15,6 +15,7 @@ inside one XLA program on GPU, XLA may rematerialise the residuals itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import jax
@@ -30,21 +31,25 @@ from bottleneck_jax.ops._rms_norm.xla import _rms_norm_xla
 Implementation = Literal["reference", "xla", "pallas"]
 
 
-def _check_rms_norm(fn, x, weight, eps):
+def _check_rms_norm(fn, x, weight, epsilon):
   V.check_rank(fn, "x", x, min_rank=1)
   V.check_floating(fn, "x", x)
   V.check_rank(fn, "weight", weight, 1)
   V.check_floating(fn, "weight", weight)
   V.check_shape(fn, "weight", weight, (x.shape[-1],))
-  V.check_scalar(fn, "eps", eps, low=0.0, static=True)
+  if x.shape[-1] < 1:
+    raise ValueError(f"{fn}: x must have a non-empty feature (last) axis, got shape "
+                     f"{list(x.shape)}")
+  V.check_scalar(fn, "epsilon", epsilon, low=0.0, static=True)
 
 
 _rms_norm_op = Op("rms_norm", {"reference": _rms_norm_reference, "xla": _rms_norm_xla,
                                "pallas": _rms_norm_pallas})
 
 
-def rms_norm(x: jax.Array, weight: jax.Array, *, eps: float = 1e-6,
-             implementation: str | None = None) -> jax.Array:
+def rms_norm(x: jax.Array, weight: jax.Array, *, epsilon: float = 1e-6,
+             implementation: Implementation | Sequence[Implementation] | None = None
+             ) -> jax.Array:
   """Root-mean-square layer norm over the last axis, with a memory-lean hand VJP.
 
   .. math::
@@ -58,7 +63,7 @@ def rms_norm(x: jax.Array, weight: jax.Array, *, eps: float = 1e-6,
   Args:
     x: ``[*batch, d]`` floating input.
     weight: ``[d]`` floating scale.
-    eps: non-negative constant added to the mean square.
+    epsilon: non-negative constant added to the mean square.
     implementation: ``None`` (platform default), ``"reference"``, ``"xla"`` or ``"pallas"``.
 
   Returns:
@@ -66,15 +71,15 @@ def rms_norm(x: jax.Array, weight: jax.Array, *, eps: float = 1e-6,
 
   Example:
     >>> import jax.numpy as jnp
-    >>> rms_norm(jnp.array([[3.0, 4.0]]), jnp.ones(2), eps=0.0)  # rms = sqrt(12.5)
+    >>> rms_norm(jnp.array([[3.0, 4.0]]), jnp.ones(2), epsilon=0.0)  # rms = sqrt(12.5)
     Array([[0.84852815, 1.1313709 ]], dtype=float32)
 
   References:
     Zhang & Sennrich, *Root Mean Square Layer Normalization*, 2019,
     https://arxiv.org/abs/1910.07467; Chronicals (2026), https://github.com/Ajwebdevs/Chronicals.
   """
-  _check_rms_norm("rms_norm", x, weight, eps)
-  return _rms_norm_op(x, weight, eps=eps, implementation=implementation)
+  _check_rms_norm("rms_norm", x, weight, epsilon)
+  return _rms_norm_op(x, weight, epsilon=epsilon, implementation=implementation)
 
 
 
@@ -91,17 +96,17 @@ class FusedRMSNorm(nnx.Module):
     (2, 4)
   """
 
-  def __init__(self, num_features: int, *, eps: float = 1e-6, param_dtype=jnp.float32,
-               implementation: str | None = None, rngs: nnx.Rngs | None = None):
+  def __init__(self, num_features: int, *, epsilon: float = 1e-6, param_dtype=jnp.float32,
+               implementation: Implementation | None = None, rngs: nnx.Rngs | None = None):
     del rngs  # deterministic init; accepted for a uniform constructor signature
     V.check_scalar("FusedRMSNorm", "num_features", num_features, low=1, integer=True)
     self.num_features = num_features
-    self.eps = eps
+    self.epsilon = epsilon
     self.implementation = implementation
     self.scale = nnx.Param(jnp.ones((num_features,), param_dtype))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return rms_norm(x, self.scale[...], eps=self.eps, implementation=self.implementation)
+    return rms_norm(x, self.scale[...], epsilon=self.epsilon, implementation=self.implementation)
 
 
 __all__ = ["FusedRMSNorm", "Implementation", "rms_norm"]

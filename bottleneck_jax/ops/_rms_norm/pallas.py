@@ -25,29 +25,34 @@ _F32 = jnp.float32
 # Pallas: rows tiled, the full feature axis in one block.
 
 
-def _rms_norm_kernel(x_ref, w_ref, y_ref, r_ref, *, eps):
+def _rms_norm_kernel(x_ref, w_ref, y_ref, r_ref, *, epsilon):
   x = x_ref[...].astype(_F32)  # [br, d]
   w = w_ref[...].astype(_F32)  # [1, d]
-  r = lax.rsqrt(jnp.mean(x * x, axis=1, keepdims=True) + eps)  # [br, 1]
+  r = lax.rsqrt(jnp.mean(x * x, axis=1, keepdims=True) + epsilon)  # [br, 1]
   y_ref[...] = (x * r * w).astype(y_ref.dtype)
   r_ref[...] = r
 
 
-def _rms_rows_block(n_rows: int, d: int) -> int:
-  """Rows per program: about 16k elements per block, a power of two in [1, 64]."""
-  target = max(1, 16384 // next_power_of_2(d))
+def _block_sizes(n: int, d: int, dtype, platform: str) -> int:
+  """Rows per program (the op's only block size): about 16k elements per block, a power of two
+  in [1, 64] (interpret mode and Triton alike; ``dtype`` / ``platform`` kept for a tuned
+  table)."""
+  del dtype, platform
+  target = max(1, 16384 // next_power_of_2(max(d, 1)))
   br = 1 << (min(target, 64).bit_length() - 1)
-  return max(1, min(br, next_power_of_2(n_rows)))
+  return max(1, min(br, next_power_of_2(max(n, 1))))
 
 
-def _rms_norm_pallas_rows(x2, weight, eps):
+def _rms_norm_pallas_rows(x2, weight, epsilon):
   """Kernel call on ``x2 [N, d]``; returns ``y [N, d]`` and ``r [N]`` (f32)."""
   n, d = x2.shape
-  br = _rms_rows_block(n, d)
+  if n == 0:   # no rows: nothing to launch (a zero-size grid / slice is an error in Pallas)
+    return jnp.zeros((0, d), x2.dtype), jnp.zeros((0,), _F32)
+  br = _block_sizes(n, d, x2.dtype, backend())
   n_pad = -(-n // br) * br
   xp = x2 if n_pad == n else jnp.pad(x2, ((0, n_pad - n), (0, 0)))
   y, r = pl.pallas_call(
-      functools.partial(_rms_norm_kernel, eps=eps),
+      functools.partial(_rms_norm_kernel, epsilon=epsilon),
       grid=(n_pad // br,),
       in_specs=[pl.BlockSpec((br, d), lambda i: (i, 0)), pl.BlockSpec((1, d), lambda i: (0, 0))],
       out_specs=[pl.BlockSpec((br, d), lambda i: (i, 0)), pl.BlockSpec((br, 1), lambda i: (i, 0))],
@@ -60,11 +65,11 @@ def _rms_norm_pallas_rows(x2, weight, eps):
   return y[:n], r[:n, 0]
 
 
-def _rms_norm_pallas_fwd_call(x, weight, eps):
+def _rms_norm_pallas_fwd_call(x, weight, epsilon):
   d = x.shape[-1]
 
   def call(xb, w):
-    y, r = _rms_norm_pallas_rows(xb.reshape(-1, d), w, eps)
+    y, r = _rms_norm_pallas_rows(xb.reshape(-1, d), w, epsilon)
     return y.reshape(xb.shape), r.reshape(xb.shape[:-1])
 
   if x.ndim == 1:
@@ -75,19 +80,19 @@ def _rms_norm_pallas_fwd_call(x, weight, eps):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _rms_norm_pallas_vjp(x, weight, eps):
-  return _rms_norm_pallas_fwd_call(x, weight, eps)[0]
+def _rms_norm_pallas_vjp(x, weight, epsilon):
+  return _rms_norm_pallas_fwd_call(x, weight, epsilon)[0]
 
 
-def _rms_norm_pallas_vjp_fwd(x, weight, eps):
-  y, r = _rms_norm_pallas_fwd_call(x, weight, eps)
+def _rms_norm_pallas_vjp_fwd(x, weight, epsilon):
+  y, r = _rms_norm_pallas_fwd_call(x, weight, epsilon)
   return y, (x, weight, r)
 
 
 _rms_norm_pallas_vjp.defvjp(_rms_norm_pallas_vjp_fwd, _rms_norm_vjp_bwd)
 
 
-def _rms_norm_pallas(x, weight, *, eps=1e-6):
+def _rms_norm_pallas(x, weight, *, epsilon=1e-6):
   d = x.shape[-1]
   if not pallas_interpret() and backend() == "gpu" and d != next_power_of_2(d):
     raise UnsupportedInput(f"the Triton lowering needs a power-of-two feature size, got {d}")
@@ -96,4 +101,4 @@ def _rms_norm_pallas(x, weight, *, eps=1e-6):
     # never been lowered with Mosaic: fall back to the XLA path until it is validated there.
     raise UnsupportedInput("the Pallas rms_norm kernel is validated on GPU (Triton) and in "
                               "interpret mode only, not on TPU (Mosaic)")
-  return _rms_norm_pallas_vjp(x, weight, float(eps))
+  return _rms_norm_pallas_vjp(x, weight, float(epsilon))

@@ -23,18 +23,18 @@ def _rms_norm_bwd_math(x, weight, r, dy):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _rms_norm_vjp(x, weight, eps):
-  return _rms_norm_reference(x, weight, eps=eps)
+def _rms_norm_vjp(x, weight, epsilon):
+  return _rms_norm_reference(x, weight, epsilon=epsilon)
 
 
-def _rms_norm_vjp_fwd(x, weight, eps):
-  xf, r = _rms_stats(x, eps)
+def _rms_norm_vjp_fwd(x, weight, epsilon):
+  xf, r = _rms_stats(x, epsilon)
   y = (xf * r * weight.astype(_F32)).astype(x.dtype)
   return y, (x, weight, r[..., 0])  # x in its own dtype, r: one f32 per row
 
 
-def _rms_norm_vjp_bwd(eps, res, dy):
-  del eps
+def _rms_norm_vjp_bwd(epsilon, res, dy):
+  del epsilon
   x, weight, r = res
   return _rms_norm_bwd_math(x, weight, r, dy)
 
@@ -42,5 +42,5 @@ def _rms_norm_vjp_bwd(eps, res, dy):
 _rms_norm_vjp.defvjp(_rms_norm_vjp_fwd, _rms_norm_vjp_bwd)
 
 
-def _rms_norm_xla(x, weight, *, eps=1e-6):
-  return _rms_norm_vjp(x, weight, float(eps))
+def _rms_norm_xla(x, weight, *, epsilon=1e-6):
+  return _rms_norm_vjp(x, weight, float(epsilon))
