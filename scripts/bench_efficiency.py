@@ -21,8 +21,11 @@ What is printed (markdown tables):
 2. **CPU wall time**: for ``ce``, forward + backward of ours (xla) vs optax (and tokamax) at
    ``--ce-sizes`` (default N=2048/d=1024/V=32000 and N=4096/d=2048/V=128256), ``--rounds``
    interleaved rounds (each round runs every implementation once), median, spread, the median
-   per-round wall-time ratio and the process-CPU-time ratio; for ``splade``, reference vs xla
-   at a SMALLER size (median, ``block_until_ready``), in the same process.
+   per-round wall-time ratio and the process-CPU-time ratio; for ``splade``, ours (xla, and the
+   library's reference as a second row) vs the plain head a user writes (``h @ W.T + b``,
+   ``log1p(relu)``, masked max over L, autodiff) at ``--splade-sizes`` (default B=16, L=256,
+   d=768, V=30522), the same interleaved-rounds statistics and each program's compiled temp
+   memory; the memory table at the target size (B=32) is printed with the other memory tables.
 3. ``--gpu`` (automatic when ``jax.default_backend() == "gpu"``): a native-Pallas agreement
    check, then bf16 median times (forward, forward+backward) at the target size for every
    implementation, TFLOP/s, XLA's ``bytes accessed`` estimate per time vs the HBM bandwidth
@@ -287,6 +290,88 @@ def splade_inputs(b, l, d, v, dtype, seed=0):
   return h, w, bias, mask
 
 
+def splade_plain_head(h, w, b, mask):
+  """The SPLADE head a user writes: ``[B, L, V]`` logits, ``log1p(relu)``, masked max, autodiff."""
+  logits = h @ w.T + b
+  act = jnp.log1p(jax.nn.relu(logits))
+  return jnp.sum(jnp.max(act * mask[..., None], axis=1))
+
+
+def splade_vs_plain_fns():
+  """fwd+bwd of the plain head (the baseline) and of ours (xla, reference)."""
+  fns = {"plain head (h @ W.T + b, log1p(relu), masked max)": splade_plain_head}
+  fns.update({f"ours {impl}": splade_fns(impl)[0] for impl in ("xla", "reference")})
+  return {k: splade_fwd_bwd(f) for k, f in fns.items()}
+
+
+def splade_fwd_bwd(loss):
+  return lambda h, w, b, m: jax.value_and_grad(loss, argnums=(0, 1, 2))(h, w, b, m)
+
+
+def splade_memory_vs_plain_section(quick):
+  """Temp memory of fwd+bwd at the target size: ours vs the plain head, compile only."""
+  pool, why = _pool()
+  if pool is None:
+    print(f"### splade vs plain head: not available ({why})\n")
+    return
+  b, l, d, v = splade_sizes(quick)
+  specs = splade_specs(b, l, d, v, jnp.float32)
+  print(f"### Temporary memory, forward + backward, SPLADE head vs the plain head, B={b}, L={l}, "
+        f"d={d}, V={v}, f32 ({jax.default_backend()}, compile only)\n")
+  temps, rows = {}, []
+  for name, f in splade_vs_plain_fns().items():
+    try:
+      _, temps[name], args, out = compile_stats(f, specs)
+    except Exception as e:  # noqa: BLE001 - report and go on
+      rows.append([name, f"failed: {type(e).__name__}: {str(e)[:100]}", "", ""])
+      continue
+    rows.append([name, fmt_bytes(temps[name]), None, fmt_bytes(args + out)])
+  base = temps.get(next(iter(splade_vs_plain_fns())))
+  for r in rows:
+    if r[2] is None:
+      r[2] = f"{base / temps[r[0]]:.1f}x" if base else "-"
+  table(["implementation", "temp", "plain temp / this", "args + out"], rows)
+
+
+def splade_time_vs_plain_section(sizes, rounds):
+  """Interleaved rounds of fwd+bwd (f32, same process): ours (xla, reference) vs the plain head;
+  median, spread, median per-round wall-time ratio, process-CPU-time ratio, compiled temp."""
+  import numpy as np
+  pool, why = _pool()
+  if pool is None:
+    print(f"### splade time vs plain head: not available ({why})\n")
+    return
+  for b, l, d, v in sizes:
+    args = splade_inputs(b, l, d, v, jnp.float32)
+    fns = splade_vs_plain_fns()
+    base = next(iter(fns))
+    compiled, temps = {}, {}
+    for name, f in fns.items():
+      compiled[name], temps[name], _, _ = compile_stats(f, splade_specs(b, l, d, v, jnp.float32))
+      jax.block_until_ready(compiled[name](*args))  # warm-up
+    wall = {k: [] for k in compiled}
+    cpu = {k: [] for k in compiled}
+    for _ in range(rounds):
+      for name, c in compiled.items():
+        t0, p0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(c(*args))
+        wall[name].append(time.perf_counter() - t0)
+        cpu[name].append(time.process_time() - p0)
+    print(f"### {jax.default_backend().upper()} forward + backward, SPLADE head vs the plain head, "
+          f"B={b}, L={l}, d={d}, V={v}, f32, {rounds} interleaved rounds after a warm-up, "
+          f"same process\n")
+    rows = []
+    for name in compiled:
+      w_, c_ = np.array(wall[name]), np.array(cpu[name])
+      rows.append([name, fmt_bytes(temps[name]), f"{temps[base] / temps[name]:.1f}x",
+                   f"{np.median(w_):.2f} s", f"{w_.min():.2f}-{w_.max():.2f} s",
+                   f"{np.median(w_ / np.array(wall[base])):.2f}x",
+                   f"{np.median(c_):.2f} s",
+                   f"{np.median(c_ / np.array(cpu[base])):.2f}x"])
+    table(["implementation", "temp", "plain temp / this", "median wall", "spread (min-max)",
+           "wall / plain (median of rounds)", "median CPU time", "CPU time / plain"], rows)
+
+
 # --------------------------------------------------------------------------------- sections
 
 
@@ -514,7 +599,11 @@ def main(argv=None):
   p.add_argument("--ce-sizes", default=None,
                  help="CE vs optax time sizes NxDxV,... (default 2048x1024x32000,"
                       "4096x2048x128256; --quick: 1024x512x16000)")
-  p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (CE vs optax)")
+  p.add_argument("--rounds", type=int, default=5,
+                 help="interleaved rounds (CE vs optax; SPLADE vs the plain head: at least 5)")
+  p.add_argument("--splade-sizes", default=None,
+                 help="SPLADE vs plain head time sizes BxLxDxV,... (default 16x256x768x30522; "
+                      "--quick: 4x128x256x8192)")
   p.add_argument("--no-warmup", action="store_true", help="CE vs optax: no warm-up call")
   p.add_argument("--ce-peers", default="optax,tokamax",
                  help="CE time peers (optax always; tokamax optional)")
@@ -536,6 +625,8 @@ def main(argv=None):
       memory_section(op, a.quick, on_gpu)
       if op == "ce":
         ce_memory_vs_optax_section(a.quick)
+      else:
+        splade_memory_vs_plain_section(a.quick)
   if not a.skip_cpu_time and not on_gpu:
     for op in ops:
       if op == "ce":
@@ -544,7 +635,9 @@ def main(argv=None):
         ce_time_vs_optax_section(sizes, a.rounds, tokamax="tokamax" in a.ce_peers,
                                  warmup=not a.no_warmup)
       else:
-        cpu_time_section(op, a.quick, a.iters or 3)
+        spec = a.splade_sizes or ("4x128x256x8192" if a.quick else "16x256x768x30522")
+        sizes = [tuple(int(t) for t in z.split("x")) for z in spec.split(",") if z]
+        splade_time_vs_plain_section(sizes, max(5, a.rounds))
   if gpu:
     gpu_check_section(ops)
     bw = measure_bandwidth()

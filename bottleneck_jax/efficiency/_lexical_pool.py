@@ -6,17 +6,36 @@ which validates its inputs, flattens leading batch dims and calls :data:`LEXICAL
 Every implementation here takes ``(h [B,L,d], w [V,d], bias [V] f32, mask [B,L] bool, *,
 activation, block_size)`` with ``h`` and ``w`` already cast to one compute dtype, and returns
 ``(y [B,V] f32, idx [B,V] int32)``. ``idx`` is the first position of the maximum raw logit over the
-unmasked positions, ``-1`` for a row whose positions are all masked.
+unmasked positions, ``-1`` for a row whose positions are all masked (or whose logits are all
+``-inf``, e.g. a ``-inf`` bias); such entries give ``y = 0`` and zero gradient.
 
 Because the activations are monotone non-decreasing, ``max_l f(z_l) = f(max_l z_l)``: the fused
-paths reduce the raw logits ``z = h W^T + b`` and apply ``f`` once to ``[B,V]``. The backward
-pass uses only the saved output ``y`` and ``idx`` (no logit recompute):
+paths reduce the raw logits ``z = h W^T + b`` and apply ``f`` once to ``[B,V]``. Besides ``y`` and
+``idx`` the forward saves a tie code per ``(b, v)`` (int32 ``[B,V]``: ``-1`` unique maximum, the
+second position of a two-way tie, ``-2`` for three or more). The backward recomputes no logits:
 
 * ``g = ybar * f'(m)``: ``exp(-y) * 1[y > 0]`` for ``log1p_relu``, ``1[y > 0]`` for ``relu``,
-  ``1[idx >= 0]`` for ``identity``;
-* ``dz[b, l, v] = g[b, v] * 1[l = idx[b, v]]`` (one non-zero per ``(b, v)``), hence
-  ``dW_v = sum_b g_bv h[b, idx_bv]``, ``dh[b, l] = sum_{v: idx_bv = l} g_bv W_v``,
-  ``db_v = sum_b g_bv``.
+  ``1[idx >= 0]`` for ``identity`` (as autodiff of the plain head: ``relu'(0) = 0``);
+* ``dz[b, l, v] = g[b, v] / c_bv`` at each of the ``c_bv`` positions attaining the maximum raw
+  logit (``jnp.max``'s VJP splits equally among ties), so with ``c = 1``:
+  ``dW_v = sum_b g_bv h[b, idx_bv]`` (a gather of ``[B, vb, d]`` rows per vocabulary block),
+  ``dh[b, l] = sum_{v: idx_bv = l} g_bv W_v`` (a scatter-add), ``db_v = sum_b g_bv``. That is
+  ``O(B V d)`` work instead of the ``O(B L V d)`` of autodiff through ``[B, L, V]``.
+  Two-way ties are added sparsely (up to ``_TIE_CAPACITY`` of them, compacted); a tie among
+  three or more positions, or more two-way ties, switches (``lax.cond``) to an exact dense
+  backward that recomputes the logits by blocks.
+
+Ties are exact ties of the f32 raw logits (duplicate token rows, bf16 inputs rounded to the same
+row). Distinct logits that ``log1p`` rounds to the same f32 value are *not* ties here: the plain
+head splits their gradient, the fused paths give it to the larger logit (autodiff of
+``f(max_l z)``). ``reference`` is the plain head.
+
+NaN: masked positions are excluded by selects (``jnp.where``), never by multiplying by the
+mask, so a NaN hidden state at a masked position reaches no output or gradient. A NaN logit at an
+unmasked position propagates to ``y`` (as ``jnp.max`` does); ``idx`` is its first NaN position.
+
+Under a mesh the forward and the backward run per device (``jax.shard_map`` over the batch; the
+weight and bias gradients are ``psum``-ed).
 """
 
 from __future__ import annotations
@@ -89,31 +108,44 @@ def reference(h, w, bias, mask, *, activation, block_size=None, return_indices=F
 # Block sizes (one helper, measured) and per-device execution under a mesh.
 # ------------------------------------------------------------------------------------------------
 
-_TILE_BYTES = 8 * 2 ** 20  # f32 bytes of one [B, L, vb] logit tile / one [B, vb, d] gathered tile
+_FWD_TILE_BYTES = 8 * 2 ** 20  # one f32 logit tile [B, L, vb] of the forward
+_BWD_TILE_BYTES = 4 * 2 ** 20  # one gathered f32 tile [B, vb, d] (and its updates) of the backward
 _MIN_BLOCK, _MAX_BLOCK = 128, 2048
 _TIE_CAPACITY = 1024  # two-way ties handled sparsely per call; more -> the dense exact backward
 
 
 def _block_sizes(b: int, l_: int, d: int, v: int, block_size: int | None = None) -> tuple[int, int]:
   """``(vb_forward, vb_backward)``: vocabulary blocks of the chunked XLA forward and of the
-  sparse backward (shared by the Pallas path).
+  sparse backward (the backward's is also used after the Pallas forward).
 
-  The forward keeps one f32 logit tile ``[B, L, vb]`` and the backward one gathered tile
-  ``[B, vb, d]`` (and its scatter updates) alive; each is capped at ``_TILE_BYTES`` (8 MiB),
-  within ``[128, 2048]`` columns. Measured on a 2-core CPU at B=16, L=256, d=768, V=30522, f32:
-  the forward time is flat from vb=128 to 512 (GEMM-bound) and the backward is flat for
-  vb in [64, 512]; larger tiles only add memory. ``block_size`` (when given) sets both.
+  Each is the largest power of two whose f32 tile fits its budget (forward ``[B, L, vb]``:
+  8 MiB; backward ``[B, vb, d]``: 4 MiB), clipped to ``[128, 2048]`` and to ``V``. Measured on
+  a 2-core CPU (B=8, L=256, d=768, V=30522, f32, CPU seconds, best of 2):
+
+  ====  =============  ============  =============  ============
+  vb    forward time   forward temp  backward time  backward temp
+  ====  =============  ============  =============  ============
+  64    1.71 s         2 MiB         0.21 s         16 MiB
+  128   1.52 s         4 MiB         0.21 s         17 MiB
+  256   1.59 s         8 MiB         0.25 s         20 MiB
+  512   1.41 s         16 MiB        0.33 s         29 MiB
+  1024  1.51 s         32 MiB        0.38 s         53 MiB
+  ====  =============  ============  =============  ============
+
+  The forward is GEMM-bound and flat in vb (within the noise of a shared machine), so only its
+  memory matters; the backward (gathers and scatter-adds) is fastest with small, cache-resident
+  tiles. ``block_size`` (when given) sets both.
   """
   if block_size is not None:
     vb = max(1, min(v, block_size))
     return vb, vb
 
-  def fit(per_column):
-    vb = max(1, _TILE_BYTES // max(1, per_column))
+  def fit(per_column, budget):
+    vb = max(1, budget // max(1, per_column))
     vb = 1 << (vb.bit_length() - 1)  # power of two
     return max(1, min(v, max(_MIN_BLOCK, min(_MAX_BLOCK, vb))))
 
-  return fit(4 * b * l_), fit(4 * b * d)
+  return fit(4 * b * l_, _FWD_TILE_BYTES), fit(4 * b * d, _BWD_TILE_BYTES)
 
 
 def _mesh_axes(batch_size: int):
