@@ -68,7 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from bottleneck_jax.core import validation as V_
+from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op, backend
 from bottleneck_jax.kernels.sharding import current_mesh
 from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
@@ -141,10 +141,10 @@ def _is_concrete(a) -> bool:
 
 
 def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=None) -> None:
-  V_.check_rank(fn, "x", x, min_rank=1)
-  V_.check_rank(fn, "w", w, 2)
-  V_.check_floating(fn, "x", x)
-  V_.check_floating(fn, "w", w)
+  V.check_rank(fn, "x", x, min_rank=1)
+  V.check_rank(fn, "w", w, 2)
+  V.check_floating(fn, "x", x)
+  V.check_floating(fn, "w", w)
   if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
     raise TypeError(f"{fn}: w must have the same dtype as x ({jnp.dtype(x.dtype).name}), got "
                     f"{jnp.dtype(w.dtype).name}; cast one of them")
@@ -158,16 +158,16 @@ def _validate(fn: str, x, w, labels, bias, softcap, block_size, ignore_index=Non
   v = w.shape[0]
   if v < 1:
     raise ValueError(f"{fn}: w must have at least one row (V >= 1), got {list(w.shape)}")
-  V_.check_array(fn, "labels", labels)
-  V_.check_integer(fn, "labels", labels)
-  V_.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
+  V.check_array(fn, "labels", labels)
+  V.check_integer(fn, "labels", labels)
+  V.check_shape(fn, "labels", labels, tuple(x.shape[:-1]))
   if bias is not None:
-    V_.check_floating(fn, "bias", bias)
-    V_.check_shape(fn, "bias", bias, (v,))
+    V.check_floating(fn, "bias", bias)
+    V.check_shape(fn, "bias", bias, (v,))
   if softcap is not None:
-    V_.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
+    V.check_scalar(fn, "softcap", softcap, low=0, low_inclusive=False, static=True)
   if block_size is not None:
-    V_.check_scalar(fn, "block_size", block_size, low=1, integer=True, static=True)
+    V.check_scalar(fn, "block_size", block_size, low=1, integer=True, static=True)
   if _is_concrete(labels):
     lab = np.asarray(labels)
     if ignore_index is not None:
@@ -419,11 +419,11 @@ def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None 
 
 def _cross_entropy(fn, x, w, labels, bias, ignore_index, softcap, label_smoothing, z_loss,
                    reduction, implementation, block_size) -> CrossEntropyOutput:
-  V_.check_choice(fn, "reduction", reduction, _REDUCTIONS)
-  V_.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
+  V.check_choice(fn, "reduction", reduction, _REDUCTIONS)
+  V.check_scalar(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0,
                   high_inclusive=False, static=True)
-  V_.check_scalar(fn, "z_loss", z_loss, low=0.0, static=True)
-  V_.check_scalar(fn, "ignore_index", ignore_index, integer=True, static=True)
+  V.check_scalar(fn, "z_loss", z_loss, low=0.0, static=True)
+  V.check_scalar(fn, "ignore_index", ignore_index, integer=True, static=True)
   _validate(fn, x, w, labels, bias, softcap, block_size, ignore_index=ignore_index)
   batch = tuple(x.shape[:-1])
   v = w.shape[0]
