@@ -147,6 +147,23 @@ def test_rms_norm_on_mesh(axis_type):
       np.testing.assert_allclose(gw, rw, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", IMPLS_RMS)
+def test_rms_norm_empty_batch_and_empty_feature_axis(impl):
+  """N = 0 rows: an empty output and zero weight gradient (Pallas used to fail on a zero-size
+  slice); d = 0 features: a clear error (the mean over no features is undefined)."""
+  w = jnp.full((16,), 2.0, jnp.float32)
+  for shape in [(0, 16), (2, 0, 16)]:
+    x = jnp.zeros(shape, jnp.float32)
+    y, (gx, gw) = jax.value_and_grad(
+        lambda x, w: jnp.sum(F.rms_norm(x, w, implementation=impl)), argnums=(0, 1))(x, w)
+    assert float(y) == 0.0 and gx.shape == shape
+    np.testing.assert_array_equal(gw, np.zeros(16, np.float32))
+    assert F.rms_norm(x, w, implementation=impl).shape == shape
+  with pytest.raises(ValueError, match="rms_norm: x must have a non-empty feature"):
+    F.rms_norm(jnp.zeros((3, 0), jnp.float32), jnp.zeros((0,), jnp.float32),
+               implementation=impl)
+
+
 def test_rms_norm_errors():
   w = jnp.ones(16)
   with pytest.raises(ValueError, match="rms_norm: weight must have shape"):
