@@ -107,7 +107,8 @@ def vib_rate(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"],
     mean: encoder means, shape ``[*batch, K]``.
     std: encoder standard deviations, same shape and dtype.
     z_samples: ``None`` or samples from ``N(mean, std^2)`` with a leading sample axis,
-      shape ``[S, *batch, K]``.
+      shape ``[S, *batch, K]``, ``S >= 1`` (``S = 0`` is a ``ValueError``, not a NaN mean),
+      dtype of ``mean``.
 
   Returns:
     The rate per example, shape ``[*batch]``, in nats.
@@ -160,6 +161,8 @@ def vib(mean: Float[Array, "*batch k"], std: Float[Array, "*batch k"], *, key,
     key: a ``jax.random.key`` (or an int seed) for ``epsilon``.
     beta: the IB trade-off ``beta >= 0`` (may be a traced scalar, e.g. under ``vmap``).
     num_samples: how many samples ``S >= 1`` to draw (static Python int).
+
+  An empty batch (``prod(mean.shape[:-1]) == 0``) is a ``ValueError``: ``loss`` is a batch mean.
 
   Returns:
     :class:`~bottleneck_jax.core.BottleneckOutput` with
@@ -254,6 +257,8 @@ def vib_loss(logits_s: Float[Array, "s *batch c"], labels: Int[Array, "*batch"],
     rate: per-example rate in nats, shape ``[*batch]`` (``out.aux["kl"]`` or
       ``out.aux["rate_mc"]`` from :func:`vib`).
     beta: the IB trade-off ``beta >= 0`` (may be traced).
+
+  ``S = 0``, ``C = 0`` or an empty batch is a ``ValueError`` (the means would be NaN).
 
   Returns:
     ``(loss, aux)``: the scalar loss in nats, and scalars ``aux["class_loss"]`` (mean
