@@ -365,6 +365,28 @@ def test_one_import_style_for_core_validation():
   assert not bad, "other import styles of core.validation:\n" + "\n".join(bad)
 
 
+# Owned elsewhere, reported: lexical_max_pool(return_indices=True) returns (y, idx) instead of y.
+_KNOWN_RESULT_FLAGS = {"efficiency.lexical_max_pool", "efficiency.SpladeHead.__call__"}
+
+
+def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
+  """Package-wide: no public function (or NNX module ``__call__``) takes a ``return_*`` flag."""
+  import inspect
+  found = set()
+  for mod in (E, I, O, D, Dist):
+    for n in mod.__all__:
+      obj = getattr(mod, n)
+      call = vars(obj).get("__call__") if inspect.isclass(obj) else None
+      fns = [(n, obj)] if inspect.isfunction(obj) else (
+          [(f"{n}.__call__", call)] if inspect.isfunction(call) else [])
+      for label, fn in fns:
+        if any(p.startswith("return_") for p in inspect.signature(fn).parameters):
+          found.add(f"{mod.__name__.split('.')[-1]}.{label}")
+  assert not found - _KNOWN_RESULT_FLAGS, sorted(found - _KNOWN_RESULT_FLAGS)
+  if found:
+    pytest.xfail(f"owned elsewhere, reported: {sorted(found)} (return a NamedTuple instead)")
+
+
 def test_no_flag_changes_the_number_of_results_in_our_functions():
   """``return_*`` flags that add results are gone from the functions converted to NamedTuples."""
   import inspect
