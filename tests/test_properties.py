@@ -387,6 +387,19 @@ def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
     pytest.xfail(f"owned elsewhere, reported: {sorted(found)} (return a NamedTuple instead)")
 
 
+def test_public_arguments_say_epsilon_not_eps():
+  """As flax and optax: a small constant is ``epsilon``."""
+  import inspect
+  bad = []
+  for mod in (E, I, O, D, Dist):
+    for n in mod.__all__:
+      obj = getattr(mod, n)
+      fn = vars(obj).get("__init__") if inspect.isclass(obj) else obj
+      if inspect.isfunction(fn) and "eps" in inspect.signature(fn).parameters:
+        bad.append(f"{mod.__name__}.{n}")
+  assert not bad, bad
+
+
 def test_no_flag_changes_the_number_of_results_in_our_functions():
   """``return_*`` flags that add results are gone from the functions converted to NamedTuples."""
   import inspect
