@@ -387,6 +387,18 @@ def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
     pytest.xfail(f"owned elsewhere, reported: {sorted(found)} (return a NamedTuple instead)")
 
 
+def test_every_public_nnx_module_takes_rngs():
+  """As flax's layers: ``rngs=`` (an ``nnx.Rngs``) is a constructor argument of every module."""
+  import inspect
+
+  from flax import nnx
+  modules = [getattr(m, n) for m in (E, I, O) for n in m.__all__
+             if inspect.isclass(getattr(m, n)) and issubclass(getattr(m, n), nnx.Module)]
+  assert len(modules) >= 7
+  bad = [c.__name__ for c in modules if "rngs" not in inspect.signature(c.__init__).parameters]
+  assert not bad, bad
+
+
 def test_public_arguments_say_epsilon_not_eps():
   """As flax and optax: a small constant is ``epsilon``."""
   import inspect
