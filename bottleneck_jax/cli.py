@@ -77,13 +77,8 @@ def _enable_compilation_cache() -> None:
 
 
 def _fmt(v) -> str:
-  if isinstance(v, bool) or v is None:
-    return str(v)
-  if isinstance(v, float):
-    return f"{v:.4g}"
-  if isinstance(v, int):
-    return str(v)
-  return json.dumps(v, default=str) if not isinstance(v, str) else v
+  from bottleneck_jax.experiments.report import _fmt as fmt
+  return fmt(v)
 
 
 # -- list / experiments ----------------------------------------------------------------------
