@@ -145,7 +145,8 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
   batch = tuple(h.shape[:-2])
   seq, d = h.shape[-2:]
   hb = jnp.reshape(h, (-1, seq, d))
-  cdt = jnp.promote_types(h.dtype, w.dtype)
+  with jax.numpy_dtype_promotion("standard"):  # bf16 h with an f32 table computes in f32
+    cdt = jnp.promote_types(h.dtype, w.dtype)
   hb, wc = hb.astype(cdt), w.astype(cdt)
   mb = (jnp.ones(hb.shape[:2], bool) if mask is None
         else jnp.reshape(mask, (-1, seq)).astype(bool))

@@ -395,3 +395,14 @@ def test_block_sizes_and_memory_against_the_plain_head():
   plain = temp(_plain_head)
   fused = temp(lambda h, w, bias, m: lexical_max_pool(h, w, bias, mask=m, implementation="xla"))
   assert fused * 8 < plain, (fused, plain)
+
+
+def test_mixed_precision_inputs_compute_in_the_wider_dtype():
+  # bf16 hidden states with an f32 table (strict promotion is on in the suite): computed in f32.
+  h, w, bias, mask = _inputs(seed=18)
+  hb = h.astype(jnp.bfloat16)
+  want, _ = _naive(hb.astype(jnp.float32), w, bias, mask, "log1p_relu")
+  got = lexical_max_pool(hb, w, bias, mask=mask, implementation="xla")
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+  dh = jax.grad(lambda h: jnp.sum(lexical_max_pool(h, w, bias, mask=mask)))(hb)
+  assert dh.dtype == jnp.bfloat16
