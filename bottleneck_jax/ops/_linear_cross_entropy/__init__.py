@@ -17,34 +17,58 @@ to memory (3.9 GiB in f32 for N=8192 tokens and a 128256-word vocabulary). The f
 * ``t_n = z_{n, y_n}`` (the target logit) and ``s_n = sum_v z_nv`` (for label smoothing),
 
 with ``z_nv = x_n . w_v + b_v``, soft-capped to ``c tanh(z / c)`` when ``softcap=c`` (Gemma 2).
-Its ``custom_vjp`` saves only ``x, w, labels, lse`` and recomputes each logit block in the
-backward: with cotangents ``(g_lse, g_t, g_s)`` per row,
+The running max starts at ``-inf`` and the rescaling uses a zero shift while it is still ``-inf``
+(a block of ``-inf`` logits anywhere, e.g. a ``-inf`` bias restricting the outputs to label
+words, is exact; an all ``-inf`` row has ``lse = -inf``). Its ``custom_vjp`` saves
+``x, w, labels, lse`` and recomputes each logit block in the backward: with cotangents
+``(g_lse, g_t, g_s)`` per row,
 
     dL/dz_nv = p_nv g_lse,n + 1[v = y_n] g_t,n + g_s,n,     p_nv = exp(z_nv - lse_n),
 
 times ``1 - (z_nv / c)^2`` with soft-capping (``z`` the capped logit), and ``dx = G W``,
-``dW = G^T x``, ``db = sum_n G``. The FLOPs become 8NdV instead of 6NdV (one extra GEMM).
+``dW = G^T x``, ``db = sum_n G`` (4 matmul passes: 8NdV FLOPs).
 
 :func:`linear_cross_entropy` composes losses from the statistics in plain ``jnp``:
 ``nll = lse - t``; label smoothing (PyTorch convention) ``(1 - a) nll + a (lse - s / V)``;
 PaLM's z-loss ``+ lambda lse^2``; ``ignore_index`` rows give zero loss and zero gradient and are
-left out of the ``mean`` denominator.
+left out of the ``mean`` denominator. For ``mean``/``sum`` losses (the usual training case) it
+does not differentiate the statistics: the loss is a scalar at the end of the graph, so its
+gradient is known up to the incoming scalar cotangent. A second ``custom_vjp`` at the loss level
+runs, when differentiated, ONE sweep over row blocks (Liger-kernel style): per block of ``bn``
+rows the complete ``[bn, V]`` f32 logit block (matmul 1), its exact log-sum-exp, ``p`` and
+``G = coef_n (dloss_n/dz)``, ``dx_b = G W`` (matmul 2) and ``dW += G^T x_b`` (matmul 3, in
+vocabulary chunks so no ``[V, d]`` temporary sits next to the accumulator); the backward only
+scales ``dx, dW, db`` by the cotangent. Three matmul passes (6NdV, like autodiff of the
+materialised logits) and one ``[bn, V]`` block alive instead of ``[N, V]``; ``bn`` comes from
+``_block_sizes`` (64 MiB of f32 logits, 16..256 rows). Value-only calls keep the streaming
+forward (one matmul pass). ``reduction="none"`` (per-row cotangents: dW cannot be pre-scaled)
+and inputs on a mesh (rows may be sharded) use the statistics VJP.
 
 Implementations (``implementation=``, see :mod:`bottleneck_jax.kernels`):
 
 * ``"reference"``: materialises the f32 ``[N, V]`` logits, plain ``jnp`` autodiff (the oracle);
-* ``"xla"``: ``lax.fori_loop`` over vocabulary blocks plus a static tail block, online
-  log-sum-exp, ``custom_vjp`` with blockwise recompute; ``dx`` accumulated in f32, ``dW`` written
-  block by block with ``dynamic_update_slice``. Default on CPU, fallback everywhere;
-* ``"pallas"``: a Pallas forward kernel (grid over row blocks x vocabulary splits, per-split
-  partials merged by ``logsumexp`` in XLA; Triton on GPU, interpret mode on CPU) and the
-  chunked-XLA backward (cuBLAS GEMMs; the spec's "v1" backward).
+* ``"xla"``: value: ``lax.fori_loop`` over vocabulary blocks plus a static tail block, online
+  log-sum-exp; gradient of a reduced loss: the row-blocked three-matmul sweep; gradient of the
+  statistics: blockwise recompute, ``dx`` accumulated in f32, ``dW`` written block by block with
+  ``dynamic_update_slice``. Default on CPU, fallback everywhere;
+* ``"pallas"``: value: a Pallas forward kernel (grid over row blocks x vocabulary splits,
+  per-split partials merged by ``logsumexp`` in XLA; Triton on GPU, interpret mode on CPU);
+  gradients: the same XLA sweeps as ``"xla"`` (cuBLAS GEMMs).
+
+Edge cases, the same in every implementation: traced labels outside ``[0, V)`` that are not
+``ignore_index`` give a NaN loss for their row and NaN gradients (concrete ones raise);
+labels are compared in their own dtype (int64 / uint32 ids never wrap to int32); ignored rows
+are selected out (a NaN in them reaches no gradient); a valid row whose logits are all ``-inf``
+has a NaN loss (undefined distribution).
 
 Departures from the paper / CCE:
 
 * no gradient filtering by default (CCE skips backward tiles whose ``|p - onehot|`` is below
   ``eps``; that is approximate, see apple/ml-cross-entropy#14), and no vocabulary sorting; both
   only pay off in a fused backward kernel, which is not implemented (backward is chunked XLA);
+* the gradient sweep accumulates ``dW`` in f32 across row blocks (as Liger does, but Liger
+  accumulates in the weight dtype): for bf16 weights that is an f32 ``[V, d]`` temporary
+  (1 GiB at V=128256, d=2048) on top of the ``[bn, V]`` logit block;
 * no atomics: vocabulary splits are merged deterministically in XLA, not with CCE's spin-lock
   ``logaddexp``; no Kahan summation (all accumulators are f32);
 * the weight layout is ``w: [V, d]`` (CCE's ``c``, a tied embedding); pass ``kernel.T`` for an
@@ -269,10 +293,10 @@ def _weighted_sum(loss, coef):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
 def _fused_loss(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, blocks, kernel):
-  """``(sum_n coef_n loss_n, lse, t, zs)``; value-only: the streaming statistics sweep."""
+  """``(sum_n coef_n loss_n, lse, t)``; value-only: the streaming statistics sweep."""
   lse, t, zs = _forward(kernel, x, w, labels, bias, softcap, _kernel_block(kernel, blocks))
   _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
-  return _weighted_sum(loss, coef), lse, t, zs
+  return _weighted_sum(loss, coef), lse, t
 
 
 def _kernel_block(kernel, blocks):
@@ -290,14 +314,14 @@ def _fused_loss_fwd(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, 
   lse, t, zs, dx, dw, db = _lce_xla.fused_loss_grads(
       xv, wv, lv, bv, cv, softcap, label_smoothing, z_loss, blocks.rows, blocks.dw_chunk)
   _, loss = _row_losses(lse, t, zs, wv.shape[0], label_smoothing, z_loss)
-  out = (_weighted_sum(loss, cv), lse, t, zs)
+  out = (_weighted_sum(loss, cv), lse, t)
   return out, (xv, wv, bv, lv, lse, dx, dw, db)
 
 
 def _fused_loss_bwd(softcap, label_smoothing, z_loss, blocks, kernel, res, cts):
   del label_smoothing, z_loss, kernel
   x, w, bias, labels, lse, dx, dw, db = res
-  g, dlse, dt, dzs = cts
+  g, dlse, dt = cts
   if isinstance(g, SymbolicZero):
     dx, dw = jnp.zeros_like(x), jnp.zeros_like(w)
     db = None if bias is None else jnp.zeros_like(bias)
@@ -306,11 +330,11 @@ def _fused_loss_bwd(softcap, label_smoothing, z_loss, blocks, kernel, res, cts):
     dx = (g * dx.astype(F32)).astype(x.dtype)
     dw = (g * dw.astype(F32)).astype(w.dtype)
     db = None if bias is None else (g * db.astype(F32)).astype(bias.dtype)
-  extra = [c for c in (dlse, dt, dzs) if not isinstance(c, SymbolicZero)]
+  extra = [c for c in (dlse, dt) if not isinstance(c, SymbolicZero)]
   if extra:
     # Somebody differentiates the row statistics too (e.g. the aux lse): add their VJP.
-    z = lambda c: jnp.zeros(lse.shape, F32) if isinstance(c, SymbolicZero) else c
-    ex, ew, eb = _stats_backward(x, w, labels, bias, lse, z(dlse), z(dt), z(dzs), softcap,
+    z = lambda c: jnp.zeros(lse.shape, F32) if c is None or isinstance(c, SymbolicZero) else c
+    ex, ew, eb = _stats_backward(x, w, labels, bias, lse, z(dlse), z(dt), z(None), softcap,
                                  blocks.vocab)
     dx, dw = dx + ex, dw + ew
     if bias is not None:
@@ -328,7 +352,7 @@ def _loss_reference(x, w, bias, labels, coef, *, softcap, label_smoothing, z_los
   x = jnp.where((coef != 0)[:, None], x, jnp.zeros((), x.dtype))
   lse, t, zs = _lce_reference.stats(x, w, labels, bias, softcap=softcap, block_size=None)
   _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
-  return _weighted_sum(loss, coef), lse, t, zs
+  return _weighted_sum(loss, coef), lse, t
 
 
 def _loss_fused(kernel, x, w, bias, labels, coef, *, softcap, label_smoothing, z_loss, blocks):
@@ -338,7 +362,7 @@ def _loss_fused(kernel, x, w, bias, labels, coef, *, softcap, label_smoothing, z
     lse, t, zs = _fused_stats(x, w, labels, bias, softcap, _kernel_block(kernel, blocks),
                               kernel)
     _, loss = _row_losses(lse, t, zs, w.shape[0], label_smoothing, z_loss)
-    return _weighted_sum(loss, coef), lse, t, zs
+    return _weighted_sum(loss, coef), lse, t
   return _fused_loss(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, blocks, kernel)
 
 
@@ -456,7 +480,7 @@ def _cross_entropy(fn, x, w, labels, bias, ignore_index, softcap, label_smoothin
     if n == 0:
       out, lse, t = jnp.zeros((), F32), jnp.zeros((0,), F32), jnp.zeros((0,), F32)
     else:
-      out, lse, t, _ = _LOSS(x2, w, bias, safe, coef, blocks=blocks, implementation=implementation,
+      out, lse, t = _LOSS(x2, w, bias, safe, coef, blocks=blocks, implementation=implementation,
                              **kw)
   nll = jnp.where(valid, jnp.where(in_range, lse - t, jnp.nan), 0.0)
   lse = jnp.where(valid, lse, 0.0)

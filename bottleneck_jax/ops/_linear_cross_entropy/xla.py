@@ -203,8 +203,9 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     lse = m + jnp.log(s)
     col = lax.broadcasted_iota(jnp.int32, (1, v), 1)
     hit = col == yb
-    t = jnp.sum(jnp.where(hit, z, 0.0), axis=1)
-    zs = jnp.sum(z, axis=1)
+    t = jnp.take_along_axis(z, yb, axis=1)[:, 0]      # a gather, not a pass over the block
+    # The row sum is only needed by label smoothing (value and gradient alike).
+    zs = jnp.sum(z, axis=1) if a_s else jnp.zeros_like(t)
     scale = cb * (1.0 + 2.0 * z_loss * lse) if z_loss else cb
     g = e * (scale / s) - jnp.where(hit, cb * (1.0 - a_s), 0.0)
     if a_s:
