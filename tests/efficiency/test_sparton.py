@@ -162,6 +162,10 @@ def test_jit_vmap_leading_dims_and_default_mask():
 @pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
 def test_sharded_mesh(axis_type):
   h, w, bias, mask = _inputs(9, b=8)
+  # Exact ties on two devices' rows: a two-way tie (sparse path) and a three-way tie (the dense
+  # exact path, taken per device).
+  h = h.at[0, 2].set(h[0, 1]).at[5, 2].set(h[5, 0]).at[5, 3].set(h[5, 0])
+  mask = mask.at[0].set(True).at[5].set(True)
   loss = lambda impl: (lambda h, w: jnp.sum(jnp.sin(lexical_max_pool(
       h, w, bias, mask=mask_s, implementation=impl, block_size=16))))
   mask_s = mask
