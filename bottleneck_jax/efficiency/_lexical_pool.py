@@ -539,6 +539,9 @@ def _pool_bwd(activation, kernel, block, res, cts):
   dh, dw, db = _per_device(bwd, (h, w, bias, mask, y, idx, tie, ybar),
                            batched=(True, False, False, True, True, True, True, True),
                            out_kinds=("batched", "sum", "sum"), batch_size=b_)
+  spec = kernels.explicit_spec(h)  # a cotangent must carry its primal's Explicit sharding
+  if spec is not None:             # (e.g. a 1-device mesh, where no axis splits the batch)
+    dh = jax.sharding.reshard(dh, spec)
   return dh.astype(h.dtype), dw.astype(w.dtype), db.astype(bias.dtype), None
 
 
