@@ -539,10 +539,14 @@ def _pool_bwd(activation, kernel, block, res, cts):
   dh, dw, db = _per_device(bwd, (h, w, bias, mask, y, idx, tie, ybar),
                            batched=(True, False, False, True, True, True, True, True),
                            out_kinds=("batched", "sum", "sum"), batch_size=b_)
-  spec = kernels.explicit_spec(h)  # a cotangent must carry its primal's Explicit sharding
-  if spec is not None:             # (e.g. a 1-device mesh, where no axis splits the batch)
-    dh = jax.sharding.reshard(dh, spec)
-  return dh.astype(h.dtype), dw.astype(w.dtype), db.astype(bias.dtype), None
+  # A cotangent must carry its primal's Explicit sharding (a 1-device mesh, where no axis splits
+  # the batch; a vocabulary-sharded W or bias).
+  cts_out = []
+  for ct, primal in ((dh, h), (dw, w), (db, bias)):
+    spec = kernels.explicit_spec(primal)
+    ct = ct.astype(primal.dtype)
+    cts_out.append(ct if spec is None else jax.sharding.reshard(ct, spec))
+  return (*cts_out, None)
 
 
 _pool.defvjp(_pool_fwd, _pool_bwd)

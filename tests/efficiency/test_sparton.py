@@ -161,7 +161,7 @@ def test_jit_vmap_leading_dims_and_default_mask():
 
 @pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
 def test_sharded_mesh(axis_type):
-  h, w, bias, mask = _inputs(9, b=8)
+  h, w, bias, mask = _inputs(9, b=8, v=40)
   # Exact ties on two devices' rows: a two-way tie (sparse path) and a three-way tie (the dense
   # exact path, taken per device).
   h = h.at[0, 2].set(h[0, 1]).at[5, 2].set(h[5, 0]).at[5, 3].set(h[5, 0])
@@ -174,10 +174,19 @@ def test_sharded_mesh(axis_type):
   with jax.set_mesh(mesh):
     hs = jax.device_put(h, P(("data", "fsdp")))
     mask_s = jax.device_put(mask, P(("data", "fsdp")))
+    ws = jax.device_put(w, P("fsdp", None))  # a vocabulary-sharded table (FSDP)
     for impl in ("xla", "pallas"):
-      val, g = jax.jit(jax.value_and_grad(loss(impl), (0, 1)))(hs, w)
+      val, g = jax.jit(jax.value_and_grad(loss(impl), (0, 1)))(hs, ws)
       np.testing.assert_allclose(val, want, rtol=1e-5)
       ktest.assert_trees_close(g, want_g, rtol=1e-5, atol=1e-5, what=impl)
+      if axis_type == AxisType.Explicit:  # cotangents keep their primals' shardings
+        assert jax.typeof(g[1]).sharding.spec == P("fsdp", None)
+  # A 1-device Explicit mesh: no axis splits the batch.
+  with jax.set_mesh(jax.make_mesh((1,), ("data",), axis_types=(axis_type,))):
+    hs = jax.device_put(h, P("data"))
+    mask_s = jax.device_put(mask, P("data"))
+    _, g = jax.jit(jax.value_and_grad(loss("xla"), (0, 1)))(hs, w)
+    ktest.assert_trees_close(g, want_g, rtol=1e-5, atol=1e-5, what="1-device mesh")
 
 
 def test_regularizers_vs_numpy():
