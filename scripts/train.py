@@ -13,6 +13,12 @@ Examples::
   # BOTTLENECK_JAX_DISTRIBUTED=1 (auto-detection); elsewhere set JAX_COORDINATOR_ADDRESS=host:port,
   # JAX_NUM_PROCESSES and JAX_PROCESS_ID. The work directory must be shared by all hosts.
 
+Every experiment that trains a model (``vib-digits``, ``vib-digits-sweep``, ``splade-toy``,
+``lexlip-toy``, ``lexlip-toy-tuned``, ``wta-crs-memory``, ``chronicals-lora-plus``) trains it with
+``bottleneck_jax.train.train``, so it runs on the mesh given here, checkpoints under
+``WORKDIR/checkpoints`` (one folder per trained model) and, rerun after a kill, resumes to the
+uninterrupted run's summary; the others (compile-time memory, counting) ignore the mesh.
+
 ``jax.distributed.initialize()`` runs only when the environment asks for it (before any other
 JAX call). Every host loads the data and draws its own slice of each global batch; only process 0
 logs, prints, plots and writes the summary. Rerunning into the same work directory resumes from

@@ -10,7 +10,8 @@ stratified split with seed 0), an MLP encoder 64-256-256-2K with K=32 and
 ``sigma = softplus(rho - 5)``, a linear softmax decoder, Adam 1e-3, mini-batches of 128, the
 analytic KL as the rate, one sample of z per training example, and 12 samples at test time
 (predictive ``log mean_s softmax``). Every model is trained by :func:`bottleneck_jax.train.train`
-(mesh, checkpoints under ``checkpoints/<variant>``, resume).
+(mesh, checkpoints, resume): ``vib-digits`` checkpoints its VIB model in ``checkpoints/`` and the
+baseline in ``checkpoints/deterministic``; the sweep one folder per beta.
 
 Experiments:
 
@@ -72,7 +73,7 @@ def train_vib(ctx: RunContext, *, beta: float, name: str, deterministic: bool = 
   Args:
     ctx: the run context (configuration: see ``_COMMON`` and the experiments' defaults).
     beta: the IB trade-off.
-    name: the checkpoint folder under ``ctx.checkpoint_dir``.
+    name: the checkpoint folder under ``ctx.checkpoint_dir`` (``""``: that folder itself).
     deterministic: train the deterministic baseline instead: the same network decoding the
       encoder mean (no noise, no rate term).
     tags: extra fields of the logged records.
@@ -128,7 +129,7 @@ def train_vib(ctx: RunContext, *, beta: float, name: str, deterministic: bool = 
   result = fit(ctx, name, model_fn, optax.adam(float(config["lr"])), loss_fn, data.train,
                steps=int(config["steps"]), batch_size=int(config["batch_size"]),
                tags=tags, eval_fn=eval_fn, eval_every=int(config["eval_every"]),
-               desc=f"vib {name}")
+               desc=f"vib beta={beta:g}" + (f" ({name})" if name else ""))
   with jax.set_mesh(result.mesh):
     tr = replicated(data.train, result.mesh)
     train_m = evaluate_split(result.model, tr["x"], tr["y"], jax.random.key(seed + 1))
@@ -152,7 +153,9 @@ def _plot_curves(ctx: RunContext, variants: dict[str, dict], name: str = "learni
 
 def run_vib_digits(ctx: RunContext) -> dict[str, Any]:
   beta = float(ctx.config["beta"])
-  res = train_vib(ctx, beta=beta, name="vib", tags={"variant": "vib", "beta": beta})
+  # The VIB model checkpoints into checkpoints/ itself (steps as folders), the baseline into
+  # checkpoints/deterministic.
+  res = train_vib(ctx, beta=beta, name="", tags={"variant": "vib", "beta": beta})
   base = train_vib(ctx, beta=0.0, name="deterministic", deterministic=True,
                    tags={"variant": "deterministic", "beta": 0.0})
   if ctx.is_main_process:

@@ -6,29 +6,34 @@ T5/BERT by WTA-CRS (sampling ratio 0.3) gives "up to 2.7x peak memory reduction 
 accuracy drop".
 
 Recipe: an MLP 64-256-256-10 on the 8x8 digits (1347 train / 450 test), every layer a
-:class:`~bottleneck_jax.efficiency.WTACRSLinear`, trained twice from the same
-initialisation with the same batches: once with ``estimator="exact"`` (stores every input row)
-and once with WTA-CRS at ``ratio=0.3``. Adam 1e-3, batches of 128. The default samples with
-``p ∝ ‖x_i‖`` (``use_grad_norms=False``, the stateless mode). With ``use_grad_norms=True`` the
-train step caches ``‖g_i‖`` (:func:`~bottleneck_jax.efficiency.store_grad_norms`); on
-shuffled digits the previous step's row ``i`` is an unrelated example, so the cached norms only
-add variance (600 steps: 96.9 % test accuracy against 97.8 % stateless; 1500 steps: 93.3 %).
-The paper's token rows keep some positional structure between steps (padding, for instance).
+:class:`~bottleneck_jax.efficiency.WTACRSLinear`, trained twice by
+:func:`bottleneck_jax.train.train` from the same initialisation with the same batches (mesh,
+checkpoints under ``checkpoints/exact`` and ``checkpoints/wta``, resume): once with
+``estimator="exact"`` (stores every input row) and once with WTA-CRS at ``ratio=0.3``. Adam 1e-3,
+batches of 128.
 
-Memory is counted, not timed: the bytes that the VJP of one training step keeps alive for the
-backward (``jax.eval_shape`` of the ``jax.vjp`` closure), minus the kernels that both variants
-keep. Both the stored inputs of the linear layers and all stored activations (the ReLU masks
-and the logits included) are reported. The ReLU is a small ``custom_vjp`` that stores only its
-boolean mask, as a memory-conscious implementation would (``jax.nn.relu``'s VJP closure also
-holds a float zeros array per layer, which a compiled program would not store).
+The paper's estimator: ``p_i ∝ ‖x_i‖·‖g_i‖`` with the output-gradient norms ``‖g_i‖`` of the
+*previous* step (``use_grad_norms=True``, the default). Each layer's
+:class:`~bottleneck_jax.efficiency.WTACRSGradNorms` cache doubles as its probe, so the train step
+differentiates with respect to ``nnx.Any(nnx.Param, WTACRSGradNorms)`` and the optimizer is
+``optax.multi_transform``: Adam on the parameters, :func:`set_to_gradient` on the caches (the
+probe's "gradient" is this step's ``‖g_i‖``, stored for the next step). On shuffled digits the
+previous step's row ``i`` is an unrelated example, so the cached norms mostly add variance (600
+steps, measured earlier: 96.9 % test accuracy against 97.8 % with the stateless ``p ∝ ‖x_i‖``;
+1500 steps: 93.3 %); the paper's token rows keep some positional structure between steps.
 
-Departures: a small MLP on digits instead of a T5 on GLUE, and stored activation bytes instead
-of a device's peak memory. Compiled ``temp_size_in_bytes`` depends on XLA's scheduler: an 8-layer
-stack (n=8192, d=1024, f32) measured 520 MiB exact against 320 MiB at ratio 0.3 on an H200,
-while XLA:CPU shows no saving (it runs each layer's sampling after the following layers).
+Memory is measured on the compiled program: ``temp_size_in_bytes`` of
+``jax.jit(grad).lower(...).compile().memory_analysis()`` for the training gradient of the same
+MLP on ``memory_rows`` (8192) rows, exact against WTA-CRS (:func:`compiled_temp_bytes`; compile
+only). XLA's scheduler decides whether each layer samples before its full input dies: an 8-layer
+stack (n=8192, d=1024, f32) measured 520 MiB exact against 320 MiB at ratio 0.3 on an H200, while
+XLA:CPU shows no saving (it runs each layer's sampling after the following layers), so on CPU the
+memory expectation misses. The bytes the VJP keeps for the backward, counted from the residual
+shapes (:func:`stored_bytes`; the ReLU is a ``custom_vjp`` storing only its boolean mask), are
+reported alongside (``residual_*``), not used for the verdict.
 
-Experiment ``wta-crs-memory``: the stored activations shrink by >= 2x and the test accuracy
-drops by at most 2 points.
+Experiment ``wta-crs-memory``: the compiled training memory shrinks by >= 2x and the test
+accuracy drops by at most 2 points.
 """
 
 from __future__ import annotations
