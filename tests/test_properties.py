@@ -100,11 +100,7 @@ CASES = [
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
                     "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool)),
                     "implementation": None},
-         ("h", "w", "bias"),
-         xfail="SPLADE owner: lexical_max_pool with h bf16/f16 and w f32 (or the reverse) raises "
-               "jax TypePromotionError under strict promotion from jnp.promote_types(h.dtype, "
-               "w.dtype) in _sparton.lexical_max_pool (lexicon_* wrap it in "
-               "jax.numpy_dtype_promotion('standard'))"),
+         ("h", "w", "bias")),
     Case("lexicon_weighting", E.lexicon_weighting,
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
                     "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
@@ -314,8 +310,8 @@ KNOWN = [
     ("lexicon_weighting", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16), None),
     ("lexicon_bottleneck", "w", lambda: jnp.ones((5, 4), jnp.float16), None),
     ("swiglu_linear", "w_up", lambda: [[1.0, 2.0]] * 4, _BY_NAME["swiglu_linear"].xfail),
-    ("lexical_max_pool", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16),
-     _BY_NAME["lexical_max_pool"].xfail),
+    # found here, fixed by its owner (was a TypePromotionError under strict promotion)
+    ("lexical_max_pool", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16), None),
 ]
 
 

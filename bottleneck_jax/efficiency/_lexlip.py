@@ -101,13 +101,6 @@ def _check_head(fn: str, h, w, bias, mask) -> None:
     V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
 
 
-def _common(h, w):
-  """``h`` and ``w`` in their promoted dtype (bf16 + f32 -> f32), also under strict promotion."""
-  with jax.numpy_dtype_promotion("standard"):
-    dt = jnp.promote_types(h.dtype, w.dtype)
-  return h.astype(dt), w.astype(dt)
-
-
 def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
                       bias: Float[Array, "v"] | None = None, *,
                       mask: Bool[Array, "*batch l"] | Int[Array, "*batch l"] | None = None,
@@ -133,7 +126,6 @@ def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
     (2, 16)
   """
   _check_head("lexicon_weighting", h, w, bias, mask)
-  h, w = _common(h, w)
   return lexical_max_pool(h, w, bias, mask=mask, activation="log1p_relu",
                           implementation=implementation, block_size=block_size)
 
@@ -171,7 +163,6 @@ def lexicon_bottleneck(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],
   """
   fn = "lexicon_bottleneck"
   _check_head(fn, h, w, bias, mask)
-  h, w = _common(h, w)
   V.check_rank(fn, "word_emb", word_emb, 2)
   V.check_floating(fn, "word_emb", word_emb)
   if word_emb.shape[0] != w.shape[0]:
