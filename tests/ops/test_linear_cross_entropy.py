@@ -341,7 +341,8 @@ def test_minus_inf_vocabulary_blocks_are_exact_in_every_implementation(masked):
     f = lambda x, w, impl=impl: linear_cross_entropy(x, w, y, bias=b, implementation=impl,
                                                      block_size=64)
     np.testing.assert_allclose(jax.jit(f)(x, w), want, rtol=1e-5, err_msg=impl)
-    lse, t, _ = linear_logit_stats(x, w, y, bias=b, implementation=impl, block_size=64)
+    lse, t, _ = jax.jit(lambda x, w, impl=impl: linear_logit_stats(
+        x, w, y, bias=b, implementation=impl, block_size=64))(x, w)
     np.testing.assert_allclose(lse, lse_np, rtol=1e-5, err_msg=impl)
     loss, g = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, w)
     np.testing.assert_allclose(loss, want, rtol=1e-5, err_msg=impl)
@@ -352,7 +353,8 @@ def test_minus_inf_vocabulary_blocks_are_exact_in_every_implementation(masked):
   y = jnp.array([2048, 2060, 2099, 2070])
   lse_np, t_np, _ = _np_stats(x, w, b, y)
   for impl in ("xla", "reference"):
-    got = linear_cross_entropy(x, w, y, bias=b, implementation=impl)
+    got = jax.jit(lambda x, impl=impl: linear_cross_entropy(x, w, y, bias=b,
+                                                            implementation=impl))(x)
     np.testing.assert_allclose(got, np.mean(lse_np - t_np), rtol=1e-5, err_msg=impl)
 
 
@@ -364,8 +366,8 @@ def test_all_masked_rows_nan_if_valid_and_zero_if_ignored():
   b = jnp.full((40,), -jnp.inf, jnp.float32)
   y = jnp.array([1, IGN, 3, IGN, 5, 6])
   for impl in IMPLS:
-    out = linear_cross_entropy_with_aux(x, w, y, bias=b, reduction="none", implementation=impl,
-                                        block_size=8)
+    out = jax.jit(lambda x, impl=impl: linear_cross_entropy_with_aux(
+        x, w, y, bias=b, reduction="none", implementation=impl, block_size=8))(x)
     valid = np.asarray(y) != IGN
     assert np.all(np.isnan(np.asarray(out.loss)[valid])), impl
     assert np.all(np.asarray(out.loss)[~valid] == 0.0), impl
@@ -377,9 +379,9 @@ def test_all_masked_rows_nan_if_valid_and_zero_if_ignored():
   want, want_g = jax.value_and_grad(lambda x, w: _optax_mean(_logits(x, w), y2[keep])[0],
                                     argnums=(0, 1))(x[keep], w)
   for impl in IMPLS:
-    loss, (gx, gw) = jax.value_and_grad(
+    loss, (gx, gw) = jax.jit(jax.value_and_grad(
         lambda x, w, impl=impl: linear_cross_entropy(x, w, y2, implementation=impl, block_size=8),
-        argnums=(0, 1))(x2, w)
+        argnums=(0, 1)))(x2, w)
     np.testing.assert_allclose(loss, want, rtol=1e-5, err_msg=impl)
     np.testing.assert_allclose(gw, want_g[1], rtol=1e-4, atol=1e-6, err_msg=impl)
     np.testing.assert_allclose(gx[keep], want_g[0], rtol=1e-4, atol=1e-6, err_msg=impl)
@@ -397,9 +399,9 @@ def test_nan_in_ignored_rows_never_reaches_gradients(reduction):
       x, w, Y[keep], bias=B, reduction=reduction, implementation="reference")),
       argnums=(0, 1))(X[keep], W)
   for impl in IMPLS:
-    gx, gw = jax.grad(lambda x, w, impl=impl: jnp.sum(linear_cross_entropy(
+    gx, gw = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(linear_cross_entropy(
         x, w, Y, bias=B, reduction=reduction, implementation=impl, block_size=BLOCK)),
-        argnums=(0, 1))(xn, W)
+        argnums=(0, 1)))(xn, W)
     assert np.all(np.isfinite(np.asarray(gw))), impl
     np.testing.assert_allclose(gw, want_g[1], rtol=1e-4, atol=1e-6, err_msg=impl)
     np.testing.assert_allclose(np.asarray(gx)[keep], want_g[0], rtol=1e-4, atol=1e-6,
