@@ -72,9 +72,7 @@ CASES = [
     Case("swiglu", O.swiglu, lambda r: {"a": _f(r, 3, 4), "u": _f(r, 3, 4)}, ("a", "u")),
     Case("swiglu_linear", O.swiglu_linear,
          lambda r: {"x": _f(r, 3, 4), "w_gate": _f(r, 4, 2), "w_up": _f(r, 4, 2)},
-         ("x", "w_gate", "w_up"),
-         xfail="ops owner: swiglu_linear(x, w_gate, w_up=<Python list>) raises AttributeError "
-               "('list' object has no attribute 'dtype'): w_up is not checked with check_array"),
+         ("x", "w_gate", "w_up")),
     Case("apply_rope", O.apply_rope,
          lambda r: {"x": _f(r, 2, 3, 2, 4), "positions": _i(r, 2, 3), "theta": 100.0},
          ("x", "positions")),
@@ -100,6 +98,10 @@ CASES = [
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
                     "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool)),
                     "implementation": None},
+         ("h", "w", "bias")),
+    Case("lexical_max_pool_with_indices", E.lexical_max_pool_with_indices,
+         lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
+                    "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
          ("h", "w", "bias")),
     Case("lexicon_weighting", E.lexicon_weighting,
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
@@ -309,7 +311,8 @@ KNOWN = [
     ("sampling_probs", "grad_norms", lambda: 1.0, None),
     ("lexicon_weighting", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16), None),
     ("lexicon_bottleneck", "w", lambda: jnp.ones((5, 4), jnp.float16), None),
-    ("swiglu_linear", "w_up", lambda: [[1.0, 2.0]] * 4, _BY_NAME["swiglu_linear"].xfail),
+    # found here (was an AttributeError: w_up was never checked to be an array)
+    ("swiglu_linear", "w_up", lambda: [[1.0, 2.0]] * 4, None),
     # found here, fixed by its owner (was a TypePromotionError under strict promotion)
     ("lexical_max_pool", "h", lambda: jnp.ones((2, 3, 4), jnp.bfloat16), None),
 ]
@@ -363,8 +366,7 @@ def test_one_import_style_for_core_validation():
   assert not bad, "other import styles of core.validation:\n" + "\n".join(bad)
 
 
-# Owned elsewhere, reported: lexical_max_pool(return_indices=True) returns (y, idx) instead of y.
-_KNOWN_RESULT_FLAGS = {"efficiency.lexical_max_pool", "efficiency.SpladeHead.__call__"}
+_KNOWN_RESULT_FLAGS: set[str] = set()
 
 
 def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
@@ -381,8 +383,6 @@ def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
         if any(p.startswith("return_") for p in inspect.signature(fn).parameters):
           found.add(f"{mod.__name__.split('.')[-1]}.{label}")
   assert not found - _KNOWN_RESULT_FLAGS, sorted(found - _KNOWN_RESULT_FLAGS)
-  if found:
-    pytest.xfail(f"owned elsewhere, reported: {sorted(found)} (return a NamedTuple instead)")
 
 
 def test_every_public_nnx_module_takes_rngs():

@@ -94,6 +94,7 @@ SURFACE = {
     "bottleneck_jax.efficiency": {
         "LexLIPLoss": "class",
         "LexiconBottleneckOutput": "class",
+        "LexicalPoolOutput": "class",
         "LexiconHead": "class",
         "SpladeHead": "class",
         "WTACRSGradNorms": "class",
@@ -105,6 +106,7 @@ SURFACE = {
         "flops_regularizer": "function",
         "l1_regularizer": "function",
         "lexical_max_pool": "function",
+        "lexical_max_pool_with_indices": "function",
         "lexicon_bottleneck": "function",
         "lexicon_weighting": "function",
         "lexlip_contrastive_loss": "function",

@@ -28,10 +28,12 @@ from bottleneck_jax.efficiency._lexlip import (
     lexlip_contrastive_loss,
 )
 from bottleneck_jax.efficiency._sparton import (
+    LexicalPoolOutput,
     SpladeHead,
     flops_regularizer,
     l1_regularizer,
     lexical_max_pool,
+    lexical_max_pool_with_indices,
 )
 from bottleneck_jax.efficiency._wta_crs import (
     WTACRSGradNorms,
@@ -46,6 +48,7 @@ from bottleneck_jax.efficiency._wta_crs import (
 )
 
 __all__ = [
+    "LexicalPoolOutput",
     "LexiconHead",
     "LexiconBottleneckOutput",
     "LexLIPLoss",
@@ -59,6 +62,7 @@ __all__ = [
     "flops_regularizer",
     "l1_regularizer",
     "lexical_max_pool",
+    "lexical_max_pool_with_indices",
     "lexicon_bottleneck",
     "lexicon_weighting",
     "lexlip_contrastive_loss",

@@ -70,19 +70,35 @@ References:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.efficiency._lexical_pool import ACTIVATIONS, LEXICAL_MAX_POOL
 
 
-def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_relu",
-                     return_indices: bool = False, implementation=None,
-                     block_size: int | None = None):
+class LexicalPoolOutput(NamedTuple):
+  """What :func:`lexical_max_pool_with_indices` returns.
+
+  Attributes:
+    values: ``y [*batch, V]`` f32, as :func:`lexical_max_pool` returns it.
+    indices: ``[*batch, V]`` int32, the argmax over ``L`` of the raw logits (the first one on
+      ties; ``-1`` for a row whose positions are all masked).
+  """
+
+  values: Float[Array, "*batch V"]
+  indices: Int[Array, "*batch V"]
+
+
+def lexical_max_pool(h: Float[Array, "*batch L d"], w: Float[Array, "V d"],
+                     bias: Float[Array, "V"] | None = None, *,
+                     mask: Array | None = None, activation: str = "log1p_relu",
+                     implementation=None,
+                     block_size: int | None = None) -> Float[Array, "*batch V"]:
   """Fused SPLADE/Sparton head: ``y = max_l f(h W^T + b)`` over unmasked positions.
 
   .. math::
@@ -101,15 +117,13 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
     mask: optional ``[*batch, L]`` bool/int attention mask (nonzero = keep); default all kept.
     activation: ``"log1p_relu"`` (SPLADE), ``"relu"`` or ``"identity"`` (raw max, LexLIP's
       lexicon bottleneck).
-    return_indices: also return the int32 argmax over L of the raw logits (``-1`` for an
-      all-masked row).
     implementation: ``None`` (platform default), ``"reference"``, ``"xla"`` or ``"pallas"``.
     block_size: vocabulary block size (``"xla"``: of the forward and the backward, default
       from the measured ``_block_sizes``; ``"pallas"``: the kernel's ``BV``, rounded up to a
       power of two, default 128).
 
   Returns:
-    ``y [*batch, V]`` f32, and ``idx [*batch, V]`` int32 if ``return_indices``.
+    ``y [*batch, V]`` f32 (:func:`lexical_max_pool_with_indices` also gives the argmax).
 
   Example:
     >>> h = jnp.ones((2, 5, 8)); w = jnp.ones((30, 8)) * 0.1
@@ -119,7 +133,35 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
   References:
     Sparton: Fast and Memory-Efficient Triton Kernel for Learned Sparse Retrieval, 2026.
   """
-  fn = "lexical_max_pool"
+  return _lexical_max_pool("lexical_max_pool", h, w, bias, mask=mask, activation=activation,
+                           implementation=implementation, block_size=block_size).values
+
+
+def lexical_max_pool_with_indices(h: Float[Array, "*batch L d"], w: Float[Array, "V d"],
+                                  bias: Float[Array, "V"] | None = None, *,
+                                  mask: Array | None = None, activation: str = "log1p_relu",
+                                  implementation=None,
+                                  block_size: int | None = None) -> LexicalPoolOutput:
+  """:func:`lexical_max_pool` and the position each pooled value came from.
+
+  Args:
+    h, w, bias, mask, activation, implementation, block_size: as :func:`lexical_max_pool`.
+
+  Returns:
+    A :class:`LexicalPoolOutput` ``(values, indices)``; ``indices`` is the int32 argmax over
+    ``L`` of the raw logits (``-1`` for an all-masked row), not differentiable.
+
+  Example:
+    >>> h = jnp.ones((1, 3, 4)); w = jnp.ones((5, 4))
+    >>> lexical_max_pool_with_indices(h, w, mask=jnp.array([[0, 1, 1]])).indices
+    Array([[1, 1, 1, 1, 1]], dtype=int32)
+  """
+  return _lexical_max_pool("lexical_max_pool_with_indices", h, w, bias, mask=mask,
+                           activation=activation, implementation=implementation,
+                           block_size=block_size)
+
+
+def _lexical_max_pool(fn, h, w, bias, *, mask, activation, implementation, block_size):
   V.check_rank(fn, "h", h, min_rank=2)
   V.check_floating(fn, "h", h)
   V.check_rank(fn, "w", w, 2)
@@ -153,10 +195,8 @@ def lexical_max_pool(h, w, bias=None, *, mask=None, activation: str = "log1p_rel
   bb = jnp.zeros((n_vocab,), jnp.float32) if bias is None else bias.astype(jnp.float32)
   y, idx = LEXICAL_MAX_POOL(hb, wc, bb, mb, activation=activation, block_size=block_size,
                             implementation=implementation)
-  y = jnp.reshape(y, batch + (n_vocab,))
-  if return_indices:
-    return y, jnp.reshape(idx, batch + (n_vocab,))
-  return y
+  return LexicalPoolOutput(jnp.reshape(y, batch + (n_vocab,)),
+                           jnp.reshape(idx, batch + (n_vocab,)))
 
 
 def _check_rows(fn: str, reps) -> None:
@@ -241,7 +281,7 @@ class SpladeHead(nnx.Module):
         0.02 * jax.random.normal(rngs.params(), (vocab_size, hidden_size), param_dtype))
     self.bias = nnx.Param(jnp.zeros((vocab_size,), param_dtype)) if use_bias else None
 
-  def __call__(self, h, mask=None, *, weight=None, return_indices: bool = False):
+  def __call__(self, h, mask=None, *, weight=None):
     if self.tied:
       if weight is None:
         raise ValueError("SpladeHead: weight must be given when tied=True, got None")
@@ -252,8 +292,15 @@ class SpladeHead(nnx.Module):
     V.check_shape("SpladeHead", "weight", w, (self.vocab_size, self.hidden_size))
     b = None if self.bias is None else self.bias[...]
     return lexical_max_pool(h, w, b, mask=mask, activation=self.activation,
-                            return_indices=return_indices, implementation=self.implementation,
+                            implementation=self.implementation,
                             block_size=self.block_size)
 
 
-__all__ = ["lexical_max_pool", "flops_regularizer", "l1_regularizer", "SpladeHead"]
+__all__ = [
+    "LexicalPoolOutput",
+    "SpladeHead",
+    "flops_regularizer",
+    "l1_regularizer",
+    "lexical_max_pool",
+    "lexical_max_pool_with_indices",
+]

@@ -14,6 +14,7 @@ from bottleneck_jax.efficiency import (
     flops_regularizer,
     l1_regularizer,
     lexical_max_pool,
+    lexical_max_pool_with_indices,
 )
 from bottleneck_jax.kernels import testing as ktest
 
@@ -63,8 +64,8 @@ def test_reference_and_xla_match_naive_loop(activation):
   h, w, bias, mask = _inputs()
   want, want_idx = _naive(h, w, bias, mask, activation)
   for impl in ("reference", "xla"):
-    y, idx = lexical_max_pool(h, w, bias, mask=mask, activation=activation, return_indices=True,
-                              implementation=impl, block_size=8)
+    y, idx = lexical_max_pool_with_indices(h, w, bias, mask=mask, activation=activation,
+                                           implementation=impl, block_size=8)
     assert y.dtype == jnp.float32 and idx.dtype == jnp.int32
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(idx, want_idx)
@@ -74,9 +75,9 @@ def test_reference_and_xla_match_naive_loop(activation):
 
 def _agree_fn(activation, with_bias, block_size):
   def fn(h, w, bias, mask, *, implementation):
-    return lexical_max_pool(h, w, bias if with_bias else None, mask=mask, activation=activation,
-                            return_indices=True, implementation=implementation,
-                            block_size=block_size)
+    return lexical_max_pool_with_indices(h, w, bias if with_bias else None, mask=mask,
+                                         activation=activation, implementation=implementation,
+                                         block_size=block_size)
   return fn
 
 
@@ -255,7 +256,7 @@ def test_nan_logits_propagate_in_every_implementation():
   # DESIGN: NaNs are never silently swallowed. jnp.max/argmax propagate a NaN (first NaN row).
   h, w, bias, mask = _inputs(seed=3)
   h = h.at[0, 2, 0].set(jnp.nan)
-  outs = {impl: lexical_max_pool(h, w, bias, mask=mask, return_indices=True, implementation=impl)
+  outs = {impl: lexical_max_pool_with_indices(h, w, bias, mask=mask, implementation=impl)
           for impl in ("reference", "xla", "pallas")}
   want_nan = np.isnan(np.asarray(outs["reference"][0]))
   assert want_nan[0].all() and not want_nan[1:].any()
@@ -306,7 +307,7 @@ def test_exact_ties_split_like_the_plain_head(copies):
         h, w, bias)
     got = vjp(ybar)
     ktest.assert_trees_close(got, want, rtol=1e-5, atol=1e-5, what=impl)
-  y, idx = lexical_max_pool(h, w, bias, mask=mask, return_indices=True, implementation="xla")
+  y, idx = lexical_max_pool_with_indices(h, w, bias, mask=mask, implementation="xla")
   for b, n in enumerate(copies):  # the ties are real: position 1 is a positive maximum
     assert n == 1 or np.any((np.asarray(idx)[b] == 1) & (np.asarray(y)[b] > 0))
   dh = np.asarray(got[0])

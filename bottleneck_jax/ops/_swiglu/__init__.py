@@ -69,6 +69,8 @@ def _check_swiglu_linear(fn, x, w_gate, w_up):
   V.check_floating(fn, "x", x)
   V.check_rank(fn, "w_gate", w_gate, 2)
   V.check_floating(fn, "w_gate", w_gate)
+  V.check_rank(fn, "w_up", w_up, 2)
+  V.check_floating(fn, "w_up", w_up)
   V.check_same_shape(fn, "w_gate", w_gate, "w_up", w_up)
   V.check_axis_size(fn, "w_gate", w_gate, 0, x.shape[-1], "the features of x")
   for name, w in (("w_gate", w_gate), ("w_up", w_up)):
