@@ -311,8 +311,10 @@ def _fused_loss_fwd(x, w, bias, labels, coef, softcap, label_smoothing, z_loss, 
   # Under differentiation: one row-blocked sweep computes the statistics and the gradients of
   # the weighted loss sum (three matmul passes); the backward only scales them.
   xv, wv, bv, lv, cv = (_value(a) for a in (x, w, bias, labels, coef))
+  # A frozen input (w of a frozen LM head, say) is not perturbed: skip its matmul pass.
   lse, t, zs, dx, dw, db = _lce_xla.fused_loss_grads(
-      xv, wv, lv, bv, cv, softcap, label_smoothing, z_loss, blocks.rows, blocks.dw_chunk)
+      xv, wv, lv, bv, cv, softcap, label_smoothing, z_loss, blocks.rows, blocks.dw_chunk,
+      need_dx=x.perturbed, need_dw=w.perturbed)
   _, loss = _row_losses(lse, t, zs, wv.shape[0], label_smoothing, z_loss)
   out = (_weighted_sum(loss, cv), lse, t)
   return out, (xv, wv, bv, lv, lse, dx, dw, db)
@@ -322,14 +324,13 @@ def _fused_loss_bwd(softcap, label_smoothing, z_loss, blocks, kernel, res, cts):
   del label_smoothing, z_loss, kernel
   x, w, bias, labels, lse, dx, dw, db = res
   g, dlse, dt = cts
-  if isinstance(g, SymbolicZero):
-    dx, dw = jnp.zeros_like(x), jnp.zeros_like(w)
-    db = None if bias is None else jnp.zeros_like(bias)
-  else:
-    g = g.astype(F32)
-    dx = (g * dx.astype(F32)).astype(x.dtype)
-    dw = (g * dw.astype(F32)).astype(w.dtype)
-    db = None if bias is None else (g * db.astype(F32)).astype(bias.dtype)
+  def scaled(saved, like):
+    if saved is None or isinstance(g, SymbolicZero):
+      return jnp.zeros_like(like)
+    return (g.astype(F32) * saved.astype(F32)).astype(like.dtype)
+
+  dx, dw = scaled(dx, x), scaled(dw, w)
+  db = None if bias is None else scaled(db, bias)
   extra = [c for c in (dlse, dt) if not isinstance(c, SymbolicZero)]
   if extra:
     # Somebody differentiates the row statistics too (e.g. the aux lse): add their VJP.

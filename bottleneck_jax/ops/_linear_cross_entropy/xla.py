@@ -156,7 +156,8 @@ def backward(x, w, labels, bias, lse, dlse, dt, dzs, softcap, vb):
 # --------------------------------------------------------------------------- three-matmul sweep
 
 
-def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss, bn, vc):
+def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss, bn, vc, *,
+                     need_dx=True, need_dw=True):
   """One sweep over row blocks: statistics AND the gradients of ``sum_n coef_n loss_n``.
 
   For each block of ``bn`` rows the whole ``[bn, V]`` f32 logit block is computed once (matmul
@@ -174,6 +175,8 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     x: ``[N, d]``; w: ``[V, d]``; labels: int32 ``[N]`` in ``[0, V)``; bias: ``[V]`` or None.
     coef: f32 ``[N]``, the weight of each row's loss in the reduced loss (0 = ignored; NaN
       poisons that row's gradient, used for out-of-range labels).
+    need_dx, need_dw: skip the ``dx`` (matmul 2) or ``dW`` (matmul 3) pass, e.g. for a frozen
+      LM head (LoRA fine-tuning); the skipped gradient is returned as None.
 
   Returns:
     ``(lse, t, zs, dx, dw, db)``: f32 row statistics, ``dx`` in ``x.dtype``, ``dw`` in
@@ -215,9 +218,11 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     g = jnp.where(ab, g, 0.0)
     gc = g.astype(x.dtype)
     xs = jnp.where(ab, xb, jnp.zeros((), x.dtype))
-    dx = _update(dx, lax.dot_general(gc, w_c, _NN, preferred_element_type=F32).astype(x.dtype),
-                 start)
-    dw = _accumulate_dw(dw, gc, xs, vc)
+    if need_dx:
+      dx = _update(dx, lax.dot_general(gc, w_c, _NN,
+                                       preferred_element_type=F32).astype(x.dtype), start)
+    if need_dw:
+      dw = _accumulate_dw(dw, gc, xs, vc)
     if db is not None:
       db = db + jnp.sum(g, axis=0)
     lse_all = _update(lse_all, lse[:, 0], start)
@@ -226,7 +231,7 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     return dx, dw, db, lse_all, t_all, zs_all
 
   row = jnp.zeros((n,), F32)
-  carry = (jnp.zeros_like(x), jnp.zeros(w.shape, F32),
+  carry = (jnp.zeros_like(x) if need_dx else None, jnp.zeros(w.shape, F32) if need_dw else None,
            None if bias is None else jnp.zeros((v,), F32), row, row, row)
   if n_full == 1:
     carry = block(carry, 0, bn)
@@ -235,7 +240,7 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
   if tail:
     carry = block(carry, n_full * bn, tail)
   dx, dw, db, lse, t, zs = carry
-  return (lse, t, zs, dx, dw.astype(w.dtype),
+  return (lse, t, zs, dx, None if dw is None else dw.astype(w.dtype),
           None if bias is None else db.astype(bias.dtype))
 
 
