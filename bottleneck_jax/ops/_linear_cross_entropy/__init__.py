@@ -93,7 +93,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from bottleneck_jax.core import validation as V
-from bottleneck_jax.kernels import Op, backend
+from bottleneck_jax.kernels import Op, backend, pallas_interpret
 from bottleneck_jax.kernels.sharding import current_mesh
 from bottleneck_jax.ops._linear_cross_entropy import pallas as _lce_pallas
 from bottleneck_jax.ops._linear_cross_entropy import reference as _lce_reference
@@ -127,6 +127,7 @@ class BlockSizes(NamedTuple):
   rows: int       # row block of the three-matmul loss+gradient sweep (xla)
   dw_chunk: int   # vocabulary chunk in which dW is accumulated in that sweep
   tile: int | None = None   # the caller's block_size for the Pallas kernel (None: its plan)
+  pallas: dict | None = None   # Pallas tiles (block_n/v/d, warps, stages) for the platform
 
 
 def _pow2_floor(n: float) -> int:
@@ -147,14 +148,21 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   * ``dw_chunk``: dW is accumulated in chunks of about 16 MiB (``chunk x d`` f32), so no
     ``[V, d]`` temporary appears next to the accumulator.
 
-  ``dtype`` and ``platform`` are accepted so that a tuned table can key on them; the GPU
-  Pallas tiles live in ``pallas.GPU_CONFIG`` (an H200 sweep).
+  * ``pallas``: the Pallas kernel's tiles: ``pallas.GPU_CONFIG`` (the fastest of an 11-point
+    sweep on an H200, bf16, N=8192, d=2048, V=128256) under the Triton lowering,
+    ``pallas.INTERPRET_CONFIG`` in interpret mode (CPU); ``pallas.plan`` only clamps them to
+    the shapes.
+
+  ``dtype`` is accepted so that a tuned table can key on it.
   """
-  del dtype, platform
+  del dtype
+  interpret = pallas_interpret(platform)
+  tiles = dict(_lce_pallas.INTERPRET_CONFIG if interpret else _lce_pallas.GPU_CONFIG)
   rows = max(16, min(256, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
   rows = min(rows, max(n, 1))
   dw_chunk = max(256, min(8192, _pow2_floor((16 << 20) // (4 * max(d, 1)))))
-  return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v))
+  return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v),
+                    pallas=tiles)
 
 
 # --------------------------------------------------------------------------- validation
@@ -223,10 +231,17 @@ def _label_masks(labels, v: int, ignore_index: int | None):
 
 
 def _forward(kernel, x, w, labels, bias, softcap, block_size):
+  blocks = _block_sizes(x.shape[0], w.shape[0], x.shape[1], x.dtype, backend())
   if kernel == "pallas":
-    return _lce_pallas.forward(x, w, labels, bias, softcap, block_size)
-  vb = block_size or _block_sizes(x.shape[0], w.shape[0], x.shape[1], x.dtype, backend()).vocab
-  return _lce_xla.forward(x, w, labels, bias, softcap, vb)
+    return _lce_pallas.forward(x, w, labels, bias, softcap, block_size, config=blocks.pallas)
+  return _lce_xla.forward(x, w, labels, bias, softcap, block_size or blocks.vocab)
+
+
+def _check_pallas(x, w, block_size):
+  """Raises UnsupportedInput (so the dispatcher can fall back) before entering custom_vjp."""
+  blocks = _block_sizes(x.shape[0], w.shape[0], x.shape[1], x.dtype, backend())
+  _lce_pallas.check_supported(x.shape[0], w.shape[0], x.shape[1], block_size,
+                              config=blocks.pallas, itemsize=jnp.dtype(x.dtype).itemsize)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -263,9 +278,7 @@ def _stats_xla(x, w, labels, bias, *, softcap, block_size):
 
 
 def _stats_pallas(x, w, labels, bias, *, softcap, block_size):
-  # Raise UnsupportedInput (so the dispatcher can fall back) before entering custom_vjp.
-  _lce_pallas.check_supported(x.shape[0], w.shape[0], x.shape[1], block_size,
-                              itemsize=jnp.dtype(x.dtype).itemsize)
+  _check_pallas(x, w, block_size)
   return _fused_stats(x, w, labels, bias, softcap, block_size, "pallas")
 
 
@@ -372,8 +385,7 @@ def _loss_xla(*args, **kwargs):
 
 
 def _loss_pallas(x, w, bias, labels, coef, *, blocks, **kwargs):
-  _lce_pallas.check_supported(x.shape[0], w.shape[0], x.shape[1], blocks.tile,
-                              itemsize=jnp.dtype(x.dtype).itemsize)
+  _check_pallas(x, w, blocks.tile)
   return _loss_fused("pallas", x, w, bias, labels, coef, blocks=blocks, **kwargs)
 
 
