@@ -237,6 +237,9 @@ def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True):
         jax.block_until_ready(c(*args))
         wall[name].append(time.perf_counter() - t0)
         cpu[name].append(time.process_time() - p0)
+      print(f"round {len(wall[base])}: " + ", ".join(
+          f"{k} {wall[k][-1]:.2f} s wall / {cpu[k][-1]:.2f} s CPU" for k in compiled),
+          file=sys.stderr, flush=True)
     print(f"### {jax.default_backend().upper()} forward + backward, fused linear cross-entropy "
           f"vs plain, N={n}, d={d}, V={v}, f32, {rounds} interleaved rounds"
           f"{' after a warm-up' if warmup else ' (no warm-up call)'}\n")
