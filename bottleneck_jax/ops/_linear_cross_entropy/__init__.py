@@ -40,7 +40,7 @@ rows the complete ``[bn, V]`` f32 logit block (matmul 1), its exact log-sum-exp,
 vocabulary chunks so no ``[V, d]`` temporary sits next to the accumulator); the backward only
 scales ``dx, dW, db`` by the cotangent. Three matmul passes (6NdV, like autodiff of the
 materialised logits) and one ``[bn, V]`` block alive instead of ``[N, V]``; ``bn`` comes from
-``_block_sizes`` (64 MiB of f32 logits, 16..512 rows). Value-only calls keep the streaming
+``_block_sizes`` (64 MiB of f32 logits, 16..256 rows). Value-only calls keep the streaming
 forward (one matmul pass). ``reduction="none"`` (per-row cotangents: dW cannot be pre-scaled)
 and inputs on a mesh (rows may be sharded) use the statistics VJP.
 
@@ -139,13 +139,15 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
 
   * ``vocab`` (statistics sweep, value-only path): 2048 columns, measured (CPU) as the knee of
     time vs temp memory; ``N x 2048`` f32 blocks.
-  * ``rows`` (loss + gradient sweep): the largest power of two (16..512) whose f32 logit block
-    ``rows x V`` fits 64 MiB. Measured on the 2-core CPU (fwd+bwd, median of 5 interleaved
-    rounds, ratio to optax on materialised logits, wall / CPU time), V=32000, d=1024, N=2048:
-    128 rows 1.26x / 1.20x, 256 rows 1.08x / 1.04x, 512 rows 0.92x / 0.91x. At V=128256 the
-    64 MiB budget gives 128 rows: temp memory at N=8192, d=2048 is 127 MiB (256 rows: 254 MiB;
-    optax: 7.8 GiB). Larger blocks amortise the per-block read-modify-write of the ``[V, d]``
-    f32 dW accumulator and lengthen the dW matmul's contraction.
+  * ``rows`` (loss + gradient sweep): the largest power of two (16..256) whose f32 logit block
+    ``rows x V`` fits 64 MiB. Measured on the shared 2-core CPU (fwd+bwd, interleaved rounds,
+    ratio to optax on materialised logits, wall / CPU time), V=32000, d=1024, N=2048: 128 rows
+    1.26x / 1.20x; 256 rows 1.03x / 1.00x and 1.08x / 1.04x (two runs); 512 rows 0.92x / 0.91x
+    and 1.08x / 1.06x (two runs): 256 and 512 are within the run-to-run noise, 256 holds half
+    the memory. At V=128256 the budget gives 128 rows: temp memory at N=8192, d=2048 is
+    127 MiB (256 rows: 254 MiB; optax: 7.8 GiB). Larger blocks amortise the per-block
+    read-modify-write of the ``[V, d]`` f32 dW accumulator and lengthen the dW matmul's
+    contraction.
   * ``dw_chunk``: dW is accumulated in chunks of about 16 MiB (``chunk x d`` f32), so no
     ``[V, d]`` temporary appears next to the accumulator.
 
@@ -159,7 +161,7 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   del dtype
   interpret = pallas_interpret(platform)
   tiles = dict(_lce_pallas.INTERPRET_CONFIG if interpret else _lce_pallas.GPU_CONFIG)
-  rows = max(16, min(512, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
+  rows = max(16, min(256, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
   rows = min(rows, max(n, 1))
   dw_chunk = max(256, min(8192, _pow2_floor((16 << 20) // (4 * max(d, 1)))))
   return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v),
