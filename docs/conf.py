@@ -33,6 +33,7 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True  # "Attributes:" as fields, not duplicate object descriptions
+napoleon_attr_annotations = False  # jaxtyping shapes ("*batch V") are not reST
 napoleon_custom_sections = [("Equations", "notes_style"), ("Raises", "params_style")]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
