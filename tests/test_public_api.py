@@ -7,6 +7,7 @@ Changing the public API is deliberate: update this table in the same commit."""
 import importlib
 import inspect
 import pkgutil
+import re
 import types
 import typing
 
@@ -271,3 +272,22 @@ def test_top_level_exposes_families_and_version_only():
                  if n != "__version__")
   with pytest.raises(AttributeError):
     bottleneck_jax.vib  # noqa: B018 - nothing flat at the top level
+
+
+def test_array_functions_annotate_shapes_with_jaxtyping():
+  """Every public function of the ops and the families that takes arrays says their shapes
+  (``Float[Array, "*batch d"]``), as DESIGN asks."""
+  missing = []
+  for family in ("ops", "information", "efficiency", "concepts", "quantize", "compression",
+                 "attention", "architecture", "objectives", "core.distributions"):
+    mod = importlib.import_module(f"bottleneck_jax.{family}")
+    for name in mod.__all__:
+      fn = getattr(mod, name)
+      if not inspect.isfunction(fn):
+        continue
+      notes = [str(v) for v in inspect.get_annotations(fn).values()]
+      takes_arrays = any("Array" in n for n in notes)
+      shaped = any(re.search(r"(Float|Int|Bool|Shaped|Num|Real|Key)\[", n) for n in notes)
+      if takes_arrays and not shaped:
+        missing.append(f"{family}.{name}")
+  assert not missing, missing

@@ -91,6 +91,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
+from jaxtyping import Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op, backend, pallas_interpret
@@ -399,10 +400,13 @@ _LOSS = Op("linear_cross_entropy", {"reference": _loss_reference, "xla": _loss_x
 # --------------------------------------------------------------------------- public API
 
 
-def linear_logit_stats(x: Array, w: Array, labels: Array, *, bias: Array | None = None,
+def linear_logit_stats(x: Float[Array, "*batch d"], w: Float[Array, "V d"],
+                       labels: Int[Array, "*batch"], *, bias: Float[Array, "V"] | None = None,
                        softcap: float | None = None,
                        implementation: Implementation | Sequence[Implementation] | None = None,
-                       block_size: int | None = None) -> tuple[Array, Array, Array]:
+                       block_size: int | None = None
+                       ) -> tuple[Float[Array, "*batch"], Float[Array, "*batch"],
+                                  Float[Array, "*batch"]]:
   r"""Row statistics of the logits ``z = x w^T + b`` without materialising them.
 
   .. math::
@@ -527,7 +531,9 @@ _CE_ARGS_DOC = r"""
 """
 
 
-def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | None = None,
+def linear_cross_entropy(x: Float[Array, "*batch d"], w: Float[Array, "V d"],
+                         labels: Int[Array, "*batch"], *,
+                         bias: Float[Array, "V"] | None = None,
                          ignore_index: int = -100, softcap: float | None = None,
                          label_smoothing: float = 0.0, z_loss: float = 0.0,
                          reduction: Literal["mean", "sum", "none"] = "mean",
@@ -576,7 +582,8 @@ def linear_cross_entropy(x: Array, w: Array, labels: Array, *, bias: Array | Non
 
 
 def linear_cross_entropy_with_aux(
-    x: Array, w: Array, labels: Array, *, bias: Array | None = None, ignore_index: int = -100,
+    x: Float[Array, "*batch d"], w: Float[Array, "V d"], labels: Int[Array, "*batch"], *,
+    bias: Float[Array, "V"] | None = None, ignore_index: int = -100,
     softcap: float | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
     reduction: Literal["mean", "sum", "none"] = "mean",
     implementation: Implementation | Sequence[Implementation] | None = None,

@@ -21,6 +21,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
@@ -47,9 +48,9 @@ _rms_norm_op = Op("rms_norm", {"reference": _rms_norm_reference, "xla": _rms_nor
                                "pallas": _rms_norm_pallas})
 
 
-def rms_norm(x: jax.Array, weight: jax.Array, *, epsilon: float = 1e-6,
+def rms_norm(x: Float[Array, "*batch d"], weight: Float[Array, "d"], *, epsilon: float = 1e-6,
              implementation: Implementation | Sequence[Implementation] | None = None
-             ) -> jax.Array:
+             ) -> Float[Array, "*batch d"]:
   """Root-mean-square layer norm over the last axis, with a memory-lean hand VJP.
 
   .. math::

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
@@ -50,8 +50,9 @@ def _check_positions(fn, positions, lead, arg="x"):
 _rope_op = Op("apply_rope", {"reference": _rope_reference, "xla": _rope_xla})
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, *, theta: float = 10000.0,
-               convention: str = "half", implementation: str | None = None) -> jax.Array:
+def apply_rope(x: Float[Array, "*batch seq heads head_dim"], positions: Int[Array, "*batch seq"],
+               *, theta: float = 10000.0, convention: str = "half",
+               implementation: str | None = None) -> Float[Array, "*batch seq heads head_dim"]:
   """Rotary position embedding with a residual-free backward (the inverse rotation).
 
   .. math::
@@ -91,9 +92,12 @@ def apply_rope(x: jax.Array, positions: jax.Array, *, theta: float = 10000.0,
 _qk_rope_op = Op("qk_rope", {"reference": _qk_rope_reference, "xla": _qk_rope_xla})
 
 
-def qk_rope(q: jax.Array, k: jax.Array, positions: jax.Array, *, theta: float = 10000.0,
-            convention: str = "half",
-            implementation: str | None = None) -> tuple[jax.Array, jax.Array]:
+def qk_rope(q: Float[Array, "*batch seq q_heads head_dim"],
+            k: Float[Array, "*batch seq kv_heads head_dim"], positions: Int[Array, "*batch seq"],
+            *, theta: float = 10000.0, convention: str = "half",
+            implementation: str | None = None
+            ) -> tuple[Float[Array, "*batch seq q_heads head_dim"],
+                       Float[Array, "*batch seq kv_heads head_dim"]]:
   """Applies RoPE to queries and keys in one op (Chronicals' fused QK-RoPE).
 
   Same rotation as :func:`apply_rope`; the angles are computed once for both. ``q`` and ``k``

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
+from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
@@ -36,7 +36,8 @@ def _check_swiglu(fn, a, u):
 _swiglu_op = Op("swiglu", {"reference": _swiglu_reference, "xla": _swiglu_xla})
 
 
-def swiglu(a: jax.Array, u: jax.Array, *, implementation: str | None = None) -> jax.Array:
+def swiglu(a: Float[Array, "*shape"], u: Float[Array, "*shape"], *,
+           implementation: str | None = None) -> Float[Array, "*shape"]:
   """SwiGLU gate ``silu(a) * u`` with a hand VJP that saves only ``a`` and ``u``.
 
   .. math::
@@ -83,8 +84,9 @@ _swiglu_linear_op = Op("swiglu_linear", {"reference": _swiglu_linear_reference,
                                          "xla": _swiglu_linear_xla})
 
 
-def swiglu_linear(x: jax.Array, w_gate: jax.Array, w_up: jax.Array, *,
-                  implementation: str | None = None) -> jax.Array:
+def swiglu_linear(x: Float[Array, "*batch d"], w_gate: Float[Array, "d f"],
+                  w_up: Float[Array, "d f"], *,
+                  implementation: str | None = None) -> Float[Array, "*batch f"]:
   """Gate and up projections fused with SwiGLU: ``silu(x @ w_gate) * (x @ w_up)``.
 
   The ``"xla"`` version saves only its inputs and recomputes both projections in the backward
