@@ -8,6 +8,9 @@
 * :mod:`~bottleneck_jax.data.pipeline`: :func:`batches`, a grain iterator whose global batch
   sequence depends only on the data, batch size and seed (each process gets its slice), with
   exact ``get_state``/``set_state``; :func:`to_global` builds global ``jax.Array`` batches.
+* :mod:`~bottleneck_jax.data.synthetic`: procedural data with exact ground-truth mutual
+  information (:func:`correlated_gaussians`, the 12-bit set :func:`tishby12`) and exact discrete
+  entropy / MI of probability tables.
 * :mod:`~bottleneck_jax.data.packing`: best-fit-decreasing sequence packing with segment ids and
   positions (:func:`pack_sequences`) and the matching attention mask.
 """
@@ -31,16 +34,31 @@ from bottleneck_jax.data.packing import (
     packed_attention_mask,
 )
 from bottleneck_jax.data.pipeline import batches, to_global
+from bottleneck_jax.data.synthetic import (
+    CorrelatedGaussians,
+    Tishby12,
+    correlated_gaussians,
+    discrete_entropy,
+    discrete_mutual_information,
+    gaussian_mutual_information,
+    tishby12,
+)
 from bottleneck_jax.data.tfds import load_tfds, source_to_arrays, tfds_source
 
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_IMAGE_NAMES",
     "ArrayDataset",
+    "CorrelatedGaussians",
     "PackedBatch",
     "PackingStats",
+    "Tishby12",
     "batches",
     "best_fit_decreasing",
+    "correlated_gaussians",
+    "discrete_entropy",
+    "discrete_mutual_information",
+    "gaussian_mutual_information",
     "load_breast_cancer",
     "load_dataset",
     "load_diabetes",
@@ -52,5 +70,6 @@ __all__ = [
     "sample_images",
     "source_to_arrays",
     "tfds_source",
+    "tishby12",
     "to_global",
 ]
