@@ -84,9 +84,20 @@ SURFACE = {
         "swiglu_linear": "function",
     },
     "bottleneck_jax.information": {
+        "MINEOutput": "class",
+        "MINEState": "class",
         "VIB": "class",
         "VIBClassifier": "class",
         "VIBEncoder": "class",
+        "critic_scores": "function",
+        "dv_lower_bound": "function",
+        "infonce_lower_bound": "function",
+        "js_lower_bound": "function",
+        "ksg_mutual_information": "function",
+        "mine_init": "function",
+        "mine_lower_bound": "function",
+        "nwj_lower_bound": "function",
+        "to_bits": "function",
         "vib": "function",
         "vib_loss": "function",
         "vib_predictive_logprobs": "function",
@@ -210,6 +221,10 @@ SURFACE = {
     "bottleneck_jax.concepts": {
     },
     "bottleneck_jax.quantize": {
+        "FSQ": "class",
+        "fsq": "function",
+        "fsq_codes_to_indices": "function",
+        "fsq_indices_to_codes": "function",
     },
     "bottleneck_jax.compression": {
     },

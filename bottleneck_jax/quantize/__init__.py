@@ -1,3 +1,15 @@
-"""The `quantize` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
+"""The `quantize` family of bottleneck_jax (see `bottleneck_jax.catalog`).
 
-__all__: list[str] = []
+Base quantisers: :func:`fsq` (Finite Scalar Quantization), :func:`vector_quantize` (VQ-VAE with
+the straight-through estimator, commitment loss and an EMA codebook) over the
+:func:`nearest_code` op, and :func:`lfq` (Lookup-Free Quantization, MAGVIT-v2).
+"""
+
+from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
+
+__all__: list[str] = [
+    "FSQ",
+    "fsq",
+    "fsq_codes_to_indices",
+    "fsq_indices_to_codes",
+]
