@@ -222,9 +222,11 @@ SURFACE = {
     },
     "bottleneck_jax.quantize": {
         "FSQ": "class",
+        "NearestCode": "class",
         "fsq": "function",
         "fsq_codes_to_indices": "function",
         "fsq_indices_to_codes": "function",
+        "nearest_code": "function",
     },
     "bottleneck_jax.compression": {
     },

@@ -6,10 +6,13 @@ the straight-through estimator, commitment loss and an EMA codebook) over the
 """
 
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
+from bottleneck_jax.quantize._nearest_code import NearestCode, nearest_code
 
 __all__: list[str] = [
     "FSQ",
+    "NearestCode",
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
+    "nearest_code",
 ]
