@@ -223,10 +223,16 @@ SURFACE = {
     "bottleneck_jax.quantize": {
         "FSQ": "class",
         "NearestCode": "class",
+        "VQEMAState": "class",
+        "VQEMAVariable": "class",
+        "VectorQuantizer": "class",
         "fsq": "function",
         "fsq_codes_to_indices": "function",
         "fsq_indices_to_codes": "function",
         "nearest_code": "function",
+        "vector_quantize": "function",
+        "vq_ema_init": "function",
+        "vq_ema_update": "function",
     },
     "bottleneck_jax.compression": {
     },

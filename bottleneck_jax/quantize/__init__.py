@@ -7,12 +7,26 @@ the straight-through estimator, commitment loss and an EMA codebook) over the
 
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
 from bottleneck_jax.quantize._nearest_code import NearestCode, nearest_code
+from bottleneck_jax.quantize._vq import (
+  VectorQuantizer,
+  VQEMAState,
+  VQEMAVariable,
+  vector_quantize,
+  vq_ema_init,
+  vq_ema_update,
+)
 
 __all__: list[str] = [
     "FSQ",
     "NearestCode",
+    "VQEMAState",
+    "VQEMAVariable",
+    "VectorQuantizer",
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
     "nearest_code",
+    "vector_quantize",
+    "vq_ema_init",
+    "vq_ema_update",
 ]
