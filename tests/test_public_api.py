@@ -222,6 +222,7 @@ SURFACE = {
     },
     "bottleneck_jax.quantize": {
         "FSQ": "class",
+        "LFQ": "class",
         "NearestCode": "class",
         "VQEMAState": "class",
         "VQEMAVariable": "class",
@@ -229,6 +230,8 @@ SURFACE = {
         "fsq": "function",
         "fsq_codes_to_indices": "function",
         "fsq_indices_to_codes": "function",
+        "lfq": "function",
+        "lfq_indices_to_codes": "function",
         "nearest_code": "function",
         "vector_quantize": "function",
         "vq_ema_init": "function",
