@@ -6,6 +6,7 @@ the straight-through estimator, commitment loss and an EMA codebook) over the
 """
 
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
+from bottleneck_jax.quantize._lfq import LFQ, lfq, lfq_indices_to_codes
 from bottleneck_jax.quantize._nearest_code import NearestCode, nearest_code
 from bottleneck_jax.quantize._vq import (
   VectorQuantizer,
@@ -18,6 +19,7 @@ from bottleneck_jax.quantize._vq import (
 
 __all__: list[str] = [
     "FSQ",
+    "LFQ",
     "NearestCode",
     "VQEMAState",
     "VQEMAVariable",
@@ -25,6 +27,8 @@ __all__: list[str] = [
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
+    "lfq",
+    "lfq_indices_to_codes",
     "nearest_code",
     "vector_quantize",
     "vq_ema_init",
