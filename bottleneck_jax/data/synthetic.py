@@ -143,8 +143,12 @@ def correlated_gaussians(n: int, *, dim: int = 1, rho: float, key,
   V.check_scalar(fn, "dim", dim, low=1, integer=True)
   V.check_scalar(fn, "rho", rho, low=-1.0, high=1.0, low_inclusive=False,
                  high_inclusive=False, static=True)
-  if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
-    raise TypeError(f"{fn}: dtype must be a floating dtype, got {jnp.dtype(dtype).name}")
+  try:
+    dt = jnp.dtype(dtype)
+  except TypeError:
+    dt = None
+  if dtype is None or dt is None or not jnp.issubdtype(dt, jnp.floating):
+    raise TypeError(f"{fn}: dtype must be a floating dtype, got {dtype!r}")
   key = as_key(key, fn=fn)
   kx, ke = jax.random.split(key)
   n, dim, rho = int(n), int(dim), float(rho)

@@ -313,9 +313,13 @@ def mine_init(dtype=jnp.float32) -> MINEState:
     >>> int(mine_init().count)
     0
   """
-  if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
-    raise TypeError(f"mine_init: dtype must be a floating dtype, got {jnp.dtype(dtype).name}")
-  return MINEState(jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32))
+  try:
+    dt = jnp.dtype(dtype)
+  except TypeError:
+    dt = None
+  if dtype is None or dt is None or not jnp.issubdtype(dt, jnp.floating):
+    raise TypeError(f"mine_init: dtype must be a floating dtype, got {dtype!r}")
+  return MINEState(jnp.asarray(-jnp.inf, dt), jnp.asarray(0, jnp.int32))
 
 
 def mine_lower_bound(scores: Float[Array, "b b"], state: MINEState, *,
@@ -436,6 +440,10 @@ def ksg_mutual_information(x: Float[Array, "n dx"], y: Float[Array, "n dy"], *,
   n = x.shape[0]
   if k >= n:
     raise ValueError(f"{fn}: k must be < N (the number of samples, {n}), got {k}")
+  for arg, a in (("x", x), ("y", y)):
+    if a.ndim == 2 and a.shape[1] < 1:
+      raise ValueError(f"{fn}: {arg} must have at least one feature (shape [N, d], d >= 1), "
+                       f"got {V.describe(a)}")
   k = int(k)
   x2 = x.reshape(n, -1)
   y2 = y.reshape(n, -1)
