@@ -50,10 +50,14 @@ def test_exact_ties_go_to_the_first_index(impl):
   cb[0], cb[3] = [1, 0], [0, 1]
   cb[6], cb[13] = [7, 7], [7, 7]      # a tie between blocks 1 and 3 only
   z = np.array([[2, -2], [0, 0], [2, -1], [50, 50], [7, 7]], np.float32)
-  res = nearest_code(jnp.asarray(z), jnp.asarray(cb), block_size=4, implementation=impl)
   expect = np.argmin(((z[:, None] - cb[None]) ** 2).sum(-1), axis=-1)
-  np.testing.assert_array_equal(np.asarray(res.indices), expect)
-  np.testing.assert_array_equal(np.asarray(res.indices), [2, 0, 2, 1, 6])
+  # bf16 inputs are searched in f32: distances like 2 * 50^2 are exact there, not in bf16
+  for dtype in (jnp.float32, jnp.bfloat16):
+    res = nearest_code(jnp.asarray(z, dtype), jnp.asarray(cb, dtype), block_size=4,
+                       implementation=impl)
+    np.testing.assert_array_equal(np.asarray(res.indices), expect)
+    np.testing.assert_array_equal(np.asarray(res.indices), [2, 0, 2, 1, 6])
+    assert res.distances.dtype == dtype
 
 
 def test_implementations_agree_values_and_vjps():

@@ -11,6 +11,7 @@ Semantics, identical in every implementation:
 * ``metric="cosine"``: ``1 - z_n . e_k / (max(||z_n||, 1e-6) max(||e_k||, 1e-6))``;
 * ``index_n = argmin_k dist_nk``, ties resolved to the first (smallest) index as ``jnp.argmin``;
   a NaN distance counts as the minimum (as ``jnp.argmin``);
+* bf16/f16 inputs are searched in f32; the distances are returned in the input dtype;
 * the returned distance is differentiable in ``z`` and ``codebook`` (the gradient of the chosen
   pair's distance; the index is piecewise constant and has none).
 

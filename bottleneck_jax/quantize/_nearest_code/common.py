@@ -19,3 +19,9 @@ def row_distance(z, code, metric):
   if metric == "cosine":
     return 1.0 - jnp.sum(z * code, axis=-1)
   return jnp.sum(z * z, axis=-1) - 2.0 * jnp.sum(z * code, axis=-1) + jnp.sum(code * code, axis=-1)
+
+
+def compute_dtype(dtype):
+  """f32 for inputs of less than 32 bits (bf16, f16), else the input dtype."""
+  dtype = jnp.dtype(dtype)
+  return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bottleneck_jax.kernels import round_up
-from bottleneck_jax.quantize._nearest_code.common import normalise, row_distance
+from bottleneck_jax.quantize._nearest_code.common import compute_dtype, normalise, row_distance
 
 DEFAULT_BLOCK = 256
 
@@ -50,10 +50,13 @@ def _search(z, codebook, metric, block):
 
 def nearest_code(z, codebook, *, metric, block_size=None):
   """``(indices [N] int32, distances [N])`` for ``z [N, d]``; see the package docstring."""
+  out_dtype = z.dtype
+  cdt = compute_dtype(z.dtype)
+  z, codebook = z.astype(cdt), codebook.astype(cdt)
   k = codebook.shape[0]
   block = int(block_size) if block_size is not None else min(DEFAULT_BLOCK, round_up(k, 8))
   if metric == "cosine":
     z, codebook = normalise(z), normalise(codebook)
   idx = _search(jax.lax.stop_gradient(z), jax.lax.stop_gradient(codebook), metric, block)
   code = jnp.take(codebook, idx, axis=0)
-  return idx, row_distance(z, code, metric)
+  return idx, row_distance(z, code, metric).astype(out_dtype)
