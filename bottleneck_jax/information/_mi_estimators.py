@@ -11,7 +11,7 @@ entries samples of the product of marginals ``p(x) p(y)``. Each bound below is a
 ``S`` only, a lower bound on ``I(X;Y)`` for any critic, tight for the optimal one; maximising it
 over the critic's parameters estimates the MI. With ``d = diag(S)``:
 
-  InfoNCE:  I >= mean_i [ S_ii - logsumexp_j S_ij ] + log B        (<= log B; optimum f = log r + c(x))
+  InfoNCE:  I >= mean_i [ S_ii - logsumexp_j S_ij ] + log B   (<= log B; optimum f = log r + c(x))
   NWJ:      I >= mean_i S_ii - e^{-1} mean_{i != j} exp(S_ij)      (optimum f = 1 + log r)
   DV/MINE:  I >= mean_i S_ii - log mean_{i != j} exp(S_ij)         (optimum f = log r + c)
   JS:       the NWJ value at f + 1, with the gradient of the f-GAN Jensen-Shannon objective
