@@ -33,6 +33,7 @@ from bottleneck_jax import data as D
 from bottleneck_jax import efficiency as E
 from bottleneck_jax import information as I
 from bottleneck_jax import ops as O
+from bottleneck_jax import quantize as Q
 from bottleneck_jax.core import distributions as Dist
 
 PKG = Path(__file__).resolve().parents[1] / "bottleneck_jax"
@@ -103,6 +104,24 @@ CASES = [
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
                     "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
          ("h", "w", "bias")),
+    # quantize
+    Case("fsq", Q.fsq, lambda r: {"z": _f(r, 2, 3, 4), "levels": [8, 5, 5, 5]}, ("z",)),
+    Case("fsq_codes_to_indices", Q.fsq_codes_to_indices,
+         lambda r: {"codes": jnp.zeros((2, 3), jnp.float32), "levels": [8, 5, 5]}, ("codes",)),
+    Case("fsq_indices_to_codes", Q.fsq_indices_to_codes,
+         lambda r: {"indices": _i(r, 2, 3, high=200), "levels": [8, 5, 5]}, ("indices",)),
+    Case("lfq", Q.lfq, lambda r: {"z": _f(r, 2, 3, 4)}, ("z",)),
+    Case("lfq_indices_to_codes", Q.lfq_indices_to_codes,
+         lambda r: {"indices": _i(r, 2, 3, high=16), "dim": 4}, ("indices",)),
+    Case("nearest_code", Q.nearest_code,
+         lambda r: {"z": _f(r, 2, 3, 4), "codebook": _f(r, 5, 4), "implementation": None},
+         ("z", "codebook")),
+    Case("vector_quantize", Q.vector_quantize,
+         lambda r: {"z": _f(r, 2, 3, 4), "codebook": _f(r, 5, 4)}, ("z", "codebook")),
+    Case("vq_ema_init", Q.vq_ema_init, lambda r: {"codebook": _f(r, 5, 4)}, ("codebook",)),
+    Case("vq_ema_update", Q.vq_ema_update,
+         lambda r: {"state": Q.vq_ema_init(_f(r, 5, 4)), "z": _f(r, 2, 3, 4),
+                    "indices": _i(r, 2, 3, high=5)}, ("state", "z", "indices")),
     Case("lexicon_weighting", E.lexicon_weighting,
          lambda r: {"h": _f(r, 2, 3, 4), "w": _f(r, 5, 4), "bias": _f(r, 5),
                     "mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool))},
@@ -461,7 +480,7 @@ def test_case_table_covers_the_public_functions():
             "store_grad_norms": "takes an nnx model and state; covered in test_wta_crs"}
   names = {c.name for c in CASES}
   missing = []
-  for mod in (O, E, I, Dist):
+  for mod in (O, E, I, Q, Dist):
     for n in mod.__all__:
       if inspect.isfunction(getattr(mod, n)) and n not in names and n not in no_row:
         missing.append(f"{mod.__name__}.{n}")
