@@ -40,8 +40,8 @@ All quantities are in **nats** (divide by ``ln 2`` for bits).
 References:
   Ravid Shwartz-Ziv, Naftali Tishby, "Opening the Black Box of Deep Neural Networks via
   Information", 2017, https://arxiv.org/abs/1703.00810; code ravidziv/IDNNs.
-  Thomas M. Cover, Joy A. Thomas, "Elements of Information Theory", 2nd ed., 2006 (Gaussian MI,
-  eq. 8.56 / example 8.5.1).
+  Thomas M. Cover, Joy A. Thomas, "Elements of Information Theory", 2nd ed., 2006
+  (differential entropy and mutual information of Gaussians, chapter 8).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def correlated_gaussians(n: int, *, dim: int = 1, rho: float, key,
     ((100, 2), (100, 2), 1.0217)
 
   References:
-    Cover & Thomas, "Elements of Information Theory", 2006, example 8.5.1.
+    Cover & Thomas, "Elements of Information Theory", 2006, chapter 8 (Gaussian mutual information).
   """
   fn = "correlated_gaussians"
   V.check_scalar(fn, "n", n, low=1, integer=True)
@@ -258,7 +258,7 @@ def discrete_mutual_information(joint: Float[Array, "a b"]) -> Float[Array, ""]:
     0.6931
 
   References:
-    Cover & Thomas, "Elements of Information Theory", 2006, eq. 2.28.
+    Cover & Thomas, "Elements of Information Theory", 2006, chapter 2 (mutual information).
   """
   _check_table("discrete_mutual_information", "joint", joint, 2)
   pa = jnp.sum(joint, axis=1)

@@ -176,7 +176,7 @@ def infonce_lower_bound(scores: Float[Array, "*batch b b"]) -> Float[Array, "*ba
 
   References:
     van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive Coding",
-    2018, https://arxiv.org/abs/1807.03748; Poole et al., ICML 2019, eq. (12).
+    2018, https://arxiv.org/abs/1807.03748; Poole et al., ICML 2019, section 2.3 (InfoNCE).
   """
   _check_scores("infonce_lower_bound", scores)
   b = scores.shape[-1]
@@ -206,7 +206,7 @@ def nwj_lower_bound(scores: Float[Array, "*batch b b"]) -> Float[Array, "*batch"
 
   References:
     Nguyen, Wainwright, Jordan, "Estimating divergence functionals and the likelihood ratio by
-    convex risk minimization", IEEE Trans. Inf. Theory 2010; Poole et al., ICML 2019, eq. (8).
+    convex risk minimization", IEEE Trans. Inf. Theory 2010; Poole et al., ICML 2019 (NWJ).
   """
   _check_scores("nwj_lower_bound", scores)
   joint = jnp.mean(_diag(scores), axis=-1)
@@ -236,7 +236,7 @@ def dv_lower_bound(scores: Float[Array, "*batch b b"]) -> Float[Array, "*batch"]
 
   References:
     Donsker, Varadhan, "Asymptotic evaluation of certain Markov process expectations for large
-    time, IV", 1983; Poole et al., ICML 2019, eq. (5).
+    time, IV", 1983; Poole et al., ICML 2019 (DV bound).
   """
   _check_scores("dv_lower_bound", scores)
   return jnp.mean(_diag(scores), axis=-1) - _logmeanexp_offdiag(scores)
