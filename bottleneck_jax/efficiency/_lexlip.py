@@ -48,6 +48,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from bottleneck_jax.core import validation as V
+from bottleneck_jax.efficiency._sparton import check_head as _check_head
 from bottleneck_jax.efficiency._sparton import flops_regularizer, lexical_max_pool
 from bottleneck_jax.kernels.sharding import explicit_spec
 
@@ -78,27 +79,6 @@ class LexLIPLoss(NamedTuple):
 
   loss: Float[Array, ""]
   aux: dict[str, Array]
-
-
-def _check_head(fn: str, h, w, bias, mask) -> None:
-  """The checks of ``lexical_max_pool``, under this function's name."""
-  V.check_rank(fn, "h", h, min_rank=2)
-  V.check_floating(fn, "h", h)
-  V.check_rank(fn, "w", w, 2)
-  V.check_floating(fn, "w", w)
-  if w.shape[1] != h.shape[-1]:
-    raise ValueError(f"{fn}: w must have shape [V, {h.shape[-1]}] (d of h), got "
-                     f"{list(w.shape)}")
-  if w.shape[0] < 1 or h.shape[-2] < 1:
-    raise ValueError(f"{fn}: need V >= 1 and L >= 1, got w {list(w.shape)} and h "
-                     f"{list(h.shape)}")
-  if bias is not None:
-    V.check_rank(fn, "bias", bias, 1)
-    V.check_floating(fn, "bias", bias)
-    V.check_shape(fn, "bias", bias, (w.shape[0],))
-  if mask is not None:
-    V.check_bool_or_int(fn, "mask", mask)
-    V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
 
 
 def lexicon_weighting(h: Float[Array, "*batch l d"], w: Float[Array, "v d"],

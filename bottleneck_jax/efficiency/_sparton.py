@@ -161,7 +161,9 @@ def lexical_max_pool_with_indices(h: Float[Array, "*batch L d"], w: Float[Array,
                            block_size=block_size)
 
 
-def _lexical_max_pool(fn, h, w, bias, *, mask, activation, implementation, block_size):
+def check_head(fn: str, h, w, bias, mask) -> None:
+  """The input checks of a lexical max-pool head (``h``, ``w``, ``bias``, ``mask``), reported
+  under ``fn``'s name; shared with the LexLIP heads."""
   V.check_rank(fn, "h", h, min_rank=2)
   V.check_floating(fn, "h", h)
   V.check_rank(fn, "w", w, 2)
@@ -169,16 +171,20 @@ def _lexical_max_pool(fn, h, w, bias, *, mask, activation, implementation, block
   if w.shape[1] != h.shape[-1]:
     raise ValueError(f"{fn}: w must have shape [V, {h.shape[-1]}] (d of h), got "
                      f"{list(w.shape)}")
-  n_vocab = w.shape[0]
-  if n_vocab < 1 or h.shape[-2] < 1:
+  if w.shape[0] < 1 or h.shape[-2] < 1:
     raise ValueError(f"{fn}: need V >= 1 and L >= 1, got w {list(w.shape)} and h "
                      f"{list(h.shape)}")
   if bias is not None:
     V.check_floating(fn, "bias", bias)
-    V.check_shape(fn, "bias", bias, (n_vocab,))
+    V.check_shape(fn, "bias", bias, (w.shape[0],))
   if mask is not None:
     V.check_bool_or_int(fn, "mask", mask)
     V.check_shape(fn, "mask", mask, tuple(h.shape[:-1]))
+
+
+def _lexical_max_pool(fn, h, w, bias, *, mask, activation, implementation, block_size):
+  check_head(fn, h, w, bias, mask)
+  n_vocab = w.shape[0]
   V.check_choice(fn, "activation", activation, ACTIVATIONS)
   if block_size is not None:
     V.check_scalar(fn, "block_size", block_size, low=1, integer=True)
