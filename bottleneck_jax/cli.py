@@ -39,8 +39,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -511,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def _silence_background() -> None:
+  """Before the error line of a failed run: a failed Orbax writer keeps logging its own
+  tracebacks from background threads for a while; none of that may follow the one line that
+  says what went wrong (the process exits right after it)."""
+  logging.disable(logging.CRITICAL)
+  threading.excepthook = lambda _args: None
+
+
 def _end_program(status: int) -> None:
   """After a failed run, leave at once: never wait for background threads (a failed
   checkpoint writer could block interpreter shutdown) nor print their teardown noise after the
@@ -534,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
     status = EXIT_USAGE
   except RunFailure as e:
+    if argv is None:
+      _silence_background()
     print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
     status = e.status
   except KeyboardInterrupt:
