@@ -8,6 +8,10 @@ starts with ``"<function name>:"``, never an error from JAX's or NumPy's interna
 ``TypeError`` from ``jnp``, ``IndexError``, ``ZeroDivisionError``,
 ``TracerArrayConversionError``, ``XlaRuntimeError``...).
 
+The rows of ops, data, core and the first families are here; every other family keeps its rows
+in ``tests/<family>/_property_cases.py`` (``CASES``, a list of ``tests._cases.Case``, and an
+optional ``NO_ROW`` dict: public function -> why it has no row), collected below.
+
 Cases that find a bug in a module owned by someone else are marked ``xfail(strict=False)`` with
 the reason, so the owner can fix it and the mark can go.
 
@@ -16,11 +20,9 @@ Deterministic (``derandomize=True``) and fast: about 15 examples per function, s
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,41 +31,29 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from bottleneck_jax import architecture as Arch
+from bottleneck_jax import attention as Att
+from bottleneck_jax import compression as Comp
+from bottleneck_jax import concepts as C
 from bottleneck_jax import data as D
 from bottleneck_jax import efficiency as E
 from bottleneck_jax import information as I
+from bottleneck_jax import objectives as Obj
 from bottleneck_jax import ops as O
 from bottleneck_jax import quantize as Q
 from bottleneck_jax.core import distributions as Dist
+from tests._cases import KEY, Case, floats, ints
 
 PKG = Path(__file__).resolve().parents[1] / "bottleneck_jax"
+FAMILIES = (E, I, Q, Comp, C, Att, Arch, Obj)
 
 
 # ---------------------------------------------------------------------------------------------
 # The table: (name, function, valid-argument builder, positional argument names)
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-  name: str
-  fn: Callable
-  build: Callable[[np.random.Generator], dict[str, Any]]
-  positional: tuple[str, ...] = ()
-  xfail: str | None = None  # a bug in a module we do not own: reported, not hidden
+_f, _i = floats, ints
 
-  def __repr__(self):
-    return self.name
-
-
-def _f(r, *shape):
-  return jnp.asarray(np.abs(r.standard_normal(shape)) + 0.1, jnp.float32)
-
-
-def _i(r, *shape, high=3):
-  return jnp.asarray(r.integers(0, high, shape), jnp.int32)
-
-
-KEY = jax.random.key(0)
 
 CASES = [
     # ops (shared kernels)
@@ -201,6 +191,21 @@ CASES = [
     Case("packed_attention_mask", D.packed_attention_mask,
          lambda r: {"segment_ids": _i(r, 2, 4)}, ("segment_ids",)),
 ]
+
+
+def _family_tables() -> tuple[list[Case], dict[str, str]]:
+  """The rows each family keeps in ``tests/<family>/_property_cases.py`` (``CASES``), and its
+  public functions that have no row, with why (``NO_ROW``, optional)."""
+  rows, no_row = [], {}
+  for path in sorted(Path(__file__).parent.glob("*/_property_cases.py")):
+    mod = importlib.import_module(f"tests.{path.parent.name}._property_cases")
+    rows += mod.CASES
+    no_row.update(getattr(mod, "NO_ROW", {}))
+  return rows, no_row
+
+
+_FAMILY_CASES, _FAMILY_NO_ROW = _family_tables()
+CASES += _FAMILY_CASES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +414,7 @@ def test_no_public_function_has_a_flag_that_changes_its_number_of_results():
   """Package-wide: no public function (or NNX module ``__call__``) takes a ``return_*`` flag."""
   import inspect
   found = set()
-  for mod in (E, I, O, D, Dist):
+  for mod in (*FAMILIES, O, D, Dist):
     for n in mod.__all__:
       obj = getattr(mod, n)
       call = vars(obj).get("__call__") if inspect.isclass(obj) else None
@@ -426,7 +431,7 @@ def test_every_public_nnx_module_takes_rngs():
   import inspect
 
   from flax import nnx
-  modules = [getattr(m, n) for m in (E, I, O) for n in m.__all__
+  modules = [getattr(m, n) for m in (*FAMILIES, O) for n in m.__all__
              if inspect.isclass(getattr(m, n)) and issubclass(getattr(m, n), nnx.Module)]
   assert len(modules) >= 7
   bad = [c.__name__ for c in modules if "rngs" not in inspect.signature(c.__init__).parameters]
@@ -437,7 +442,7 @@ def test_public_arguments_say_epsilon_not_eps():
   """As flax and optax: a small constant is ``epsilon``."""
   import inspect
   bad = []
-  for mod in (E, I, O, D, Dist):
+  for mod in (*FAMILIES, O, D, Dist):
     for n in mod.__all__:
       obj = getattr(mod, n)
       fn = vars(obj).get("__init__") if inspect.isclass(obj) else obj
@@ -462,7 +467,7 @@ def test_no_public_name_clashes_with_flax_or_optax():
   import optax
   from flax import nnx
   clashes = []
-  for mod in (E, I, O, D):
+  for mod in (*FAMILIES, O, D):
     for name in mod.__all__:
       for lib in (nnx, optax):
         if hasattr(lib, name) and getattr(lib, name) is not getattr(mod, name):
@@ -477,10 +482,11 @@ def test_case_table_covers_the_public_functions():
   import inspect
   no_row = {"default_lora_label": "pure string logic on a path tuple",
             "lora_plus_labels": "any pytree is valid input",
-            "store_grad_norms": "takes an nnx model and state; covered in test_wta_crs"}
+            "store_grad_norms": "takes an nnx model and state; covered in test_wta_crs",
+            **_FAMILY_NO_ROW}
   names = {c.name for c in CASES}
   missing = []
-  for mod in (O, E, I, Q, Dist):
+  for mod in (O, *FAMILIES, Dist):
     for n in mod.__all__:
       if inspect.isfunction(getattr(mod, n)) and n not in names and n not in no_row:
         missing.append(f"{mod.__name__}.{n}")
