@@ -9,7 +9,7 @@ import pytest
 from bottleneck_jax.kernels import testing
 from bottleneck_jax.quantize import nearest_code
 
-IMPLS = ("reference", "xla")
+IMPLS = ("reference", "xla", "pallas")
 
 
 def _np_nearest(z, cb, metric):
@@ -68,7 +68,7 @@ def test_implementations_agree_values_and_vjps():
     testing.assert_implementations_agree(
         lambda a, b, *, implementation, metric=metric: nearest_code(
             a, b, metric=metric, block_size=16, implementation=implementation),
-        (z, cb), implementations=("xla",), rtol=1e-5, atol=1e-5)
+        (z, cb), implementations=("xla", "pallas"), rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_is_that_of_the_chosen_pair():

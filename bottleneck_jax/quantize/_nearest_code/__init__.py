@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.kernels import Op
+from bottleneck_jax.quantize._nearest_code import pallas as _pallas
 from bottleneck_jax.quantize._nearest_code import reference as _reference
 from bottleneck_jax.quantize._nearest_code import xla as _xla
 
@@ -52,7 +53,8 @@ class NearestCode(NamedTuple):
 
 
 NEAREST_CODE = Op("nearest_code", {"reference": _reference.nearest_code,
-                                   "xla": _xla.nearest_code})
+                                   "xla": _xla.nearest_code, "pallas": _pallas.nearest_code},
+                  validated_on={"pallas": ()})
 
 
 def check_codebook(fn: str, z, codebook) -> None:
@@ -88,8 +90,8 @@ def nearest_code(z: Float[Array, "*batch d"], codebook: Float[Array, "k d"], *,
     codebook: codes, shape ``[K, d]``, ``K >= 1``, dtype of ``z``.
     metric: ``"l2"`` (squared Euclidean) or ``"cosine"``.
     block_size: codes per block of the ``"xla"`` implementation (default 256).
-    implementation: ``None`` (platform default, ``"xla"``), ``"reference"``, ``"xla"`` or a
-      sequence of them.
+    implementation: ``None`` (platform default, ``"xla"``), ``"reference"``, ``"xla"``,
+      ``"pallas"`` or a sequence of them.
 
   Returns:
     :class:`NearestCode` ``(indices int32 [*batch], distances [*batch])``.
