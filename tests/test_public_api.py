@@ -113,6 +113,7 @@ SURFACE = {
         "wta_crs_sample": "function",
     },
     "bottleneck_jax.data": {
+        "AdditiveUniform": "class",
         "ArrayDataset": "class",
         "CorrelatedGaussians": "class",
         "DATASET_NAMES": "constant",
@@ -120,6 +121,8 @@ SURFACE = {
         "PackingStats": "class",
         "SAMPLE_IMAGE_NAMES": "constant",
         "Tishby12": "class",
+        "additive_uniform": "function",
+        "additive_uniform_mutual_information": "function",
         "batches": "function",
         "best_fit_decreasing": "function",
         "correlated_gaussians": "function",

@@ -35,8 +35,11 @@ from bottleneck_jax.data.packing import (
 )
 from bottleneck_jax.data.pipeline import batches, to_global
 from bottleneck_jax.data.synthetic import (
+    AdditiveUniform,
     CorrelatedGaussians,
     Tishby12,
+    additive_uniform,
+    additive_uniform_mutual_information,
     correlated_gaussians,
     discrete_entropy,
     discrete_mutual_information,
@@ -48,11 +51,14 @@ from bottleneck_jax.data.tfds import load_tfds, source_to_arrays, tfds_source
 __all__ = [
     "DATASET_NAMES",
     "SAMPLE_IMAGE_NAMES",
+    "AdditiveUniform",
     "ArrayDataset",
     "CorrelatedGaussians",
     "PackedBatch",
     "PackingStats",
     "Tishby12",
+    "additive_uniform",
+    "additive_uniform_mutual_information",
     "batches",
     "best_fit_decreasing",
     "correlated_gaussians",

@@ -24,6 +24,9 @@ themselves:
   ``b = phi/sqrt(1+phi^2)``). Every ``theta`` in ``(7.5628, 7.7013)`` gives the same labels.
   The result is 2118 positives out of 4096 (``p(y=1) = 0.51709``), so
   ``I(X;Y) = H(Y) = 0.999157`` bits: the labels are a deterministic function of the inputs.
+* :func:`additive_uniform`: ``X ~ U(0, 1)``, ``Y = X + U(-epsilon, epsilon)``, with
+  ``I(X;Y) = epsilon - log(2 epsilon)`` nats for ``epsilon <= 1/2`` and ``1/(4 epsilon)`` above
+  (the ``AdditiveUniformSampler`` task of cbg-ethz/bmi; derivation in Czyż et al. 2023).
 * :func:`discrete_mutual_information` and :func:`discrete_entropy`: exact information of a
   probability table, ``I(A;B) = sum_ab p(a,b) log[p(a,b) / (p(a) p(b))]`` (``0 log 0 = 0``).
 
@@ -58,8 +61,11 @@ from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
 
 __all__ = [
+    "AdditiveUniform",
     "CorrelatedGaussians",
     "Tishby12",
+    "additive_uniform",
+    "additive_uniform_mutual_information",
     "correlated_gaussians",
     "discrete_entropy",
     "discrete_mutual_information",
@@ -195,6 +201,81 @@ def tishby12(*, dtype=jnp.float32) -> Tishby12:
   field = np.linalg.norm(bits.astype(np.float64) @ _icosahedron(), axis=-1)
   y = (bits.sum(-1) + field > TISHBY12_THRESHOLD).astype(np.int32)
   return Tishby12(jnp.asarray(bits, dtype=dtype), jnp.asarray(y))
+
+
+class AdditiveUniform(NamedTuple):
+  """Samples of ``Y = X + noise`` with uniform ``X`` and noise, and the exact MI.
+
+  Attributes:
+    x: samples of ``X ~ U(0, 1)``, shape ``[n, 1]``.
+    y: samples of ``Y = X + U(-epsilon, epsilon)``, shape ``[n, 1]``.
+    mutual_information: ``I(X;Y)`` in nats (a Python float).
+  """
+  x: Float[Array, "n 1"]
+  y: Float[Array, "n 1"]
+  mutual_information: float
+
+
+def additive_uniform_mutual_information(epsilon: float) -> float:
+  """``I(X;Y)`` in nats for ``X ~ U(0,1)``, ``Y = X + U(-epsilon, epsilon)``.
+
+  .. math::
+     I = \\begin{cases}\\epsilon - \\log 2\\epsilon & \\epsilon \\le 1/2\\\\
+     1/(4\\epsilon) & \\epsilon > 1/2\\end{cases}
+
+  Example:
+    >>> from bottleneck_jax.data import additive_uniform_mutual_information
+    >>> round(additive_uniform_mutual_information(0.75), 4)
+    0.3333
+  """
+  fn = "additive_uniform_mutual_information"
+  V.check_scalar(fn, "epsilon", epsilon, low=0.0, low_inclusive=False, static=True)
+  e = float(epsilon)
+  if not math.isfinite(e):
+    raise ValueError(f"{fn}: epsilon must be finite, got {epsilon}")
+  return e - math.log(2 * e) if e <= 0.5 else 1.0 / (4 * e)
+
+
+def additive_uniform(n: int, *, epsilon: float, key, dtype=jnp.float32) -> AdditiveUniform:
+  """Samples ``X ~ U(0, 1)`` and ``Y = X + N`` with ``N ~ U(-epsilon, epsilon)``, and the MI.
+
+  ``h(Y|X) = log(2 epsilon)``; ``h(Y)`` is the entropy of the trapezoidal density of ``Y``, which
+  gives :func:`additive_uniform_mutual_information`.
+
+  Args:
+    n: number of samples, ``n >= 1``.
+    epsilon: half-width of the noise, finite and ``> 0``.
+    key: a ``jax.random.key`` or an int seed.
+    dtype: floating dtype of the samples.
+
+  Returns:
+    :class:`AdditiveUniform` ``(x [n, 1], y [n, 1], mutual_information)`` (nats).
+
+  Example:
+    >>> from bottleneck_jax.data import additive_uniform
+    >>> x, y, mi = additive_uniform(5, epsilon=0.1, key=0)
+    >>> x.shape, round(mi, 4)
+    ((5, 1), 1.7094)
+
+  References:
+    Czyż, Grabowski, Vogt, Beerenwinkel, Marx, "Beyond Normal: On the Evaluation of Mutual
+    Information Estimators", NeurIPS 2023 (the additive-noise task of cbg-ethz/bmi).
+  """
+  fn = "additive_uniform"
+  V.check_scalar(fn, "n", n, low=1, integer=True)
+  mi = additive_uniform_mutual_information(epsilon)
+  try:
+    dt = jnp.dtype(dtype)
+  except TypeError:
+    dt = None
+  if dtype is None or dt is None or not jnp.issubdtype(dt, jnp.floating):
+    raise TypeError(f"{fn}: dtype must be a floating dtype, got {dtype!r}")
+  key = as_key(key, fn=fn)
+  kx, kn = jax.random.split(key)
+  x = jax.random.uniform(kx, (int(n), 1), dtype=dtype)
+  noise = jax.random.uniform(kn, (int(n), 1), dtype=dtype, minval=-float(epsilon),
+                             maxval=float(epsilon))
+  return AdditiveUniform(x, x + noise, mi)
 
 
 def _check_table(fn: str, arg: str, p, rank: int) -> None:
