@@ -11,11 +11,20 @@
 * :mod:`~bottleneck_jax.data.synthetic`: procedural data with exact ground-truth mutual
   information (:func:`correlated_gaussians`, the 12-bit set :func:`tishby12`) and exact discrete
   entropy / MI of probability tables.
+* :mod:`~bottleneck_jax.data.corpus`: a small generated retrieval corpus (texts, term counts,
+  dense embeddings, metadata) with corpus-level questions and their exact answers
+  (:func:`retrieval_corpus`, :func:`corpus_questions`).
 * :mod:`~bottleneck_jax.data.packing`: best-fit-decreasing sequence packing with segment ids and
   positions (:func:`pack_sequences`) and the matching attention mask.
 """
 
 from bottleneck_jax.data.arrays import ArrayDataset
+from bottleneck_jax.data.corpus import (
+    CorpusQuestion,
+    RetrievalCorpus,
+    corpus_questions,
+    retrieval_corpus,
+)
 from bottleneck_jax.data.embedded import (
     DATASET_NAMES,
     SAMPLE_IMAGE_NAMES,
@@ -53,14 +62,17 @@ __all__ = [
     "SAMPLE_IMAGE_NAMES",
     "AdditiveUniform",
     "ArrayDataset",
+    "CorpusQuestion",
     "CorrelatedGaussians",
     "PackedBatch",
     "PackingStats",
+    "RetrievalCorpus",
     "Tishby12",
     "additive_uniform",
     "additive_uniform_mutual_information",
     "batches",
     "best_fit_decreasing",
+    "corpus_questions",
     "correlated_gaussians",
     "discrete_entropy",
     "discrete_mutual_information",
@@ -71,6 +83,7 @@ __all__ = [
     "load_digits",
     "load_tfds",
     "pack_sequences",
+    "retrieval_corpus",
     "packed_attention_mask",
     "sample_image",
     "sample_images",
