@@ -1,5 +1,7 @@
 """The `objectives` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
 
+# --- shared substrate and vpo, hicra, remix, editreward, agentcpm-explore ---
+# --- end of substrate .. agentcpm-explore imports ---
 # --- retrieval, merging, plasticity, causal, long-tail and contrastive papers (marag-r1, chi0,
 # plasticity, graph-rlearner, brl, chart-perception) ---
 from bottleneck_jax.objectives._marag_r1 import (
@@ -14,10 +16,36 @@ from bottleneck_jax.objectives._marag_r1 import (
     semantic_search,
     token_f1,
 )
+from bottleneck_jax.objectives._policy_gradient import (
+    DPOOutput,
+    PolicyGradientLoss,
+    aggregate_token_loss,
+    clipped_pg_per_token,
+    dpo_logits,
+    dpo_loss,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    rloo_advantages,
+    seq_logps,
+)
 
 # --- end of marag-r1 .. chart-perception imports ---
 
 __all__: list[str] = [
+    # substrate .. agentcpm-explore
+    "DPOOutput",
+    "PolicyGradientLoss",
+    "aggregate_token_loss",
+    "clipped_pg_per_token",
+    "dpo_logits",
+    "dpo_loss",
+    "group_advantages",
+    "grpo_loss",
+    "k3_kl",
+    "rloo_advantages",
+    "seq_logps",
+    # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
     "MaragReward",
     "SearchResult",
