@@ -1,7 +1,7 @@
 """The `objectives` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
 
-# --- shared substrate and vpo, hicra, remix, editreward, agentcpm-explore ---
-# --- end of substrate .. agentcpm-explore imports ---
+# Imports are kept sorted by module (ruff isort), so both groups of papers interleave here;
+# ``__all__`` below is grouped by paper.
 # --- retrieval, merging, plasticity, causal, long-tail and contrastive papers (marag-r1, chi0,
 # plasticity, graph-rlearner, brl, chart-perception) ---
 from bottleneck_jax.objectives._marag_r1 import (
