@@ -3,4 +3,16 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
+    "MaragReward": "class",
+    "SearchResult": "class",
+    "aggregate_docs": "function",
+    "bm25_scores": "function",
+    "document_coverage": "function",
+    "filter_docs": "function",
+    "keyword_search": "function",
+    "marag_reward": "function",
+    "semantic_search": "function",
+    "token_f1": "function",
+    # --- end of marag-r1 .. chart-perception ---
 }
