@@ -410,6 +410,14 @@ def _grouped(fn, rewards, group_size):
   return rewards.reshape(n // group_size, group_size), rewards.shape
 
 
+def _safe_std(centred, axis, keepdims):
+  """Bessel-corrected standard deviation with a finite gradient at 0 (constant groups)."""
+  n = centred.size if axis is None else centred.shape[axis]
+  var = jnp.sum(jnp.square(centred), axis=axis, keepdims=keepdims) / (n - 1)
+  pos = var > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, var, 1)), 0)
+
+
 def group_advantages(rewards: Float[Array, "*prompts g"], *,
                      scale: Literal["group", "batch", "none"] = "group",
                      epsilon: float = 1e-4,
@@ -451,9 +459,9 @@ def group_advantages(rewards: Float[Array, "*prompts g"], *,
   r, flat = _grouped(fn, rewards, group_size)
   centred = r - jnp.mean(r, axis=-1, keepdims=True)
   if scale == "group":
-    std = jnp.std(r, axis=-1, keepdims=True, ddof=1)
+    std = _safe_std(centred, axis=-1, keepdims=True)
   elif scale == "batch":
-    std = jnp.std(r, ddof=1) if r.size > 1 else jnp.zeros((), r.dtype)
+    std = _safe_std(r - jnp.mean(r), axis=None, keepdims=False)
   else:
     std = None
   if std is not None:
