@@ -3,6 +3,19 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # --- substrate, vpo, hicra, remix, editreward, agentcpm-explore ---
+    "DPOOutput": "class",
+    "PolicyGradientLoss": "class",
+    "aggregate_token_loss": "function",
+    "clipped_pg_per_token": "function",
+    "dpo_logits": "function",
+    "dpo_loss": "function",
+    "group_advantages": "function",
+    "grpo_loss": "function",
+    "k3_kl": "function",
+    "rloo_advantages": "function",
+    "seq_logps": "function",
+    # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "MaragReward": "class",
     "SearchResult": "class",

@@ -1,0 +1,59 @@
+"""Property-test rows of the ``objectives`` family (collected by ``tests/test_properties.py``):
+one row per public function. Each engineer keeps their rows in their own marked section."""
+
+import jax.numpy as jnp
+
+from bottleneck_jax import objectives as Obj
+from tests._cases import Case, floats, ints
+
+_f, _i = floats, ints
+
+
+def _lp(r, *shape):
+  return -_f(r, *shape)
+
+
+CASES = [
+    # --- substrate, vpo, hicra, remix, editreward, agentcpm-explore ---
+    Case("seq_logps", Obj.seq_logps,
+         lambda r: {"token_logps": _lp(r, 2, 3), "mask": _i(r, 2, 3, high=2)},
+         ("token_logps", "mask")),
+    Case("k3_kl", Obj.k3_kl, lambda r: {"logp": _lp(r, 2, 3), "ref_logp": _lp(r, 2, 3)},
+         ("logp", "ref_logp")),
+    Case("clipped_pg_per_token", Obj.clipped_pg_per_token,
+         lambda r: {"logp": _lp(r, 2, 3), "old_logp": _lp(r, 2, 3), "advantages": _f(r, 2),
+                    "epsilon_low": 0.2, "epsilon_high": 0.28, "delta": 2.0,
+                    "mask": _i(r, 2, 3, high=2)},
+         ("logp", "old_logp", "advantages")),
+    Case("aggregate_token_loss", Obj.aggregate_token_loss,
+         lambda r: {"per_token_loss": _f(r, 2, 3), "mask": _i(r, 2, 3, high=2),
+                    "loss_type": "dr_grpo", "max_completion_length": 4},
+         ("per_token_loss", "mask")),
+    Case("grpo_loss", Obj.grpo_loss,
+         lambda r: {"logp": _lp(r, 2, 3), "old_logp": _lp(r, 2, 3), "advantages": _f(r, 2),
+                    "mask": _i(r, 2, 3, high=2), "ref_logp": _lp(r, 2, 3), "beta": 0.04,
+                    "loss_type": "grpo", "num_tokens": 4.0},
+         ("logp", "old_logp", "advantages", "mask")),
+    Case("group_advantages", Obj.group_advantages,
+         lambda r: {"rewards": _f(r, 2, 3), "scale": "group", "epsilon": 1e-4},
+         ("rewards",)),
+    Case("rloo_advantages", Obj.rloo_advantages, lambda r: {"rewards": _f(r, 4), "group_size": 2},
+         ("rewards",)),
+    Case("dpo_logits", Obj.dpo_logits,
+         lambda r: {"chosen_logps": _lp(r, 3), "rejected_logps": _lp(r, 3),
+                    "ref_chosen_logps": _lp(r, 3), "ref_rejected_logps": _lp(r, 3)},
+         ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")),
+    Case("dpo_loss", Obj.dpo_loss,
+         lambda r: {"chosen_logps": _lp(r, 3), "rejected_logps": _lp(r, 3),
+                    "ref_chosen_logps": _lp(r, 3), "ref_rejected_logps": _lp(r, 3),
+                    "beta": 0.1, "label_smoothing": 0.1, "loss_type": "sigmoid"},
+         ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")),
+    # --- end of substrate .. agentcpm-explore ---
+    # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
+    # --- end of marag-r1 .. chart-perception ---
+]
+
+NO_ROW: dict[str, str] = {
+    # --- substrate .. agentcpm-explore ---
+    # --- marag-r1 .. chart-perception ---
+}
