@@ -8,6 +8,9 @@ Every op is one public function with an ``implementation=`` argument (``"referen
 * :func:`attention` — scaled dot-product attention with masks, segment ids (packed sequences)
   and causality, returning the output and the log-sum-exp; its XLA path is flash-style (memory
   linear in sequence length), the base of the sparse and cached attention families;
+* :func:`block_sparse_attention`, :func:`block_sparse_decode` (and :func:`block_mask_to_table`)
+  — attention over the key blocks a block table selects (prefill and flash-decode), never a
+  dense mask; the base of block top-k decoding and banded sparse attention;
 * :func:`linear_cross_entropy`, :func:`linear_logit_stats` — the cross-entropy of a linear head
   over a large vocabulary without materialising the logits (Cut Cross-Entropy);
 * :func:`rms_norm` (and the NNX :class:`FusedRMSNorm`) — RMSNorm with a lean hand VJP;
@@ -16,6 +19,11 @@ Every op is one public function with an ``implementation=`` argument (``"referen
 """
 
 from bottleneck_jax.ops._attention import AttentionOutput, attention
+from bottleneck_jax.ops._block_sparse_attention import (
+    block_mask_to_table,
+    block_sparse_attention,
+    block_sparse_decode,
+)
 from bottleneck_jax.ops._linear_cross_entropy import (
     CrossEntropyOutput,
     linear_cross_entropy,
@@ -32,6 +40,9 @@ __all__ = [
     "FusedRMSNorm",
     "apply_rope",
     "attention",
+    "block_mask_to_table",
+    "block_sparse_attention",
+    "block_sparse_decode",
     "linear_cross_entropy",
     "linear_cross_entropy_with_aux",
     "linear_logit_stats",
