@@ -14,11 +14,31 @@
 * :mod:`~bottleneck_jax.data.corpus`: a small generated retrieval corpus (texts, term counts,
   dense embeddings, metadata) with corpus-level questions and their exact answers
   (:func:`retrieval_corpus`, :func:`corpus_questions`).
+* :mod:`~bottleneck_jax.data.concepts`: data with exact concept ground truth for concept
+  bottleneck models (a fake CLIP space with known concept directions, sprite images with concept
+  masks, two-slot co-occurrence images, confounded embeddings, a sparse dictionary, and
+  breast-cancer as a tabular CBM).
 * :mod:`~bottleneck_jax.data.packing`: best-fit-decreasing sequence packing with segment ids and
   positions (:func:`pack_sequences`) and the matching attention mask.
 """
 
 from bottleneck_jax.data.arrays import ArrayDataset
+from bottleneck_jax.data.concepts import (
+    ConceptEmbeddings,
+    ConceptSprites,
+    ConfoundedEmbeddings,
+    KohConcepts,
+    SparseDictionary,
+    TabularConcepts,
+    TwoSlot,
+    concept_embeddings,
+    concept_sprites,
+    confounded_embeddings,
+    koh_concepts,
+    load_breast_cancer_concepts,
+    sparse_dictionary,
+    two_slot,
+)
 from bottleneck_jax.data.corpus import (
     CorpusQuestion,
     RetrievalCorpus,
@@ -62,22 +82,34 @@ __all__ = [
     "SAMPLE_IMAGE_NAMES",
     "AdditiveUniform",
     "ArrayDataset",
+    "ConceptEmbeddings",
+    "ConceptSprites",
+    "ConfoundedEmbeddings",
     "CorpusQuestion",
     "CorrelatedGaussians",
+    "KohConcepts",
     "PackedBatch",
     "PackingStats",
+    "SparseDictionary",
+    "TabularConcepts",
     "RetrievalCorpus",
     "Tishby12",
+    "TwoSlot",
     "additive_uniform",
     "additive_uniform_mutual_information",
     "batches",
     "best_fit_decreasing",
+    "concept_embeddings",
+    "concept_sprites",
+    "confounded_embeddings",
     "corpus_questions",
     "correlated_gaussians",
     "discrete_entropy",
     "discrete_mutual_information",
     "gaussian_mutual_information",
+    "koh_concepts",
     "load_breast_cancer",
+    "load_breast_cancer_concepts",
     "load_dataset",
     "load_diabetes",
     "load_digits",
@@ -88,7 +120,9 @@ __all__ = [
     "sample_image",
     "sample_images",
     "source_to_arrays",
+    "sparse_dictionary",
     "tfds_source",
     "tishby12",
     "to_global",
+    "two_slot",
 ]
