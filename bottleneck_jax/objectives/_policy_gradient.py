@@ -104,6 +104,13 @@ def check_beta(fn: str, beta, arg: str = "beta") -> None:
   V.check_scalar(fn, arg, beta, low=0.0)
 
 
+def num(x):
+  """A Python / NumPy scalar as a Python float (a huge int must not overflow int32)."""
+  if isinstance(x, (int, float, np.number)) and not isinstance(x, bool):
+    return float(x)
+  return x
+
+
 def _as(x, like):
   return jnp.asarray(x).astype(like.dtype)
 
@@ -220,7 +227,8 @@ def clipped_pg_per_token(logp: Float[Array, "*batch t"], old_logp: Float[Array, 
     V.check_scalar(fn, "delta", delta, low=0.0)
   if mask is not None:
     check_mask(fn, mask, "logp", logp)
-  return _clipped_pg(logp, old_logp, advantages, epsilon_low, epsilon_high, delta, mask)
+  return _clipped_pg(logp, old_logp, advantages, num(epsilon_low), num(epsilon_high), num(delta),
+                     mask)
 
 
 def _clipped_pg(logp, old_logp, advantages, epsilon_low, epsilon_high, delta, mask):
@@ -280,7 +288,7 @@ def aggregate_token_loss(per_token_loss: Float[Array, "*batch t"], mask, *,
     V.check_scalar(fn, "max_completion_length", max_completion_length, low=1, integer=True)
   if num_tokens is not None:
     V.check_scalar(fn, "num_tokens", num_tokens, low=1)
-  return _aggregate(per_token_loss, mask, loss_type, max_completion_length, num_tokens)
+  return _aggregate(per_token_loss, mask, loss_type, max_completion_length, num(num_tokens))
 
 
 def _aggregate(per_token_loss, mask, loss_type, max_completion_length, num_tokens):
@@ -363,8 +371,8 @@ def grpo_loss(logp: Float[Array, "*batch t"], old_logp: Float[Array, "*batch t"]
     check_like(fn, "ref_logp", ref_logp, "logp", logp)
   elif not isinstance(beta, jax.core.Tracer) and float(beta) != 0.0:
     raise ValueError(f"{fn}: ref_logp must be given when beta > 0, got beta={beta}")
-  return _grpo(logp, old_logp, advantages, mask, ref_logp, beta, epsilon_low, epsilon_high,
-               delta, loss_type, max_completion_length, num_tokens)
+  return _grpo(logp, old_logp, advantages, mask, ref_logp, num(beta), num(epsilon_low),
+               num(epsilon_high), num(delta), loss_type, max_completion_length, num(num_tokens))
 
 
 def _grpo(logp, old_logp, advantages, mask, ref_logp, beta, epsilon_low, epsilon_high, delta,
@@ -466,7 +474,7 @@ def group_advantages(rewards: Float[Array, "*prompts g"], *,
     std = None
   if std is not None:
     # 0 / (0 + epsilon) = 0; the where keeps epsilon = 0 finite on constant groups.
-    den = std + _as(epsilon, r)
+    den = std + _as(num(epsilon), r)
     centred = jnp.where(den > 0, centred / jnp.where(den > 0, den, 1), 0)
   return centred if flat is None else centred.reshape(flat)
 
@@ -595,8 +603,8 @@ def dpo_loss(chosen_logps: Float[Array, "*batch"], rejected_logps: Float[Array, 
   V.check_choice(fn, "loss_type", loss_type, ("sigmoid", "ipo", "hinge"))
   if loss_type == "ipo" and not isinstance(beta, jax.core.Tracer) and float(beta) == 0.0:
     raise ValueError(f"{fn}: beta must be > 0 for loss_type='ipo', got {beta}")
-  return _dpo(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
-              label_smoothing, loss_type)
+  return _dpo(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, num(beta),
+              num(label_smoothing), loss_type)
 
 
 def _dpo(pc, pr, rc, rr, beta, label_smoothing, loss_type):

@@ -1,8 +1,6 @@
 """Property-test rows of the ``objectives`` family (collected by ``tests/test_properties.py``):
 one row per public function. Each engineer keeps their rows in their own marked section."""
 
-import jax.numpy as jnp
-
 from bottleneck_jax import objectives as Obj
 from tests._cases import Case, floats, ints
 
@@ -50,6 +48,32 @@ CASES = [
          ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")),
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
+    Case("semantic_search", Obj.semantic_search,
+         lambda r: {"query": _f(r, 2, 4), "doc_emb": _f(r, 5, 4), "k": 2, "epsilon": 1e-12},
+         ("query", "doc_emb")),
+    Case("bm25_scores", Obj.bm25_scores,
+         lambda r: {"query_tf": _f(r, 2, 4), "doc_tf": _f(r, 5, 4), "k1": 1.5, "b": 0.75,
+                    "epsilon": 0.25},
+         ("query_tf", "doc_tf")),
+    Case("keyword_search", Obj.keyword_search,
+         lambda r: {"query_tf": _f(r, 4), "doc_tf": _f(r, 5, 4), "k": 3, "k1": 1.2},
+         ("query_tf", "doc_tf")),
+    Case("filter_docs", Obj.filter_docs,
+         lambda r: {"meta": _f(r, 5, 3), "where": {0: (0.0, 1.0), 2: (0.5, 0.5)}}, ("meta",)),
+    Case("aggregate_docs", Obj.aggregate_docs,
+         lambda r: {"values": _f(r, 5), "keep": _i(r, 5, high=2).astype(bool), "op": "max",
+                    "empty": 0.0},
+         ("values", "keep")),
+    Case("token_f1", Obj.token_f1,
+         lambda r: {"pred_ids": _i(r, 2, 3), "gold_ids": _i(r, 2, 4), "pad": -1},
+         ("pred_ids", "gold_ids")),
+    Case("document_coverage", Obj.document_coverage,
+         lambda r: {"retrieved": _i(r, 2, 3), "gold": _i(r, 2, 4)}, ("retrieved", "gold")),
+    Case("marag_reward", Obj.marag_reward,
+         lambda r: {"f1": _f(r, 2), "retrieved": _i(r, 2, 3), "gold": _i(r, 2, 2),
+                    "tools_used": _i(r, 2, 4, high=2).astype(bool),
+                    "format_ok": _i(r, 2, high=2).astype(bool), "weights": (1.0, 0.5, 0.5)},
+         ("f1", "retrieved", "gold", "tools_used", "format_ok")),
     # --- end of marag-r1 .. chart-perception ---
 ]
 
