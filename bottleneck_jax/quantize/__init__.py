@@ -1,17 +1,31 @@
 """The `quantize` family of bottleneck_jax (see `bottleneck_jax.catalog`).
 
 Base quantisers: :func:`fsq` (Finite Scalar Quantization), :func:`vector_quantize` (VQ-VAE with
-the straight-through estimator, commitment loss and an EMA codebook) over the
-:func:`nearest_code` op, and :func:`lfq` (Lookup-Free Quantization, MAGVIT-v2).
+the straight-through estimator or the :func:`rotation_trick`, commitment loss and an EMA codebook
+with :func:`kmeans` initialisation and :func:`replace_dead_codes`) over the :func:`nearest_code`
+op, :func:`residual_vq`, :func:`grouped_vq`, :func:`residual_fsq` and :func:`lfq` (Lookup-Free
+Quantization, MAGVIT-v2).
 """
 
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
+from bottleneck_jax.quantize._kmeans import KMeans, kmeans, replace_dead_codes
 from bottleneck_jax.quantize._lfq import LFQ, lfq, lfq_indices_to_codes
 from bottleneck_jax.quantize._nearest_code import NearestCode, nearest_code
+from bottleneck_jax.quantize._residual import (
+  ResidualFSQ,
+  ResidualVQ,
+  grouped_vq,
+  residual_fsq,
+  residual_fsq_decode,
+  residual_vq,
+  residual_vq_decode,
+  residual_vq_ema_update,
+)
 from bottleneck_jax.quantize._vq import (
   VectorQuantizer,
   VQEMAState,
   VQEMAVariable,
+  rotation_trick,
   vector_quantize,
   vq_ema_init,
   vq_ema_update,
@@ -19,17 +33,29 @@ from bottleneck_jax.quantize._vq import (
 
 __all__: list[str] = [
     "FSQ",
+    "KMeans",
     "LFQ",
     "NearestCode",
+    "ResidualFSQ",
+    "ResidualVQ",
     "VQEMAState",
     "VQEMAVariable",
     "VectorQuantizer",
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
+    "grouped_vq",
+    "kmeans",
     "lfq",
     "lfq_indices_to_codes",
     "nearest_code",
+    "replace_dead_codes",
+    "residual_fsq",
+    "residual_fsq_decode",
+    "residual_vq",
+    "residual_vq_decode",
+    "residual_vq_ema_update",
+    "rotation_trick",
     "vector_quantize",
     "vq_ema_init",
     "vq_ema_update",

@@ -63,9 +63,119 @@ def _bits(z, k: int, dtype):
   return jnp.full(z.shape[:1], math.prod(z.shape[1:-1]) * per_position, dtype)
 
 
+GRADS = ("ste", "rotation")
+
+
+def _norm(x):
+  return jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)),
+                     jnp.asarray(1e-6, x.dtype))
+
+
+def _rotation_trick(z, q):
+  sg = jax.lax.stop_gradient
+  nz, nq = sg(_norm(z)), sg(_norm(q))
+  zh, qh = sg(z) / nz, sg(q) / nq
+  w = zh + qh
+  w = w / _norm(w)
+  lam = nq / nz
+  zw = jnp.sum(z * w, axis=-1, keepdims=True)
+  zz = jnp.sum(z * zh, axis=-1, keepdims=True)
+  rot = lam * (z - 2.0 * zw * w + 2.0 * zz * qh)
+  return sg(q) + (rot - sg(rot))      # exactly q in value (rot - rot == 0), rot's gradient
+
+
+def rotation_trick(z: Float[Array, "*batch d"], q: Float[Array, "*batch d"]
+                   ) -> Float[Array, "*batch d"]:
+  """The rotation trick of Fifty et al.: forward ``q``, backward through a rotation-and-scale.
+
+  .. math::
+    \\lambda = \\frac{\\|q\\|}{\\|z\\|},\\; \\hat z = \\frac{z}{\\|z\\|},\\;
+    \\hat q = \\frac{q}{\\|q\\|},\\; w = \\frac{\\hat z + \\hat q}{\\|\\hat z + \\hat q\\|},\\;
+    R = I - 2 w w^\\top + 2 \\hat q \\hat z^\\top,\\quad \\tilde z = \\operatorname{sg}(\\lambda R)\\, z
+
+  ``R`` rotates ``z``'s direction onto ``q``'s, so the output equals ``q`` and its Jacobian with
+  respect to ``z`` is the constant ``lambda R`` (instead of the identity of the straight-through
+  estimator). ``R`` is never formed: ``lambda (z - 2 (z.w) w + 2 (z.z_hat) q_hat)``; the output is
+  then made exactly ``q`` in value as ``sg(q) + (r - sg(r))`` (gradient unchanged). Norms are floored at
+  ``1e-6``.
+
+  Args:
+    z: encoder outputs, shape ``[*batch, d]``, floating.
+    q: their codes (no gradient flows into ``q``), same shape and dtype.
+
+  Returns:
+    ``q`` in value, with the rotation-trick gradient to ``z``; shape and dtype of ``z``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from bottleneck_jax.quantize import rotation_trick
+    >>> z, q = jnp.array([1.0, 0.0]), jnp.array([0.0, 2.0])
+    >>> rotation_trick(z, q).tolist()
+    [0.0, 2.0]
+    >>> g = jax.grad(lambda a: rotation_trick(a, q)[1])(z)   # lambda * R^T e_2
+    >>> [round(v, 5) for v in g.tolist()]
+    [2.0, 0.0]
+
+  References:
+    Fifty, Junkins, Duan, Iyengar, Liu, Amid, Thrun, Ré, "Restructuring Vector Quantization with
+    the Rotation Trick", ICLR 2025, https://arxiv.org/abs/2410.06424.
+  """
+  fn = "rotation_trick"
+  V.check_rank(fn, "z", z, min_rank=1)
+  V.check_floating(fn, "z", z)
+  V.check_array(fn, "q", q)
+  if tuple(jnp.shape(q)) != tuple(jnp.shape(z)):
+    raise ValueError(f"{fn}: q must have the shape of z {list(jnp.shape(z))}, got "
+                     f"{V.describe(q)}")
+  if jnp.dtype(jnp.asarray(q).dtype) != jnp.dtype(jnp.asarray(z).dtype):
+    raise TypeError(f"{fn}: q must have the dtype of z ({jnp.dtype(z.dtype).name}), got "
+                    f"{V.describe(q)}")
+  return _rotation_trick(jnp.asarray(z), jnp.asarray(q))
+
+
+class _VQParts(NamedTuple):
+  z_q: Any
+  indices: Any
+  distances: Any
+  codebook_loss: Any
+  commitment_loss: Any
+  counts: Any
+  perplexity: Any
+  usage: Any
+
+
+def _histogram(indices, k, dtype):
+  flat = indices.reshape(-1)
+  counts = jnp.zeros((k,), jnp.int32).at[jnp.where(flat >= 0, flat, k)].add(1, mode="drop")
+  total = jnp.maximum(jnp.sum(counts), 1)
+  probs = counts.astype(dtype) / total.astype(dtype)
+  entropy = -jnp.sum(jnp.where(counts > 0, probs * jnp.log(jnp.where(counts > 0, probs, 1.0)),
+                               0.0))
+  return counts, jnp.exp(entropy), jnp.mean((counts > 0).astype(dtype))
+
+
+def _quantize(z, codebook, metric, grad, implementation):
+  """The unchecked core of :func:`vector_quantize` (also used by the residual and grouped VQs)."""
+  k = codebook.shape[0]
+  nc = nearest_code(z, codebook, metric=metric, implementation=implementation)
+  if metric == "cosine":
+    z, codebook = normalise(z), normalise(codebook)
+  q = jnp.take(codebook, nc.indices, axis=0)
+  codebook_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(z) - q))
+  commitment_loss = jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
+  if grad == "rotation":
+    z_q = _rotation_trick(z, jax.lax.stop_gradient(q))
+    # the codebook still receives the codebook loss only; z_q carries no codebook gradient
+  else:
+    z_q = z + jax.lax.stop_gradient(q - z)
+  counts, perplexity, usage = _histogram(nc.indices, k, z.dtype)
+  return _VQParts(z_q, nc.indices, nc.distances, codebook_loss, commitment_loss, counts,
+                  perplexity, usage)
+
+
 def vector_quantize(z: Float[Array, "*batch d"], codebook: Float[Array, "k d"], *,
                     beta: float | Float[Array, ""] = 0.25, metric: str = "l2",
-                    implementation: Any = None) -> BottleneckOutput:
+                    grad: str = "ste", implementation: Any = None) -> BottleneckOutput:
   """VQ-VAE quantisation of the last axis of ``z`` against ``codebook``.
 
   .. math::
@@ -81,12 +191,14 @@ def vector_quantize(z: Float[Array, "*batch d"], codebook: Float[Array, "k d"], 
     codebook: codes, shape ``[K, d]``, dtype of ``z``.
     beta: commitment weight ``>= 0`` (may be traced).
     metric: ``"l2"`` or ``"cosine"`` (see :func:`~bottleneck_jax.quantize.nearest_code`).
+    grad: gradient estimator from ``z_q`` to ``z``: ``"ste"`` (straight-through, identity) or
+      ``"rotation"`` (:func:`rotation_trick`). Either way ``z_q`` equals the code.
     implementation: of the nearest-code search (``None``: ``"xla"``, blocked).
 
   Returns:
     :class:`~bottleneck_jax.core.BottleneckOutput` with
 
-    - ``z``: the codes with the straight-through gradient, shape and dtype of ``z``;
+    - ``z``: the codes with the chosen gradient estimator, shape and dtype of ``z``;
     - ``loss``: ``codebook_loss + beta * commitment_loss`` (scalar);
     - ``bits``: ``positions * log2(K)`` per example, the first axis counting examples and the
       axes between the first and the last being positions (shape ``[batch]``; a scalar for ``z``
@@ -111,34 +223,25 @@ def vector_quantize(z: Float[Array, "*batch d"], codebook: Float[Array, "k d"], 
   fn = "vector_quantize"
   check_codebook(fn, z, codebook)
   V.check_choice(fn, "metric", metric, METRICS)
+  V.check_choice(fn, "grad", grad, GRADS)
   V.check_scalar(fn, "beta", beta, low=0.0)
   if math.prod(z.shape[:-1]) < 1:
     raise ValueError(f"{fn}: z must hold at least one vector (the losses are means), got "
                      f"{V.describe(z)}")
   z, codebook = jnp.asarray(z), jnp.asarray(codebook)
   k = codebook.shape[0]
-  nc = nearest_code(z, codebook, metric=metric, implementation=implementation)
-  if metric == "cosine":
-    z, codebook = normalise(z), normalise(codebook)
-  q = jnp.take(codebook, nc.indices, axis=0)
-  codebook_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(z) - q))
-  commitment_loss = jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
-  z_q = z + jax.lax.stop_gradient(q - z)
-  counts = jnp.zeros((k,), jnp.int32).at[nc.indices.reshape(-1)].add(1)
-  probs = counts.astype(z.dtype) / jnp.asarray(nc.indices.size, z.dtype)
-  entropy = -jnp.sum(jnp.where(counts > 0, probs * jnp.log(jnp.where(counts > 0, probs, 1.0)),
-                               0.0))
+  p = _quantize(z, codebook, metric, grad, implementation)
   aux = {
-      "indices": nc.indices,
-      "distances": nc.distances,
-      "codebook_loss": codebook_loss,
-      "commitment_loss": commitment_loss,
-      "counts": counts,
-      "perplexity": jnp.exp(entropy),
-      "usage": jnp.mean((counts > 0).astype(z.dtype)),
+      "indices": p.indices,
+      "distances": p.distances,
+      "codebook_loss": p.codebook_loss,
+      "commitment_loss": p.commitment_loss,
+      "counts": p.counts,
+      "perplexity": p.perplexity,
+      "usage": p.usage,
   }
-  loss = codebook_loss + jnp.asarray(beta, z.dtype) * commitment_loss
-  return BottleneckOutput(z=z_q, loss=loss, bits=_bits(z, k, z.dtype), aux=aux)
+  loss = p.codebook_loss + jnp.asarray(beta, z.dtype) * p.commitment_loss
+  return BottleneckOutput(z=p.z_q, loss=loss, bits=_bits(z, k, z.dtype), aux=aux)
 
 
 class VQEMAState(NamedTuple):
@@ -232,12 +335,21 @@ def vq_ema_update(state: VQEMAState, z: Float[Array, "*batch d"], indices: Int[A
                      f"{list(jnp.shape(indices))}")
   V.check_scalar(fn, "decay", decay, low=0.0, high=1.0)
   V.check_scalar(fn, "epsilon", epsilon, low=0.0, low_inclusive=False, static=True)
+  return _ema_update(state, jax.lax.stop_gradient(jnp.asarray(z)).reshape(-1, d),
+                     jnp.asarray(indices).reshape(-1), decay, epsilon)
+
+
+def _ema_update(state, z, idx, decay, epsilon):
+  """Unchecked EMA step on flat ``z [N, d]`` and ``idx [N]`` (-1: counted nowhere)."""
+  k = state.codebook.shape[0]
   dtype = state.codebook.dtype
-  z = jax.lax.stop_gradient(jnp.asarray(z)).reshape(-1, d)
-  onehot = jax.nn.one_hot(jnp.asarray(indices).reshape(-1), k, dtype=dtype)
+  idx = jnp.where(idx >= 0, idx, k)     # -1 (masked / dropped) counts nowhere
   g = jnp.asarray(decay, dtype)
-  cluster_size = g * state.cluster_size + (1 - g) * jnp.sum(onehot, axis=0)
-  embed_avg = g * state.embed_avg + (1 - g) * (onehot.T @ z)
+  # segment sums: O(N d), never the [N, K] one-hot
+  counts = jax.ops.segment_sum(jnp.ones(idx.shape, dtype), idx, num_segments=k)
+  sums = jax.ops.segment_sum(z, idx, num_segments=k)
+  cluster_size = g * state.cluster_size + (1 - g) * counts
+  embed_avg = g * state.embed_avg + (1 - g) * sums
   total = jnp.sum(cluster_size)
   smoothed = (cluster_size + epsilon) / (total + k * epsilon) * total
   return VQEMAState(cluster_size, embed_avg, embed_avg / smoothed[:, None])
@@ -255,14 +367,24 @@ class VectorQuantizer(nnx.Module):
   when called with ``update=True``) and ``loss`` is ``beta`` times the commitment loss only.
   The codebook starts uniform in ``[-1/K, 1/K]`` as in the VQ-VAE reference code.
 
+  EMA extras (both jit-safe, drawn from the ``rngs`` given at construction):
+  ``kmeans_init=True`` replaces the codebook by :func:`~bottleneck_jax.quantize.kmeans` of the
+  first batch seen with ``update=True`` (counts and sums start from the clusters, as
+  vector-quantize-pytorch; a ``lax.cond`` on the ``initted`` buffer); ``dead_code_threshold > 0``
+  runs :func:`~bottleneck_jax.quantize.replace_dead_codes` after every EMA step.
+
   Args:
     num_codes: ``K``.
     dim: ``d``.
     beta: commitment weight.
     metric: ``"l2"`` or ``"cosine"``.
+    grad: ``"ste"`` or ``"rotation"`` (:func:`rotation_trick`).
     ema_decay: ``None`` (learned codebook) or the EMA decay in ``[0, 1]`` (e.g. 0.99).
     epsilon: Laplace smoothing of the EMA counts.
-    rngs: ``nnx.Rngs`` for the codebook initialisation.
+    kmeans_init: k-means initialisation on the first update (EMA only).
+    kmeans_iters: its rounds.
+    dead_code_threshold: EMA count below which a code is restarted (0: never; EMA only).
+    rngs: ``nnx.Rngs`` for the codebook initialisation (and the k-means / restart draws).
 
   ``__call__(z, *, update=False)`` returns the :class:`~bottleneck_jax.core.BottleneckOutput` of
   :func:`vector_quantize` computed with the current codebook, then (EMA, ``update=True``) moves
@@ -278,19 +400,29 @@ class VectorQuantizer(nnx.Module):
   """
 
   def __init__(self, num_codes: int, dim: int, *, beta: float = 0.25, metric: str = "l2",
-               ema_decay: float | None = None, epsilon: float = 1e-5, rngs: nnx.Rngs):
+               grad: str = "ste", ema_decay: float | None = None, epsilon: float = 1e-5,
+               kmeans_init: bool = False, kmeans_iters: int = 10,
+               dead_code_threshold: float = 0.0, rngs: nnx.Rngs):
     fn = "VectorQuantizer"
     V.check_scalar(fn, "num_codes", num_codes, low=1, integer=True)
     V.check_scalar(fn, "dim", dim, low=1, integer=True)
     V.check_scalar(fn, "beta", beta, low=0.0)
     V.check_choice(fn, "metric", metric, METRICS)
+    V.check_choice(fn, "grad", grad, GRADS)
     if ema_decay is not None:
       V.check_scalar(fn, "ema_decay", ema_decay, low=0.0, high=1.0)
     V.check_scalar(fn, "epsilon", epsilon, low=0.0, low_inclusive=False)
+    V.check_scalar(fn, "kmeans_iters", kmeans_iters, low=0, integer=True)
+    V.check_scalar(fn, "dead_code_threshold", dead_code_threshold, low=0.0)
+    if (kmeans_init or dead_code_threshold > 0) and ema_decay is None:
+      raise ValueError(f"{fn}: kmeans_init and dead_code_threshold need an EMA codebook "
+                       f"(ema_decay), got ema_decay=None")
     k, d = int(num_codes), int(dim)
     init = jax.random.uniform(rngs.params(), (k, d), jnp.float32, -1.0 / k, 1.0 / k)
-    self.beta, self.metric, self.epsilon = float(beta), metric, float(epsilon)
+    self.beta, self.metric, self.epsilon, self.grad = float(beta), metric, float(epsilon), grad
     self.ema_decay = None if ema_decay is None else float(ema_decay)
+    self.kmeans_init, self.kmeans_iters = bool(kmeans_init), int(kmeans_iters)
+    self.dead_code_threshold = float(dead_code_threshold)
     if self.ema_decay is None:
       self.codebook = nnx.Param(init)
     else:
@@ -298,21 +430,48 @@ class VectorQuantizer(nnx.Module):
       self.codebook = VQEMAVariable(state.codebook)
       self.cluster_size = VQEMAVariable(state.cluster_size)
       self.embed_avg = VQEMAVariable(state.embed_avg)
+      self.initted = VQEMAVariable(jnp.asarray(not self.kmeans_init))
+      if self.kmeans_init or self.dead_code_threshold > 0:
+        self.rngs = nnx.Rngs(codebook=rngs.params())
+
+  def _state(self) -> VQEMAState:
+    return VQEMAState(self.cluster_size[...], self.embed_avg[...], self.codebook[...])
+
+  def _set(self, state: VQEMAState) -> None:
+    self.cluster_size[...] = state.cluster_size
+    self.embed_avg[...] = state.embed_avg
+    self.codebook[...] = state.codebook
 
   def __call__(self, z: Float[Array, "*batch d"], *, update: bool = False) -> BottleneckOutput:
-    out = vector_quantize(z, self.codebook[...], beta=self.beta, metric=self.metric)
+    from bottleneck_jax.quantize import _kmeans  # noqa: PLC0415  (it imports this module)
+
+    if self.ema_decay is not None and update and self.kmeans_init:
+      x = jax.lax.stop_gradient(jnp.asarray(z)).reshape(-1, z.shape[-1])
+      k = self.codebook.shape[0]
+      key = self.rngs.codebook()
+
+      def fresh(_):
+        means, bins = _kmeans._kmeans(key, x, k, self.kmeans_iters, self.metric, None)
+        bins = bins.astype(means.dtype)
+        return VQEMAState(bins, means * bins[:, None], means)
+
+      state = jax.lax.cond(self.initted[...], lambda _: self._state(), fresh, None)
+      self._set(state)
+      self.initted[...] = jnp.asarray(True)
+    out = vector_quantize(z, self.codebook[...], beta=self.beta, metric=self.metric,
+                          grad=self.grad)
     if self.ema_decay is None:
       return out
     out = out._replace(loss=self.beta * out.aux["commitment_loss"])
     if update:
-      state = vq_ema_update(VQEMAState(self.cluster_size[...], self.embed_avg[...],
-                                       self.codebook[...]),
-                            z, out.aux["indices"], decay=self.ema_decay, epsilon=self.epsilon)
-      self.cluster_size[...] = state.cluster_size
-      self.embed_avg[...] = state.embed_avg
-      self.codebook[...] = state.codebook
+      state = vq_ema_update(self._state(), z, out.aux["indices"], decay=self.ema_decay,
+                            epsilon=self.epsilon)
+      if self.dead_code_threshold > 0:
+        state = _kmeans.replace_dead_codes(self.rngs.codebook(), state, jnp.asarray(z),
+                                           threshold=self.dead_code_threshold)
+      self._set(state)
     return out
 
 
-__all__ = ["VQEMAState", "VQEMAVariable", "VectorQuantizer", "vector_quantize", "vq_ema_init",
-           "vq_ema_update"]
+__all__ = ["VQEMAState", "VQEMAVariable", "VectorQuantizer", "rotation_trick", "vector_quantize",
+           "vq_ema_init", "vq_ema_update"]
