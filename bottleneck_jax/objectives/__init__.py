@@ -29,6 +29,7 @@ from bottleneck_jax.objectives._policy_gradient import (
     rloo_advantages,
     seq_logps,
 )
+from bottleneck_jax.objectives._vpo import VPOOutput, vpo_loss, vpo_tabular_loss
 
 # --- end of marag-r1 .. chart-perception imports ---
 
@@ -45,6 +46,9 @@ __all__: list[str] = [
     "k3_kl",
     "rloo_advantages",
     "seq_logps",
+    "VPOOutput",
+    "vpo_loss",
+    "vpo_tabular_loss",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
     "MaragReward",

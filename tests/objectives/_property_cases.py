@@ -46,6 +46,17 @@ CASES = [
                     "ref_chosen_logps": _lp(r, 3), "ref_rejected_logps": _lp(r, 3),
                     "beta": 0.1, "label_smoothing": 0.1, "loss_type": "sigmoid"},
          ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")),
+    Case("vpo_loss", Obj.vpo_loss,
+         lambda r: {"chosen_logps": _lp(r, 3), "rejected_logps": _lp(r, 3),
+                    "ref_chosen_logps": _lp(r, 3), "ref_rejected_logps": _lp(r, 3),
+                    "cal_logps": _lp(r, 3, 2), "beta": 0.1, "alpha": 0.01, "mode": "offline"},
+         ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
+          "cal_logps")),
+    Case("vpo_tabular_loss", Obj.vpo_tabular_loss,
+         lambda r: {"logits": _f(r, 2, 3), "ref_logits": _f(r, 2, 3),
+                    "pair_idx": _i(r, 4, 2, high=3), "pref": _f(r, 2, 4) / 10,
+                    "cal_probs": _f(r, 2, 3), "beta": 1.0, "alpha": 0.1},
+         ("logits", "ref_logits", "pair_idx", "pref", "cal_probs")),
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     Case("semantic_search", Obj.semantic_search,

@@ -15,6 +15,9 @@ SURFACE = {
     "k3_kl": "function",
     "rloo_advantages": "function",
     "seq_logps": "function",
+    "VPOOutput": "class",
+    "vpo_loss": "function",
+    "vpo_tabular_loss": "function",
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "MaragReward": "class",
