@@ -3,4 +3,14 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # wavelet packets
+    "WaveletFilters": "class",
+    "crop_padding": "function",
+    "inverse_wavelet_packet_1d": "function",
+    "inverse_wavelet_packet_2d": "function",
+    "pad_to_multiple": "function",
+    "wavelet_filters": "function",
+    "wavelet_packet_1d": "function",
+    "wavelet_packet_2d": "function",
+    "wavelet_packet_paths": "function",
 }
