@@ -7,6 +7,28 @@ everywhere in the library, implementation modules are private and the family re-
 public names: ``from bottleneck_jax.information import vib`` gives the function ``vib``. See ``bottleneck-jax list --family information`` for the catalogue.
 """
 
+from bottleneck_jax.information._entropy_estimators import (
+    KDEInformation,
+    club_upper_bound,
+    discrete_mi,
+    gaussian_mi,
+    kde_entropy_lower,
+    kde_entropy_upper,
+    kde_mi,
+    kl_entropy,
+    row_entropy,
+)
+from bottleneck_jax.information._info_plane import (
+    InformationPoint,
+    LayerwiseMLP,
+    LayerwiseOutput,
+    binned_estimator,
+    binned_mi,
+    information_plane,
+    logspaced_epochs,
+    plot_information_plane,
+    uniform_bin_codes,
+)
 from bottleneck_jax.information._mi_estimators import (
     MINEOutput,
     MINEState,
@@ -31,20 +53,38 @@ from bottleneck_jax.information._vib import (
 )
 
 __all__ = [
+    "InformationPoint",
+    "KDEInformation",
+    "LayerwiseMLP",
+    "LayerwiseOutput",
     "MINEOutput",
     "MINEState",
     "VIB",
     "VIBClassifier",
     "VIBEncoder",
+    "binned_estimator",
+    "binned_mi",
+    "club_upper_bound",
     "critic_scores",
+    "discrete_mi",
     "dv_lower_bound",
+    "gaussian_mi",
     "infonce_lower_bound",
+    "information_plane",
     "js_lower_bound",
+    "kde_entropy_lower",
+    "kde_entropy_upper",
+    "kde_mi",
+    "kl_entropy",
     "ksg_mutual_information",
+    "logspaced_epochs",
     "mine_init",
     "mine_lower_bound",
     "nwj_lower_bound",
+    "plot_information_plane",
+    "row_entropy",
     "to_bits",
+    "uniform_bin_codes",
     "vib",
     "vib_loss",
     "vib_predictive_logprobs",
