@@ -184,6 +184,9 @@ def residual_vq_decode(indices: Int[Array, "*batch q"], codebooks: Float[Array, 
   fn = "residual_vq_decode"
   V.check_rank(fn, "codebooks", codebooks, 3)
   V.check_floating(fn, "codebooks", codebooks)
+  if codebooks.shape[1] < 1:
+    raise ValueError(f"{fn}: codebooks must have at least one code (K >= 1), got "
+                     f"{V.describe(codebooks)}")
   V.check_array(fn, "indices", indices)
   V.check_integer(fn, "indices", indices)
   V.check_rank(fn, "indices", indices, min_rank=1)
@@ -235,7 +238,10 @@ def residual_vq_ema_update(state: VQEMAState, z: Float[Array, "*batch d"],
     raise TypeError(f"{fn}: state must be a VQEMAState (stacked with jax.vmap(vq_ema_init)), "
                     f"got {type(state).__name__}")
   V.check_rank(fn, "state.codebook", state.codebook, 3)
-  nq, _, d = state.codebook.shape
+  nq, k, d = state.codebook.shape
+  if k < 1:
+    raise ValueError(f"{fn}: state.codebook must have at least one code (K >= 1), got "
+                     f"{V.describe(state.codebook)}")
   V.check_rank(fn, "z", z, min_rank=1)
   V.check_floating(fn, "z", z)
   V.check_axis_size(fn, "z", z, -1, d, "the codebooks' d")
@@ -414,6 +420,9 @@ def residual_fsq_decode(indices: Int[Array, "*batch q"], *, levels: Sequence[int
     raise TypeError(f"{fn}: dtype must be a floating dtype, got {jnp.dtype(dtype).name}")
   idx = jnp.asarray(indices)
   nq = idx.shape[-1]
+  if nq < 1:
+    raise ValueError(f"{fn}: indices must have at least one level (Q >= 1 on the last axis), got "
+                     f"{V.describe(indices)}")
   base = np.asarray(levels, np.float64) - 1
   scales = jnp.asarray(np.stack([base ** -i for i in range(nq)]), jnp.float32)   # [Q, d]
   codes = fsq_indices_to_codes(idx, levels=levels, dtype=jnp.float32)              # [..., Q, d]

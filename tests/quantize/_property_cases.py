@@ -1,0 +1,37 @@
+"""Property-test rows of the quantize family (collected by ``tests/test_properties.py``)."""
+
+import jax
+import jax.numpy as jnp
+
+from bottleneck_jax import quantize as Q
+from tests._cases import KEY, Case, floats, ints
+
+_f, _i = floats, ints
+
+CASES = [
+    Case("rotation_trick", Q.rotation_trick, lambda r: {"z": _f(r, 2, 3), "q": _f(r, 2, 3)},
+         ("z", "q")),
+    Case("kmeans", Q.kmeans, lambda r: {"key": KEY, "x": _f(r, 6, 2), "num_codes": 3, "iters": 2},
+         ("key", "x", "num_codes")),
+    Case("replace_dead_codes", Q.replace_dead_codes,
+         lambda r: {"key": KEY, "state": Q.vq_ema_init(_f(r, 4, 2)), "z": _f(r, 3, 2)},
+         ("key", "state", "z")),
+    Case("residual_vq", Q.residual_vq,
+         lambda r: {"z": _f(r, 2, 3, 2), "codebooks": _f(r, 2, 4, 2)}, ("z", "codebooks")),
+    Case("residual_vq_decode", Q.residual_vq_decode,
+         lambda r: {"indices": _i(r, 3, 2, high=4), "codebooks": _f(r, 2, 4, 2)},
+         ("indices", "codebooks")),
+    Case("residual_vq_ema_update", Q.residual_vq_ema_update,
+         lambda r: {"state": jax.vmap(Q.vq_ema_init)(_f(r, 2, 4, 2)), "z": _f(r, 3, 2),
+                    "indices": _i(r, 3, 2, high=4)}, ("state", "z", "indices")),
+    Case("grouped_vq", Q.grouped_vq,
+         lambda r: {"z": _f(r, 3, 4), "codebooks": _f(r, 2, 5, 2)}, ("z", "codebooks")),
+    Case("residual_fsq", Q.residual_fsq,
+         lambda r: {"z": _f(r, 2, 3), "levels": [5, 5, 5], "num_levels": 2}, ("z",)),
+    Case("residual_fsq_decode", Q.residual_fsq_decode,
+         lambda r: {"indices": _i(r, 2, 2, high=100), "levels": [5, 5, 5]}, ("indices",)),
+]
+
+NO_ROW: dict[str, str] = {}
+
+del jnp
