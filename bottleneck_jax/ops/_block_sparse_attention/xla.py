@@ -174,14 +174,17 @@ def backward(q, k, v, block_idx, block_valid, q_seg, kv_seg, out, lse, dout, dls
       kj, vj = jnp.where(used, kj, 0.0), jnp.where(used, vj, 0.0)
       q_used = jnp.moveaxis(jnp.any(tm, axis=4), 3, 1)[..., None]           # [B, bq, Hkv, 1, 1]
       qis = jnp.where(q_used, qi, 0.0)
-      s = jnp.einsum(_QK, qis, kj, preferred_element_type=F32) * scale
+      # Tile products in f32 (XLA:CPU has no bf16 x bf16 -> f32 dot for these layouts);
+      # p and ds are rounded to the input dtype first, as the forward rounds p.
+      kj, vj, qis, dos = (x.astype(F32) for x in (kj, vj, qis, doi))
+      s = jnp.einsum(_QK, qis, kj) * scale
       s = jnp.where(tm, s, NEG_INF)
       p = jnp.exp(s - lse_i)
-      dv_t = jnp.einsum(_PT_DO, p.astype(doi.dtype), doi, preferred_element_type=F32)
-      dp = jnp.einsum(_QK, doi, vj, preferred_element_type=F32)
-      ds = (p * (dp - delta_i)).astype(q.dtype)
-      dq_i = dq_i + jnp.einsum(_DS_K, ds, kj, preferred_element_type=F32) * scale
-      dk_t = jnp.einsum(_PT_DO, ds, qis, preferred_element_type=F32) * scale
+      dv_t = jnp.einsum(_PT_DO, p.astype(q.dtype).astype(F32), dos)
+      dp = jnp.einsum(_QK, dos, vj)
+      ds = (p * (dp - delta_i)).astype(q.dtype).astype(F32)
+      dq_i = dq_i + jnp.einsum(_DS_K, ds, kj) * scale
+      dk_t = jnp.einsum(_PT_DO, ds, qis) * scale
       return dq_i, dkb.at[bi, hi, blk].add(dk_t), dvb.at[bi, hi, blk].add(dv_t)
 
     dq_i0 = jnp.zeros(qi.shape, F32)
