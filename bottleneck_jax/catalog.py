@@ -317,6 +317,22 @@ _BUILT: dict[str, dict] = {
                    f"{_E}.WTACRSLinear"],
         experiments=["wta-crs-memory"],
         tests=["tests/efficiency/test_wta_crs.py"]),
+    # --- objectives: substrate .. agentcpm-explore ---
+    "vpo": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "vpo_loss", "vpo_tabular_loss", "dpo_loss", "dpo_logits", "seq_logps")],
+        experiments=["vpo-bandit"],
+        tests=["tests/objectives/test_vpo.py", "tests/objectives/test_policy_gradient.py"]),
+    # --- end of objectives: substrate .. agentcpm-explore ---
+    # --- objectives: marag-r1 .. chart-perception ---
+    "marag-r1": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "semantic_search", "keyword_search", "bm25_scores", "filter_docs", "aggregate_docs",
+            "token_f1", "document_coverage", "marag_reward")] + [f"{_D}.retrieval_corpus"],
+        experiments=["marag-corpus-coverage"],
+        tests=["tests/objectives/test_marag_r1.py",
+               "tests/experiments/test_marag_retrieval.py"]),
+    # --- end of objectives: marag-r1 .. chart-perception ---
 }
 
 # Base methods that other papers build on (not rows of papers.md).

@@ -347,7 +347,8 @@ def token_f1(pred_ids: Int[Array, "*batch lp"], gold_ids: Int[Array, "*batch lg"
   (an empty prediction or gold included).
 
   Args:
-    pred_ids: predicted token ids ``[*batch, Lp]``, padded with ``pad``.
+    pred_ids: predicted token ids ``[*batch, Lp]``, padded with ``pad`` (any integer dtype;
+      compared as int32).
     gold_ids: gold token ids ``[*batch, Lg]``, padded with ``pad``.
     pad: the padding id.
 
@@ -370,6 +371,7 @@ def token_f1(pred_ids: Int[Array, "*batch lp"], gold_ids: Int[Array, "*batch lg"
     raise ValueError(f"{fn}: pred_ids and gold_ids must have the same batch shape, got "
                      f"{V.describe(pred_ids)} and {V.describe(gold_ids)}")
   V.check_scalar(fn, "pad", pad, integer=True, static=True)
+  pred_ids, gold_ids = pred_ids.astype(jnp.int32), gold_ids.astype(jnp.int32)
   pv = pred_ids != pad
   gv = gold_ids != pad
   same_p = (pred_ids[..., :, None] == pred_ids[..., None, :]) & pv[..., None, :]
@@ -418,6 +420,7 @@ def document_coverage(retrieved: Int[Array, "*batch m"], gold: Int[Array, "*batc
     raise ValueError(f"{fn}: retrieved and gold must have the same batch shape, got "
                      f"{V.describe(retrieved)} and {V.describe(gold)}")
   V.check_scalar(fn, "pad", pad, integer=True, static=True)
+  retrieved, gold = retrieved.astype(jnp.int32), gold.astype(jnp.int32)
   gv = gold != pad
   # count each distinct gold id once: only its first occurrence
   idx = jnp.arange(gold.shape[-1])
@@ -469,6 +472,7 @@ def marag_reward(f1: Float[Array, "*batch"], retrieved: Int[Array, "*batch m"],
   """
   fn = "marag_reward"
   V.check_floating(fn, "f1", f1)
+  f1 = jnp.asarray(f1)
   _check_ids(fn, "retrieved", retrieved)
   _check_ids(fn, "gold", gold)
   V.check_rank(fn, "tools_used", tools_used, min_rank=1)
