@@ -1,0 +1,46 @@
+"""Property-test rows of the information family's estimators and paper methods (collected by
+``tests/test_properties.py``); the Deep VIB and first MI-estimator rows live there."""
+
+import jax.numpy as jnp
+
+from bottleneck_jax import information as I
+from tests._cases import Case, floats, ints
+
+_f, _i = floats, ints
+
+CASES = [
+    # toolkit
+    Case("gaussian_mi", I.gaussian_mi,
+         lambda r: {"cov": jnp.asarray([[1.0, 0.5], [0.5, 1.0]], jnp.float32), "dx": 1},
+         ("cov",)),
+    Case("kl_entropy", I.kl_entropy, lambda r: {"x": _f(r, 4, 2), "k": 2, "block_size": 3},
+         ("x",)),
+    Case("row_entropy", I.row_entropy, lambda r: {"codes": _i(r, 4, 2), "weights": _f(r, 4)},
+         ("codes",)),
+    Case("discrete_mi", I.discrete_mi, lambda r: {"a_codes": _i(r, 4, 2), "b_codes": _i(r, 4)},
+         ("a_codes", "b_codes")),
+    Case("kde_entropy_upper", I.kde_entropy_upper,
+         lambda r: {"h": _f(r, 4, 2), "var": 0.5, "block_size": 3}, ("h",)),
+    Case("kde_entropy_lower", I.kde_entropy_lower, lambda r: {"h": _f(r, 4, 2), "var": 0.5},
+         ("h",)),
+    Case("kde_mi", I.kde_mi, lambda r: {"h": _f(r, 4, 2), "labels": _i(r, 4), "var": 0.5},
+         ("h", "labels")),
+    Case("club_upper_bound", I.club_upper_bound,
+         lambda r: {"mu": _f(r, 3, 2), "logvar": _f(r, 3, 2), "y": _f(r, 3, 2)},
+         ("mu", "logvar", "y")),
+    # info-plane
+    Case("uniform_bin_codes", I.uniform_bin_codes,
+         lambda r: {"t": _f(r, 4, 2), "num_edges": 5, "lo": -1.0, "hi": 1.0}, ("t",)),
+    Case("binned_mi", I.binned_mi,
+         lambda r: {"t": _f(r, 4, 2), "labels": _i(r, 4), "num_edges": 5}, ("t", "labels")),
+    Case("binned_estimator", I.binned_estimator, lambda r: {"num_edges": 5, "lo": -1.0}),
+    Case("information_plane", I.information_plane,
+         lambda r: {"layers": (_f(r, 4, 2), _f(r, 4, 3)), "labels": _i(r, 4),
+                    "estimator": I.binned_estimator()}, ("layers", "labels")),
+    Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
+         ("num_epochs", "num_points")),
+]
+
+NO_ROW = {
+    "plot_information_plane": "writes a PNG file; checked in tests/information/test_info_plane.py",
+}
