@@ -323,9 +323,9 @@ class LayerwiseOutput(NamedTuple):
 class LayerwiseMLP(nnx.Module):
   """An MLP that returns every hidden activation (for the information plane).
 
-  Defaults are the paper's network: sizes ``12-10-7-5-4-3-2``, ``tanh``, weights drawn from a
-  normal truncated at 2 standard deviations with ``std = 1/sqrt(fan_in)`` and zero biases
-  (IDNNs ``model.py``).
+  Defaults are the paper's network: sizes ``12-10-7-5-4-3-2``, ``tanh``, weights drawn as
+  TensorFlow's ``truncated_normal(stddev=1/sqrt(fan_in))`` (a normal with that scale, redrawn
+  outside 2 scales) and zero biases (IDNNs ``model.py``).
 
   Args:
     sizes: layer widths, input first and number of classes last (at least 2 entries).
@@ -353,8 +353,7 @@ class LayerwiseMLP(nnx.Module):
     self.activation = activation
     self.layers = nnx.List([
         nnx.Linear(int(a), int(b), rngs=rngs, bias_init=nnx.initializers.zeros,
-                   kernel_init=nnx.initializers.variance_scaling(
-                       1.0, "fan_in", "truncated_normal"))
+                   kernel_init=jax.nn.initializers.truncated_normal(1.0 / math.sqrt(int(a))))
         for a, b in zip(sizes[:-1], sizes[1:])])
 
   def __call__(self, x: Float[Array, "b d"]) -> LayerwiseOutput:
