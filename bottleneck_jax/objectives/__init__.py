@@ -4,6 +4,26 @@
 # ``__all__`` below is grouped by paper.
 # --- retrieval, merging, plasticity, causal, long-tail and contrastive papers (marag-r1, chi0,
 # plasticity, graph-rlearner, brl, chart-perception) ---
+from bottleneck_jax.objectives._chi0 import (
+    CrossfadedChunk,
+    MixWeights,
+    chunk_crossfade,
+    discretize_advantage,
+    greedy_soup,
+    inverse_loss_weights,
+    mix_params,
+    optimize_mix_weights,
+    simplex_grad,
+    stage_advantage,
+    stage_progress,
+)
+from bottleneck_jax.objectives._hicra import (
+    hicra_advantages,
+    hicra_verl_advantages,
+    semantic_entropy,
+    sg_match_counts,
+    sg_planning_mask,
+)
 from bottleneck_jax.objectives._marag_r1 import (
     MaragReward,
     SearchResult,
@@ -49,8 +69,24 @@ __all__: list[str] = [
     "VPOOutput",
     "vpo_loss",
     "vpo_tabular_loss",
+    "hicra_advantages",
+    "hicra_verl_advantages",
+    "semantic_entropy",
+    "sg_match_counts",
+    "sg_planning_mask",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
+    "CrossfadedChunk",
+    "MixWeights",
+    "chunk_crossfade",
+    "discretize_advantage",
+    "greedy_soup",
+    "inverse_loss_weights",
+    "mix_params",
+    "optimize_mix_weights",
+    "simplex_grad",
+    "stage_advantage",
+    "stage_progress",
     "MaragReward",
     "SearchResult",
     "aggregate_docs",

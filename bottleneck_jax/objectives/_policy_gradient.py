@@ -111,6 +111,12 @@ def num(x):
   return x
 
 
+def nonzero(mask):
+  """A 0/1 (bool, integer or floating) mask as ``bool``."""
+  m = jnp.asarray(mask)
+  return m if m.dtype == jnp.bool_ else m != jnp.zeros((), m.dtype)
+
+
 def _as(x, like):
   return jnp.asarray(x).astype(like.dtype)
 
@@ -150,7 +156,7 @@ def seq_logps(token_logps: Float[Array, "*batch t"], mask) -> Float[Array, "*bat
   fn = "seq_logps"
   check_logps(fn, "token_logps", token_logps)
   check_mask(fn, mask, "token_logps", token_logps)
-  m = jnp.asarray(mask) != 0
+  m = nonzero(mask)
   return jnp.sum(jnp.where(m, token_logps, 0), axis=-1)
 
 
@@ -235,14 +241,14 @@ def _clipped_pg(logp, old_logp, advantages, epsilon_low, epsilon_high, delta, ma
   adv = _per_token_adv(advantages, logp)
   log_ratio = logp - jax.lax.stop_gradient(_as(old_logp, logp))
   if mask is not None:
-    log_ratio = jnp.where(jnp.asarray(mask) != 0, log_ratio, 0)
+    log_ratio = jnp.where(nonzero(mask), log_ratio, 0)
   ratio = jnp.exp(log_ratio)
   clipped = jnp.clip(ratio, 1 - epsilon_low, 1 + epsilon_high)
   if delta is not None:
     ratio = jnp.minimum(ratio, delta)
   loss = -jnp.minimum(ratio * adv, clipped * adv)
   if mask is not None:
-    loss = jnp.where(jnp.asarray(mask) != 0, loss, 0)
+    loss = jnp.where(nonzero(mask), loss, 0)
   return loss
 
 
@@ -294,7 +300,7 @@ def aggregate_token_loss(per_token_loss: Float[Array, "*batch t"], mask, *,
 def _aggregate(per_token_loss, mask, loss_type, max_completion_length, num_tokens):
   x = per_token_loss
   m = _mask_f(mask, x.dtype)
-  lm = jnp.where(jnp.asarray(mask) != 0, x, 0) * m
+  lm = jnp.where(nonzero(mask), x, 0) * m
   if loss_type == "grpo":
     per_seq = jnp.sum(lm, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1)
     return jnp.mean(per_seq) if per_seq.size else jnp.zeros((), x.dtype)
@@ -377,7 +383,7 @@ def grpo_loss(logp: Float[Array, "*batch t"], old_logp: Float[Array, "*batch t"]
 
 def _grpo(logp, old_logp, advantages, mask, ref_logp, beta, epsilon_low, epsilon_high, delta,
           loss_type, max_completion_length, num_tokens):
-  valid = jnp.asarray(mask) != 0
+  valid = nonzero(mask)
   m = valid.astype(logp.dtype)
   per_tok = _clipped_pg(logp, old_logp, advantages, epsilon_low, epsilon_high, delta, mask)
   if ref_logp is not None:

@@ -1,6 +1,8 @@
 """Property-test rows of the ``objectives`` family (collected by ``tests/test_properties.py``):
 one row per public function. Each engineer keeps their rows in their own marked section."""
 
+import jax.numpy as jnp
+
 from bottleneck_jax import objectives as Obj
 from tests._cases import Case, floats, ints
 
@@ -57,6 +59,23 @@ CASES = [
                     "pair_idx": _i(r, 4, 2, high=3), "pref": _f(r, 2, 4) / 10,
                     "cal_probs": _f(r, 2, 3), "beta": 1.0, "alpha": 0.1},
          ("logits", "ref_logits", "pair_idx", "pref", "cal_probs")),
+    Case("hicra_advantages", Obj.hicra_advantages,
+         lambda r: {"advantages": _f(r, 2, 3), "planning_mask": _i(r, 2, 3, high=2),
+                    "alpha": 0.2},
+         ("advantages", "planning_mask")),
+    Case("hicra_verl_advantages", Obj.hicra_verl_advantages,
+         lambda r: {"advantages": _f(r, 3, 4), "entropy": _f(r, 3, 4),
+                    "mask": _i(r, 3, 4, high=2), "planning_mask": _i(r, 3, 4, high=2),
+                    "alpha": 0.2, "entropy_topk": 0.3},
+         ("advantages", "entropy", "mask")),
+    Case("sg_planning_mask", Obj.sg_planning_mask,
+         lambda r: {"token_ids": _i(r, 2, 6), "sg_table": jnp.array([[1, 2, -1], [0, 1, 2]])},
+         ("token_ids", "sg_table")),
+    Case("sg_match_counts", Obj.sg_match_counts,
+         lambda r: {"token_ids": _i(r, 2, 6), "sg_table": jnp.array([[1, 2, -1], [0, 1, 2]])},
+         ("token_ids", "sg_table")),
+    Case("semantic_entropy", Obj.semantic_entropy, lambda r: {"counts": _i(r, 2, 4, high=5)},
+         ("counts",)),
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     Case("semantic_search", Obj.semantic_search,
