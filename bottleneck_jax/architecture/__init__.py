@@ -1,3 +1,63 @@
-"""The `architecture` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
+"""Architecture bottlenecks: initialisation, residual-stream mixing, in-context meta-learning and
+diffusion sampling schedules.
 
-__all__: list[str] = []
+* WINNER (``_winner_init.py``): SIREN and the noise-perturbed initialisation whose scales come
+  from the target's spectral centroid (:func:`siren_init`, :func:`winner_init`,
+  :func:`spectral_centroid`, :func:`winner_scales`, :func:`siren_apply`, :class:`Siren`).
+* sHC (``_shc.py``): hyper-connections around any branch, with the residual mixing
+  unconstrained (HC), doubly stochastic by Sinkhorn (mHC) or on the spectral-norm sphere (sHC)
+  (:func:`hc_init`, :func:`hc_coeffs`, :func:`hyper_connection`, :class:`HyperConnection`,
+  :func:`sinkhorn`, :func:`spectral_normalize`, :func:`expand_streams`,
+  :func:`reduce_streams`, :func:`product_norm`).
+
+As everywhere in the library, implementation modules are private and the family re-exports their
+public names. See ``bottleneck-jax list --family architecture`` for the catalogue.
+"""
+
+from bottleneck_jax.architecture._shc import (
+    HCCoeffs,
+    HyperConnection,
+    expand_streams,
+    hc_coeffs,
+    hc_depth,
+    hc_init,
+    hc_width,
+    hyper_connection,
+    product_norm,
+    reduce_streams,
+    sinkhorn,
+    spectral_normalize,
+)
+from bottleneck_jax.architecture._winner_init import (
+    Siren,
+    WinnerScales,
+    WinnerSchedule,
+    siren_apply,
+    siren_init,
+    spectral_centroid,
+    winner_init,
+    winner_scales,
+)
+
+__all__ = [
+    "HCCoeffs",
+    "HyperConnection",
+    "Siren",
+    "WinnerScales",
+    "WinnerSchedule",
+    "expand_streams",
+    "hc_coeffs",
+    "hc_depth",
+    "hc_init",
+    "hc_width",
+    "hyper_connection",
+    "product_norm",
+    "reduce_streams",
+    "siren_apply",
+    "siren_init",
+    "sinkhorn",
+    "spectral_centroid",
+    "spectral_normalize",
+    "winner_init",
+    "winner_scales",
+]
