@@ -323,6 +323,12 @@ _BUILT: dict[str, dict] = {
             "vpo_loss", "vpo_tabular_loss", "dpo_loss", "dpo_logits", "seq_logps")],
         experiments=["vpo-bandit"],
         tests=["tests/objectives/test_vpo.py", "tests/objectives/test_policy_gradient.py"]),
+    "hicra": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "hicra_advantages", "hicra_verl_advantages", "sg_planning_mask", "sg_match_counts",
+            "semantic_entropy", "group_advantages", "grpo_loss")],
+        experiments=["grpo-hicra-toy"],
+        tests=["tests/objectives/test_hicra.py", "tests/objectives/test_policy_gradient.py"]),
     # --- end of objectives: substrate .. agentcpm-explore ---
     # --- objectives: marag-r1 .. chart-perception ---
     "marag-r1": dict(
