@@ -8,7 +8,7 @@ channel ``j`` to one of ``L_j`` evenly spaced values. The implicit codebook is t
 ``prod_j L_j`` points: no codebook loss, no commitment loss, no codebook collapse. Each channel is
 first squashed into its range with the paper's bounding function,
 
-  half_l_j = (L_j - 1)(1 - eps) / 2,      eps = 1e-3
+  half_l_j = (L_j - 1)(1 + eps) / 2,      eps = 1e-3
   offset_j = 0.5 if L_j is even else 0
   shift_j  = arctanh(offset_j / half_l_j)
   bound(z)_j = tanh(z_j + shift_j) * half_l_j - offset_j
@@ -27,11 +27,13 @@ Implemented here: :func:`fsq` (the bottleneck, returning
 ``flax.nnx`` module :class:`FSQ` (no parameters).
 
 Departures from the paper / reference code:
-- The bound uses ``(1 - eps)`` and ``arctanh`` as in the paper's notebook with its ``tan``
-  corrected to ``arctanh`` (confirmed by the authors; ``lucidrains/vector-quantize-pytorch`` uses
-  ``(1 + eps)``; both round to the same grid, values differ by O(eps) before rounding).
-- ``L = 2`` is refused: the paper's bound needs ``offset < half_l``, i.e. ``L >= 3`` (binary
-  channels are :func:`~bottleneck_jax.quantize.lfq`).
+- The bound uses ``(1 + eps)`` and ``arctanh`` as ``lucidrains/vector-quantize-pytorch`` (whose
+  codes, indices and gradients the tests match on its own outputs); the paper's notebook writes
+  ``(1 - eps)`` and ``tan`` (the ``tan`` confirmed a typo by the authors). Both give the same grid;
+  inputs within O(eps) of a rounding boundary can land on a neighbouring level.
+- ``L = 2`` is refused (vector-quantize-pytorch too, outside its symmetric variant): the shift
+  ``arctanh(0.5 / half_l)`` is about 3.8 and the channel is nearly constant; binary channels are
+  :func:`~bottleneck_jax.quantize.lfq`.
 - Inputs of less than 32-bit precision are bounded and rounded in float32 and cast back.
 """
 
@@ -62,8 +64,8 @@ def _check_levels(fn: str, levels) -> tuple[int, ...]:
                       f"{list(levels)!r}")
     if lv < 3:
       raise ValueError(f"{fn}: levels must be a non-empty sequence of ints >= 3 (with L = 2 the "
-                       f"paper's bound has no shift: arctanh(0.5 / half_l) is undefined; use "
-                       f"lfq for binary channels), got {list(levels)!r}")
+                       f"shifted tanh bound saturates at one level; use lfq for binary "
+                       f"channels), got {list(levels)!r}")
   out = tuple(int(lv) for lv in levels)
   if math.prod(out) > 2**31 - 1:
     raise ValueError(f"{fn}: levels must have prod(levels) < 2**31 (int32 indices), got "
@@ -100,7 +102,7 @@ def fsq(z: Float[Array, "*batch d"], *, levels: Sequence[int]) -> BottleneckOutp
 
   .. math::
     \\hat z_j = \\frac{\\operatorname{round}_{STE}\\left(\\tanh(z_j + s_j)\\, h_j - o_j\\right)}
-    {\\lfloor L_j / 2 \\rfloor},\\quad h_j = \\frac{(L_j - 1)(1 - \\epsilon)}{2},\\;
+    {\\lfloor L_j / 2 \\rfloor},\\quad h_j = \\frac{(L_j - 1)(1 + \\epsilon)}{2},\\;
     o_j = \\tfrac12[L_j \\text{ even}],\\; s_j = \\operatorname{arctanh}(o_j / h_j)
 
   The straight-through estimator passes the gradient through ``round`` only: ``dz_hat/dz`` is
@@ -138,7 +140,7 @@ def fsq(z: Float[Array, "*batch d"], *, levels: Sequence[int]) -> BottleneckOutp
   z = jnp.asarray(z)
   cdt = _compute_dtype(z.dtype)
   lv = np.asarray(levels, np.float64)
-  half_l = (lv - 1) * (1 - _EPS) / 2
+  half_l = (lv - 1) * (1 + _EPS) / 2
   offset = np.where(np.asarray(levels) % 2 == 0, 0.5, 0.0)
   shift = np.arctanh(offset / half_l)
   half_width = np.asarray([lvl // 2 for lvl in levels], np.float64)

@@ -24,7 +24,7 @@ def _np_fsq(z, levels, eps=1e-3):
   for n in range(flat.shape[0]):
     base = 1
     for j, lv in enumerate(levels):
-      half_l = (lv - 1) * (1 - eps) / 2
+      half_l = (lv - 1) * (1 + eps) / 2
       offset = 0.5 if lv % 2 == 0 else 0.0
       shift = math.atanh(offset / half_l)
       b = math.tanh(flat[n, j] + shift) * half_l - offset
@@ -82,7 +82,7 @@ def test_ste_gradient_is_the_bound_derivative():
   g = jax.grad(lambda x: jnp.sum(fsq(x, levels=LEVELS).z))(jnp.asarray(z))
   expect = np.zeros_like(z, dtype=np.float64)
   for j, lv in enumerate(LEVELS):
-    half_l = (lv - 1) * 0.999 / 2
+    half_l = (lv - 1) * 1.001 / 2
     shift = math.atanh((0.5 if lv % 2 == 0 else 0.0) / half_l)
     expect[:, j] = (1 - np.tanh(z[:, j] + shift) ** 2) * half_l / (lv // 2)
   np.testing.assert_allclose(np.asarray(g), expect, rtol=1e-5)
