@@ -49,6 +49,13 @@ from bottleneck_jax.objectives._policy_gradient import (
     rloo_advantages,
     seq_logps,
 )
+from bottleneck_jax.objectives._remix import (
+    RemixPhase,
+    ReplayBuffer,
+    kl_convex,
+    mix_policy_ppg_loss,
+    remix_schedule,
+)
 from bottleneck_jax.objectives._vpo import VPOOutput, vpo_loss, vpo_tabular_loss
 
 # --- end of marag-r1 .. chart-perception imports ---
@@ -74,6 +81,11 @@ __all__: list[str] = [
     "semantic_entropy",
     "sg_match_counts",
     "sg_planning_mask",
+    "RemixPhase",
+    "ReplayBuffer",
+    "kl_convex",
+    "mix_policy_ppg_loss",
+    "remix_schedule",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
     "CrossfadedChunk",

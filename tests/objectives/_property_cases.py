@@ -13,6 +13,11 @@ def _lp(r, *shape):
   return -_f(r, *shape)
 
 
+
+def _sq_loss(params, batch):  # chi0 rows: the loss of one checkpoint on one batch
+  return jnp.mean((params["a"] - batch["y"]) ** 2)
+
+
 CASES = [
     # --- substrate, vpo, hicra, remix, editreward, agentcpm-explore ---
     Case("seq_logps", Obj.seq_logps,
@@ -76,6 +81,17 @@ CASES = [
          ("token_ids", "sg_table")),
     Case("semantic_entropy", Obj.semantic_entropy, lambda r: {"counts": _i(r, 2, 4, high=5)},
          ("counts",)),
+    Case("mix_policy_ppg_loss", Obj.mix_policy_ppg_loss,
+         lambda r: {"logp": _lp(r, 2, 3), "behavior_logp": _lp(r, 2, 3),
+                    "advantages": _f(r, 2, 3), "mask": _i(r, 2, 3, high=2),
+                    "epsilon_high": 0.28, "loss_type": "bnpo"},
+         ("logp", "behavior_logp", "advantages", "mask")),
+    Case("kl_convex", Obj.kl_convex,
+         lambda r: {"logp": _lp(r, 2, 3), "base_logp": _lp(r, 2, 3), "prev_logp": _lp(r, 2, 3),
+                    "mask": _i(r, 2, 3, high=2), "lam": 0.5, "estimator": "k3"},
+         ("logp", "base_logp", "prev_logp", "mask")),
+    Case("remix_schedule", Obj.remix_schedule,
+         lambda r: {"step": 3, "reincarnate_at": 5, "p_off": 0.5, "utd": 2}, ("step",)),
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     Case("semantic_search", Obj.semantic_search,
@@ -104,8 +120,39 @@ CASES = [
                     "tools_used": _i(r, 2, 4, high=2).astype(bool),
                     "format_ok": _i(r, 2, high=2).astype(bool), "weights": (1.0, 0.5, 0.5)},
          ("f1", "retrieved", "gold", "tools_used", "format_ok")),
+    Case("mix_params", Obj.mix_params,
+         lambda r: {"stack": {"a": _f(r, 3, 2), "b": _f(r, 3)}, "weights": _f(r, 3),
+                    "normalize": False},
+         ("stack", "weights")),
+    Case("inverse_loss_weights", Obj.inverse_loss_weights,
+         lambda r: {"losses": _f(r, 3), "power": 2.0, "epsilon": 1e-8}, ("losses",)),
+    Case("simplex_grad", Obj.simplex_grad,
+         lambda r: {"g": _f(r, 2, 3), "weights": _f(r, 2, 3)}, ("g", "weights")),
+    Case("optimize_mix_weights", Obj.optimize_mix_weights,
+         lambda r: {"loss_fn": _sq_loss, "stack": {"a": _f(r, 3, 2)},
+                    "batches": {"y": _f(r, 2, 2)}, "steps": 3, "learning_rate": 0.05,
+                    "adaptive": False},
+         ("loss_fn", "stack", "batches")),
+    Case("greedy_soup", Obj.greedy_soup,
+         lambda r: {"loss_fn": _sq_loss, "stack": {"a": _f(r, 3, 2)},
+                    "batches": {"y": _f(r, 2, 2)}},
+         ("loss_fn", "stack", "batches")),
+    Case("stage_progress", Obj.stage_progress,
+         lambda r: {"frame_idx": _i(r, 4, high=30), "bounds": jnp.asarray([0, 10, 30])},
+         ("frame_idx", "bounds")),
+    Case("stage_advantage", Obj.stage_advantage,
+         lambda r: {"values": _f(r, 2, 6), "horizon": 3}, ("values",)),
+    Case("discretize_advantage", Obj.discretize_advantage,
+         lambda r: {"adv": _f(r, 6), "stage_idx": _i(r, 6, high=2), "top_pct": 30.0,
+                    "n_stages": 2},
+         ("adv", "stage_idx")),
+    Case("chunk_crossfade", Obj.chunk_crossfade,
+         lambda r: {"old": _f(r, 4, 2), "old_len": 3, "new": _f(r, 5, 2), "k_elapsed": 1,
+                    "max_k": 2, "min_m": 3},
+         ("old", "old_len", "new", "k_elapsed")),
     # --- end of marag-r1 .. chart-perception ---
 ]
+
 
 NO_ROW: dict[str, str] = {
     # --- substrate .. agentcpm-explore ---

@@ -23,6 +23,11 @@ SURFACE = {
     "semantic_entropy": "function",
     "sg_match_counts": "function",
     "sg_planning_mask": "function",
+    "RemixPhase": "class",
+    "ReplayBuffer": "class",
+    "kl_convex": "function",
+    "mix_policy_ppg_loss": "function",
+    "remix_schedule": "function",
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "CrossfadedChunk": "class",
