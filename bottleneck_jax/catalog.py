@@ -283,6 +283,24 @@ _E = "bottleneck_jax.efficiency"
 _O = "bottleneck_jax.ops"
 _D = "bottleneck_jax.data"
 _BUILT: dict[str, dict] = {
+    "info-plane": dict(
+        functions=["bottleneck_jax.information.binned_mi",
+                   "bottleneck_jax.information.information_plane",
+                   "bottleneck_jax.information.uniform_bin_codes",
+                   "bottleneck_jax.information.row_entropy",
+                   "bottleneck_jax.information.plot_information_plane",
+                   "bottleneck_jax.information.LayerwiseMLP", f"{_D}.tishby12"],
+        experiments=["info-plane-tishby"],
+        tests=["tests/information/test_info_plane.py",
+               "tests/information/test_entropy_estimators.py"]),
+    "adaptive-mi": dict(
+        functions=["bottleneck_jax.information.equal_count_bin_edges",
+                   "bottleneck_jax.information.adaptive_binned_mi",
+                   "bottleneck_jax.information.adaptive_kde_mi",
+                   "bottleneck_jax.information.kde_mi"],
+        experiments=["info-plane-relu"],
+        tests=["tests/information/test_adaptive_mi.py",
+               "tests/information/test_entropy_estimators.py"]),
     "vib": dict(
         functions=["bottleneck_jax.information.vib", "bottleneck_jax.information.vib_rate",
                    "bottleneck_jax.information.vib_loss",

@@ -7,6 +7,13 @@ everywhere in the library, implementation modules are private and the family re-
 public names: ``from bottleneck_jax.information import vib`` gives the function ``vib``. See ``bottleneck-jax list --family information`` for the catalogue.
 """
 
+from bottleneck_jax.information._adaptive_mi import (
+    adaptive_bin_codes,
+    adaptive_binned_mi,
+    adaptive_binning_estimator,
+    adaptive_kde_mi,
+    equal_count_bin_edges,
+)
 from bottleneck_jax.information._entropy_estimators import (
     KDEInformation,
     club_upper_bound,
@@ -62,12 +69,17 @@ __all__ = [
     "VIB",
     "VIBClassifier",
     "VIBEncoder",
+    "adaptive_bin_codes",
+    "adaptive_binned_mi",
+    "adaptive_binning_estimator",
+    "adaptive_kde_mi",
     "binned_estimator",
     "binned_mi",
     "club_upper_bound",
     "critic_scores",
     "discrete_mi",
     "dv_lower_bound",
+    "equal_count_bin_edges",
     "gaussian_mi",
     "infonce_lower_bound",
     "information_plane",

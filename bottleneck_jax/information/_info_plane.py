@@ -163,7 +163,7 @@ def binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *,
 
 
 def binned_estimator(*, num_edges: int = 30, lo: float = -1.0, hi: float = 1.0
-                     ) -> Callable[[Array, Array], InformationPoint]:
+                     ) -> Callable[[Float[Array, "n d"], Int[Array, "n"]], InformationPoint]:
   """The IDNNs binning estimator as a callable ``(t, labels) -> InformationPoint`` (nats), for
   :func:`information_plane`.
 

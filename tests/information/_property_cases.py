@@ -37,6 +37,18 @@ CASES = [
     Case("information_plane", I.information_plane,
          lambda r: {"layers": (_f(r, 4, 2), _f(r, 4, 3)), "labels": _i(r, 4),
                     "estimator": I.binned_estimator()}, ("layers", "labels")),
+    # adaptive-mi
+    Case("equal_count_bin_edges", I.equal_count_bin_edges,
+         lambda r: {"acts": _f(r, 4, 2), "num_bins": 3, "low": 0.0}, ("acts",)),
+    Case("adaptive_bin_codes", I.adaptive_bin_codes,
+         lambda r: {"acts": _f(r, 4, 2), "num_bins": 3, "low": 0.0}, ("acts",)),
+    Case("adaptive_binned_mi", I.adaptive_binned_mi,
+         lambda r: {"t": _f(r, 4, 2), "labels": _i(r, 4), "num_bins": 3}, ("t", "labels")),
+    Case("adaptive_binning_estimator", I.adaptive_binning_estimator,
+         lambda r: {"num_bins": 3, "low": 0.0}),
+    Case("adaptive_kde_mi", I.adaptive_kde_mi,
+         lambda r: {"h": _f(r, 4, 2), "labels": _i(r, 4), "var": 0.1, "rescale": "max_abs"},
+         ("h", "labels")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
