@@ -347,6 +347,12 @@ _BUILT: dict[str, dict] = {
             "semantic_entropy", "group_advantages", "grpo_loss")],
         experiments=["grpo-hicra-toy"],
         tests=["tests/objectives/test_hicra.py", "tests/objectives/test_policy_gradient.py"]),
+    "remix": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "mix_policy_ppg_loss", "kl_convex", "remix_schedule", "ReplayBuffer",
+            "clipped_pg_per_token", "aggregate_token_loss", "k3_kl")],
+        experiments=["remix-offpolicy-toy"],
+        tests=["tests/objectives/test_remix.py", "tests/objectives/test_policy_gradient.py"]),
     # --- end of objectives: substrate .. agentcpm-explore ---
     # --- objectives: marag-r1 .. chart-perception ---
     "marag-r1": dict(
