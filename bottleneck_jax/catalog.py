@@ -362,6 +362,13 @@ _BUILT: dict[str, dict] = {
         experiments=["marag-corpus-coverage"],
         tests=["tests/objectives/test_marag_r1.py",
                "tests/experiments/test_marag_retrieval.py"]),
+    "chi0": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "mix_params", "inverse_loss_weights", "simplex_grad", "optimize_mix_weights",
+            "greedy_soup", "stage_progress", "stage_advantage", "discretize_advantage",
+            "chunk_crossfade")],
+        experiments=["merging-toy"],
+        tests=["tests/objectives/test_chi0.py", "tests/experiments/test_chi0_merging.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
 }
 
