@@ -293,6 +293,13 @@ _BUILT: dict[str, dict] = {
         experiments=["info-plane-tishby"],
         tests=["tests/information/test_info_plane.py",
                "tests/information/test_entropy_estimators.py"]),
+    "cib-reasoning": dict(
+        functions=["bottleneck_jax.information.token_surprisal",
+                   "bottleneck_jax.information.cib_cost",
+                   "bottleneck_jax.information.cib_reward",
+                   "bottleneck_jax.information.cib_optimal_policy"],
+        experiments=["cib-bandit"],
+        tests=["tests/information/test_cib_reasoning.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",

@@ -14,6 +14,12 @@ from bottleneck_jax.information._adaptive_mi import (
     adaptive_kde_mi,
     equal_count_bin_edges,
 )
+from bottleneck_jax.information._cib_reasoning import (
+    cib_cost,
+    cib_optimal_policy,
+    cib_reward,
+    token_surprisal,
+)
 from bottleneck_jax.information._entropy_estimators import (
     KDEInformation,
     club_upper_bound,
@@ -75,6 +81,9 @@ __all__ = [
     "adaptive_kde_mi",
     "binned_estimator",
     "binned_mi",
+    "cib_cost",
+    "cib_optimal_policy",
+    "cib_reward",
     "club_upper_bound",
     "critic_scores",
     "discrete_mi",
@@ -96,6 +105,7 @@ __all__ = [
     "plot_information_plane",
     "row_entropy",
     "to_bits",
+    "token_surprisal",
     "uniform_bin_codes",
     "vib",
     "vib_loss",

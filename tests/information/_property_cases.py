@@ -49,6 +49,18 @@ CASES = [
     Case("adaptive_kde_mi", I.adaptive_kde_mi,
          lambda r: {"h": _f(r, 4, 2), "labels": _i(r, 4), "var": 0.1, "rescale": "max_abs"},
          ("h", "labels")),
+    # cib-reasoning
+    Case("token_surprisal", I.token_surprisal,
+         lambda r: {"prior_logits": _f(r, 2, 3, 4), "tokens": _i(r, 2, 3),
+                    "mask": _f(r, 2, 3)}, ("prior_logits", "tokens", "mask")),
+    Case("cib_cost", I.cib_cost,
+         lambda r: {"mask": _f(r, 2, 3), "kind": "kl", "prior_logp_tok": _f(r, 2, 3),
+                    "policy_logp_tok": _f(r, 2, 3)}, ("mask",)),
+    Case("cib_reward", I.cib_reward,
+         lambda r: {"task_reward": _f(r, 3), "cost": _f(r, 3), "beta": 0.5},
+         ("task_reward", "cost")),
+    Case("cib_optimal_policy", I.cib_optimal_policy,
+         lambda r: {"log_q": _f(r, 4), "rewards": _f(r, 4), "beta": 0.5}, ("log_q", "rewards")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
