@@ -7,6 +7,13 @@ op, :func:`residual_vq`, :func:`grouped_vq`, :func:`residual_fsq` and :func:`lfq
 Quantization, MAGVIT-v2).
 """
 
+from bottleneck_jax.quantize._dkvb import (
+  DiscreteKeyValueBottleneck,
+  DKVBFrozen,
+  dkvb,
+  dkvb_init_keys,
+  dkvb_project,
+)
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
 from bottleneck_jax.quantize._kmeans import KMeans, kmeans, replace_dead_codes
 from bottleneck_jax.quantize._lfq import LFQ, lfq, lfq_indices_to_codes
@@ -32,6 +39,8 @@ from bottleneck_jax.quantize._vq import (
 )
 
 __all__: list[str] = [
+    "DKVBFrozen",
+    "DiscreteKeyValueBottleneck",
     "FSQ",
     "KMeans",
     "LFQ",
@@ -41,6 +50,9 @@ __all__: list[str] = [
     "VQEMAState",
     "VQEMAVariable",
     "VectorQuantizer",
+    "dkvb",
+    "dkvb_init_keys",
+    "dkvb_project",
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",

@@ -3,6 +3,8 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    "DKVBFrozen": "class",
+    "DiscreteKeyValueBottleneck": "class",
     "FSQ": "class",
     "KMeans": "class",
     "LFQ": "class",
@@ -12,6 +14,9 @@ SURFACE = {
     "VQEMAState": "class",
     "VQEMAVariable": "class",
     "VectorQuantizer": "class",
+    "dkvb": "function",
+    "dkvb_init_keys": "function",
+    "dkvb_project": "function",
     "fsq": "function",
     "fsq_codes_to_indices": "function",
     "fsq_indices_to_codes": "function",
