@@ -36,6 +36,16 @@ from bottleneck_jax.objectives._marag_r1 import (
     semantic_search,
     token_f1,
 )
+from bottleneck_jax.objectives._plasticity import (
+    ARRState,
+    ReLUMLP,
+    arr_init,
+    arr_update,
+    dormant_ratio,
+    fraction_active_units,
+    per_layer_fau,
+    updates_at_step,
+)
 from bottleneck_jax.objectives._policy_gradient import (
     DPOOutput,
     PolicyGradientLoss,
@@ -88,6 +98,14 @@ __all__: list[str] = [
     "remix_schedule",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
+    "ARRState",
+    "ReLUMLP",
+    "arr_init",
+    "arr_update",
+    "dormant_ratio",
+    "fraction_active_units",
+    "per_layer_fau",
+    "updates_at_step",
     "CrossfadedChunk",
     "MixWeights",
     "chunk_crossfade",

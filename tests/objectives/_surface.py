@@ -30,6 +30,14 @@ SURFACE = {
     "remix_schedule": "function",
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
+    "ARRState": "class",
+    "ReLUMLP": "class",
+    "arr_init": "function",
+    "arr_update": "function",
+    "dormant_ratio": "function",
+    "fraction_active_units": "function",
+    "per_layer_fau": "function",
+    "updates_at_step": "function",
     "CrossfadedChunk": "class",
     "MixWeights": "class",
     "chunk_crossfade": "function",
