@@ -17,6 +17,17 @@ from bottleneck_jax.objectives._chi0 import (
     stage_advantage,
     stage_progress,
 )
+from bottleneck_jax.objectives._editreward import (
+    MultiHeadRewardHead,
+    PairwiseLoss,
+    TieProbs,
+    bt_loss,
+    btt_loss,
+    btt_probs,
+    fuse_heads,
+    gaussian_bt_loss,
+    gaussian_bt_loss_mc,
+)
 from bottleneck_jax.objectives._hicra import (
     hicra_advantages,
     hicra_verl_advantages,
@@ -96,6 +107,15 @@ __all__: list[str] = [
     "kl_convex",
     "mix_policy_ppg_loss",
     "remix_schedule",
+    "MultiHeadRewardHead",
+    "PairwiseLoss",
+    "TieProbs",
+    "bt_loss",
+    "btt_loss",
+    "btt_probs",
+    "fuse_heads",
+    "gaussian_bt_loss",
+    "gaussian_bt_loss_mc",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
     "ARRState",

@@ -4,7 +4,7 @@ one row per public function. Each engineer keeps their rows in their own marked 
 import jax.numpy as jnp
 
 from bottleneck_jax import objectives as Obj
-from tests._cases import Case, floats, ints
+from tests._cases import KEY, Case, floats, ints
 
 _f, _i = floats, ints
 
@@ -92,6 +92,24 @@ CASES = [
          ("logp", "base_logp", "prev_logp", "mask")),
     Case("remix_schedule", Obj.remix_schedule,
          lambda r: {"step": 3, "reincarnate_at": 5, "p_off": 0.5, "utd": 2}, ("step",)),
+    Case("bt_loss", Obj.bt_loss, lambda r: {"r_a": _f(r, 3), "r_b": _f(r, 3), "margin": 0.57},
+         ("r_a", "r_b")),
+    Case("btt_probs", Obj.btt_probs, lambda r: {"r_a": _f(r, 3), "r_b": _f(r, 3), "k": 5.0},
+         ("r_a", "r_b")),
+    Case("btt_loss", Obj.btt_loss,
+         lambda r: {"r_a": _f(r, 3), "r_b": _f(r, 3), "tie": _i(r, 3, high=2), "k": 5.0},
+         ("r_a", "r_b", "tie")),
+    Case("gaussian_bt_loss", Obj.gaussian_bt_loss,
+         lambda r: {"mu_a": _f(r, 3), "logsig_a": _f(r, 3), "mu_b": _f(r, 3),
+                    "logsig_b": _f(r, 3), "margin": 0.0, "n_quad": 8},
+         ("mu_a", "logsig_a", "mu_b", "logsig_b")),
+    Case("gaussian_bt_loss_mc", Obj.gaussian_bt_loss_mc,
+         lambda r: {"mu_a": _f(r, 3), "logsig_a": _f(r, 3), "mu_b": _f(r, 3),
+                    "logsig_b": _f(r, 3), "key": KEY, "num_samples": 8},
+         ("mu_a", "logsig_a", "mu_b", "logsig_b")),
+    Case("fuse_heads", Obj.fuse_heads,
+         lambda r: {"mu": _f(r, 2, 3), "logsig": _f(r, 2, 3), "mode": "sum"},
+         ("mu", "logsig")),
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     Case("semantic_search", Obj.semantic_search,
@@ -150,8 +168,22 @@ CASES = [
          lambda r: {"old": _f(r, 4, 2), "old_len": 3, "new": _f(r, 5, 2), "k_elapsed": 1,
                     "max_k": 2, "min_m": 3},
          ("old", "old_len", "new", "k_elapsed")),
+    Case("fraction_active_units", Obj.fraction_active_units, lambda r: {"acts": _f(r, 3, 4)},
+         ("acts",)),
+    Case("per_layer_fau", Obj.per_layer_fau, lambda r: {"acts": [_f(r, 3, 4), _f(r, 2)]},
+         ("acts",)),
+    Case("dormant_ratio", Obj.dormant_ratio,
+         lambda r: {"acts": _f(r, 3, 4), "tau": 0.1, "epsilon": 1e-9}, ("acts",)),
+    Case("arr_init", Obj.arr_init, lambda r: {"rr_low": 0.5}),
+    Case("arr_update", Obj.arr_update,
+         lambda r: {"state": Obj.arr_init(), "fau": 0.4, "episode_idx": 3, "check_freq": 2,
+                    "gap": 1e-3, "rr_high": 2.0},
+         ("state", "fau", "episode_idx")),
+    Case("updates_at_step", Obj.updates_at_step,
+         lambda r: {"step": _i(r, 4, high=10), "rr": 0.5}, ("step", "rr")),
     # --- end of marag-r1 .. chart-perception ---
 ]
+
 
 
 NO_ROW: dict[str, str] = {

@@ -28,6 +28,15 @@ SURFACE = {
     "kl_convex": "function",
     "mix_policy_ppg_loss": "function",
     "remix_schedule": "function",
+    "MultiHeadRewardHead": "class",
+    "PairwiseLoss": "class",
+    "TieProbs": "class",
+    "bt_loss": "function",
+    "btt_loss": "function",
+    "btt_probs": "function",
+    "fuse_heads": "function",
+    "gaussian_bt_loss": "function",
+    "gaussian_bt_loss_mc": "function",
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "ARRState": "class",
