@@ -1,3 +1,42 @@
-"""The `attention` family of bottleneck_jax (see `bottleneck_jax.catalog`)."""
+"""Attention family: sparse attention, KV-cache compression and their cost models.
 
-__all__: list[str] = []
+* Kinetics (``_kinetics.py``) — the eFLOPs cost model of test-time scaling (compute plus
+  arithmetic intensity times KV memory traffic) and block top-k sparse decoding.
+
+The block-sparse kernels these methods run on are the shared ops
+:func:`bottleneck_jax.ops.block_sparse_attention` and :func:`bottleneck_jax.ops.block_sparse_decode`.
+"""
+
+from bottleneck_jax.attention._kinetics import (
+    BlockTopKAttention,
+    BlockTopKOutput,
+    CostBreakdown,
+    ModelCostConfig,
+    block_means,
+    block_scores,
+    block_topk_decode,
+    expected_cost,
+    kinetics_cost,
+    pareto_frontier,
+    pass_at_k,
+    qwen3_config,
+    select_blocks,
+    update_block_means,
+)
+
+__all__ = [
+    "BlockTopKAttention",
+    "BlockTopKOutput",
+    "CostBreakdown",
+    "ModelCostConfig",
+    "block_means",
+    "block_scores",
+    "block_topk_decode",
+    "expected_cost",
+    "kinetics_cost",
+    "pareto_frontier",
+    "pass_at_k",
+    "qwen3_config",
+    "select_blocks",
+    "update_block_means",
+]

@@ -3,4 +3,18 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    "BlockTopKAttention": "class",
+    "BlockTopKOutput": "class",
+    "CostBreakdown": "class",
+    "ModelCostConfig": "class",
+    "block_means": "function",
+    "block_scores": "function",
+    "block_topk_decode": "function",
+    "expected_cost": "function",
+    "kinetics_cost": "function",
+    "pareto_frontier": "function",
+    "pass_at_k": "function",
+    "qwen3_config": "function",
+    "select_blocks": "function",
+    "update_block_means": "function",
 }

@@ -1,0 +1,67 @@
+"""Property-test rows (``tests/test_properties.py``) of the attention family and of the
+block-sparse ops it runs on."""
+
+import jax.numpy as jnp
+
+from bottleneck_jax import attention as A
+from bottleneck_jax import ops as O
+from tests._cases import Case, floats, ints
+
+_f, _i = floats, ints
+
+
+def _idx(r, *shape, high=2):
+  return _i(r, *shape, high=high)
+
+
+CASES = [
+    # ops: block-sparse attention
+    Case("block_sparse_attention", O.block_sparse_attention,
+         lambda r: {"q": _f(r, 1, 4, 2, 4), "k": _f(r, 1, 4, 1, 4), "v": _f(r, 1, 4, 1, 4),
+                    "block_idx": _idx(r, 1, 1, 2, 2), "block_size": 2, "causal": True,
+                    "implementation": None},
+         ("q", "k", "v", "block_idx")),
+    Case("block_sparse_decode", O.block_sparse_decode,
+         lambda r: {"q": _f(r, 1, 2, 4), "k": _f(r, 1, 4, 1, 4), "v": _f(r, 1, 4, 1, 4),
+                    "block_idx": _idx(r, 1, 1, 2), "block_size": 2,
+                    "lengths": jnp.asarray([3], jnp.int32), "implementation": None},
+         ("q", "k", "v", "block_idx")),
+    Case("block_mask_to_table", O.block_mask_to_table,
+         lambda r: {"block_mask": jnp.asarray(r.integers(0, 2, (2, 3)).astype(bool)),
+                    "max_blocks": 2},
+         ("block_mask",)),
+    # kinetics
+    Case("qwen3_config", A.qwen3_config, lambda r: {"size": "0.6B"}, ("size",)),
+    Case("kinetics_cost", A.kinetics_cost,
+         lambda r: {"cfg": A.qwen3_config("0.6B"), "l_in": 8, "l_gen": 16, "n_trials": 2,
+                    "attention": "block_topk", "local": 4, "block_size": 4, "topk_blocks": 2},
+         ("cfg", "l_in", "l_gen")),
+    Case("expected_cost", A.expected_cost,
+         lambda r: {"cfg": A.qwen3_config("0.6B"), "l_in": 8,
+                    "l_gen_samples": jnp.asarray([3, 5], jnp.int32)},
+         ("cfg", "l_in", "l_gen_samples")),
+    Case("pass_at_k", A.pass_at_k,
+         lambda r: {"n": jnp.asarray([4, 5], jnp.int32), "c": jnp.asarray([1, 2], jnp.int32),
+                    "k": 2},
+         ("n", "c", "k")),
+    Case("pareto_frontier", A.pareto_frontier,
+         lambda r: {"cost": _f(r, 4), "accuracy": _f(r, 4)}, ("cost", "accuracy")),
+    Case("block_means", A.block_means,
+         lambda r: {"k_cache": _f(r, 2, 4, 1, 3), "lengths": _i(r, 2, high=4), "block_size": 2},
+         ("k_cache", "lengths")),
+    Case("update_block_means", A.update_block_means,
+         lambda r: {"means": _f(r, 2, 2, 1, 3), "k_new": _f(r, 2, 1, 3),
+                    "positions": _i(r, 2, high=4), "block_size": 2},
+         ("means", "k_new", "positions")),
+    Case("block_scores", A.block_scores,
+         lambda r: {"q": _f(r, 2, 2, 3), "means": _f(r, 2, 3, 1, 3), "lengths": _i(r, 2, high=6),
+                    "block_size": 2, "sink": 1, "local": 1},
+         ("q", "means", "lengths")),
+    Case("select_blocks", A.select_blocks, lambda r: {"scores": _f(r, 2, 4), "k": 2},
+         ("scores", "k")),
+    Case("block_topk_decode", A.block_topk_decode,
+         lambda r: {"q": _f(r, 1, 2, 4), "k_cache": _f(r, 1, 8, 1, 4),
+                    "v_cache": _f(r, 1, 8, 1, 4), "lengths": jnp.asarray([7], jnp.int32),
+                    "block_size": 2, "topk_blocks": 1, "sink": 1, "local": 2},
+         ("q", "k_cache", "v_cache", "lengths")),
+]
