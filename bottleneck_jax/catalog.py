@@ -360,6 +360,12 @@ _BUILT: dict[str, dict] = {
             "clipped_pg_per_token", "aggregate_token_loss", "k3_kl")],
         experiments=["remix-offpolicy-toy"],
         tests=["tests/objectives/test_remix.py", "tests/objectives/test_policy_gradient.py"]),
+    "editreward": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "gaussian_bt_loss", "gaussian_bt_loss_mc", "btt_loss", "btt_probs", "bt_loss",
+            "fuse_heads", "MultiHeadRewardHead")],
+        experiments=["editreward-toy"],
+        tests=["tests/objectives/test_editreward.py"]),
     # --- end of objectives: substrate .. agentcpm-explore ---
     # --- objectives: marag-r1 .. chart-perception ---
     "marag-r1": dict(
