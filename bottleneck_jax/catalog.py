@@ -282,6 +282,7 @@ _PAPERS: list[Entry] = [
 _E = "bottleneck_jax.efficiency"
 _O = "bottleneck_jax.ops"
 _D = "bottleneck_jax.data"
+_A = "bottleneck_jax.attention"
 _BUILT: dict[str, dict] = {
     "info-plane": dict(
         functions=["bottleneck_jax.information.binned_mi",
@@ -342,6 +343,16 @@ _BUILT: dict[str, dict] = {
                    f"{_E}.WTACRSLinear"],
         experiments=["wta-crs-memory"],
         tests=["tests/efficiency/test_wta_crs.py"]),
+    # --- attention ---
+    "kinetics": dict(
+        functions=[f"{_A}.kinetics_cost", f"{_A}.expected_cost", f"{_A}.pass_at_k",
+                   f"{_A}.pareto_frontier", f"{_A}.qwen3_config", f"{_A}.block_means",
+                   f"{_A}.update_block_means", f"{_A}.block_scores", f"{_A}.select_blocks",
+                   f"{_A}.block_topk_decode", f"{_A}.BlockTopKAttention",
+                   f"{_O}.block_sparse_attention", f"{_O}.block_sparse_decode",
+                   f"{_O}.block_mask_to_table"],
+        experiments=["kinetics-cost"],
+        tests=["tests/attention/test_kinetics.py", "tests/ops/test_block_sparse_attention.py"]),
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (

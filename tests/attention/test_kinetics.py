@@ -245,3 +245,10 @@ def test_errors():
     block_topk_decode(q, k[..., :4], v[..., :4], lengths)
   with pytest.raises(ValueError, match="block_topk_decode: topk_blocks must be >= 1"):
     block_topk_decode(q, k, v, lengths, topk_blocks=0)
+
+
+def test_kinetics_cost_experiment_holds(tmp_path):
+  from bottleneck_jax.experiments import registry
+  s = registry.run_experiment("kinetics-cost", workdir=tmp_path, progress=False)
+  assert s["expectation_held"], s["expectations"]
+  assert s["results"]["memory_to_compute_0.6B"] == pytest.approx(201.3, rel=1e-3)
