@@ -9,11 +9,29 @@ diffusion sampling schedules.
   (:func:`hc_init`, :func:`hc_coeffs`, :func:`hyper_connection`, :class:`HyperConnection`,
   :func:`sinkhorn`, :func:`spectral_normalize`, :func:`expand_streams`,
   :func:`reduce_streams`, :func:`product_norm`).
+* Bottleneck Sampling (``_bottleneck_sampling.py``): a high -> low -> high resolution schedule
+  of any flow denoiser with re-noising and per-stage timestep shifts (:class:`Stage`,
+  :func:`bottleneck_sample`, :func:`euler_flow_stage`, :func:`stage_timesteps`,
+  :func:`shift_sd3`, :func:`shift_flux`, :func:`flux_mu`, :func:`renoise`,
+  :func:`resize_latent`, :func:`sampling_cost`).
 
 As everywhere in the library, implementation modules are private and the family re-exports their
 public names. See ``bottleneck-jax list --family architecture`` for the catalogue.
 """
 
+from bottleneck_jax.architecture._bottleneck_sampling import (
+    SamplingCost,
+    Stage,
+    bottleneck_sample,
+    euler_flow_stage,
+    flux_mu,
+    renoise,
+    resize_latent,
+    sampling_cost,
+    shift_flux,
+    shift_sd3,
+    stage_timesteps,
+)
 from bottleneck_jax.architecture._shc import (
     HCCoeffs,
     HyperConnection,
@@ -42,10 +60,15 @@ from bottleneck_jax.architecture._winner_init import (
 __all__ = [
     "HCCoeffs",
     "HyperConnection",
+    "SamplingCost",
     "Siren",
+    "Stage",
     "WinnerScales",
     "WinnerSchedule",
+    "bottleneck_sample",
+    "euler_flow_stage",
     "expand_streams",
+    "flux_mu",
     "hc_coeffs",
     "hc_depth",
     "hc_init",
@@ -53,11 +76,17 @@ __all__ = [
     "hyper_connection",
     "product_norm",
     "reduce_streams",
+    "renoise",
+    "resize_latent",
+    "sampling_cost",
+    "shift_flux",
+    "shift_sd3",
     "siren_apply",
     "siren_init",
     "sinkhorn",
     "spectral_centroid",
     "spectral_normalize",
+    "stage_timesteps",
     "winner_init",
     "winner_scales",
 ]

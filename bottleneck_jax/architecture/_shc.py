@@ -208,7 +208,7 @@ def spectral_normalize(w: Float[Array, "*batch n n"], *, mode: Literal["sphere",
   V.check_scalar(fn, "epsilon", epsilon, low=0.0, static=True)
   w = jnp.asarray(w, jnp.float32)
   sigma = _sigma_max(w, method, int(iters))
-  denom = jnp.maximum(sigma, epsilon) if mode == "sphere" else jnp.maximum(sigma, 1.0)
+  denom = jnp.maximum(sigma, float(epsilon)) if mode == "sphere" else jnp.maximum(sigma, 1.0)
   return w / denom[..., None, None]
 
 
@@ -282,7 +282,7 @@ def hc_init(n_streams: int, dim: int, *, kind: Kind = "shc", layer_index: int = 
   V.check_scalar(fn, "gate_scale", gate_scale, static=True)
   n, c = int(n_streams), int(dim)
   f32 = jnp.float32
-  g = jnp.asarray(gate_scale, f32)
+  g = jnp.asarray(float(gate_scale), f32)
   if kind == "hc":
     return {"norm": jnp.ones((c,), f32),
             "static_alpha": jnp.concatenate(
@@ -361,12 +361,12 @@ def hc_coeffs(params: dict[str, Array], streams: Float[Array, "*batch n c"], *,
   x = jnp.asarray(streams, jnp.float32)
   p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
   if kind == "hc":
-    xbar = ops.rms_norm(x, p["norm"], epsilon=epsilon)                         # [*, n, C]
+    xbar = ops.rms_norm(x, p["norm"], epsilon=float(epsilon))                        # [*, n, C]
     alpha = p["static_alpha"] + p["scale_alpha"] * jnp.tanh(xbar @ p["w_alpha"])  # [*, n, n+1]
     beta = p["static_beta"] + p["scale_beta"] * jnp.tanh(xbar @ p["w_beta"])      # [*, n]
     return HCCoeffs(h_pre=alpha[..., 0], h_post=beta,
                     h_res=jnp.swapaxes(alpha[..., 1:], -1, -2))
-  flat = ops.rms_norm(x.reshape(*x.shape[:-2], n * c), p["norm"], epsilon=epsilon)
+  flat = ops.rms_norm(x.reshape(*x.shape[:-2], n * c), p["norm"], epsilon=float(epsilon))
   h_pre = jax.nn.sigmoid(p["alpha_pre"] * (flat @ p["phi_pre"]) + p["b_pre"])
   h_post = 2.0 * jax.nn.sigmoid(p["alpha_post"] * (flat @ p["phi_post"]) + p["b_post"])
   res = p["alpha_res"] * (flat @ p["phi_res"]).reshape(*flat.shape[:-1], n, n) + p["b_res"]
