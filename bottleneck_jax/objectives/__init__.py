@@ -4,6 +4,15 @@
 # ``__all__`` below is grouped by paper.
 # --- retrieval, merging, plasticity, causal, long-tail and contrastive papers (marag-r1, chi0,
 # plasticity, graph-rlearner, brl, chart-perception) ---
+from bottleneck_jax.objectives._agentcpm_explore import (
+    balance_keep_mask,
+    denoise_keep_mask,
+    group_has_signal,
+    merge_linear,
+    merge_task_arithmetic,
+    merge_ties,
+    rank_zero_sum_adjust,
+)
 from bottleneck_jax.objectives._chi0 import (
     CrossfadedChunk,
     MixWeights,
@@ -116,6 +125,13 @@ __all__: list[str] = [
     "fuse_heads",
     "gaussian_bt_loss",
     "gaussian_bt_loss_mc",
+    "balance_keep_mask",
+    "denoise_keep_mask",
+    "group_has_signal",
+    "merge_linear",
+    "merge_task_arithmetic",
+    "merge_ties",
+    "rank_zero_sum_adjust",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
     "ARRState",

@@ -37,6 +37,13 @@ SURFACE = {
     "fuse_heads": "function",
     "gaussian_bt_loss": "function",
     "gaussian_bt_loss_mc": "function",
+    "balance_keep_mask": "function",
+    "denoise_keep_mask": "function",
+    "group_has_signal": "function",
+    "merge_linear": "function",
+    "merge_task_arithmetic": "function",
+    "merge_ties": "function",
+    "rank_zero_sum_adjust": "function",
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "ARRState": "class",
