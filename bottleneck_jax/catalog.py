@@ -393,6 +393,13 @@ _BUILT: dict[str, dict] = {
             "chunk_crossfade")],
         experiments=["merging-toy"],
         tests=["tests/objectives/test_chi0.py", "tests/experiments/test_chi0_merging.py"]),
+    "plasticity": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "fraction_active_units", "per_layer_fau", "dormant_ratio", "arr_init", "arr_update",
+            "updates_at_step", "ReLUMLP")],
+        experiments=["plasticity-fau"],
+        tests=["tests/objectives/test_plasticity.py",
+               "tests/experiments/test_plasticity_fau.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
 }
 

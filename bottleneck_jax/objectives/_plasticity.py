@@ -32,14 +32,15 @@ Implemented here:
   ``rr_low`` (0.5) to ``rr_high`` (2); then ``Φ̄_prev ← Φ̄_now`` (``Φ̄_prev`` starts at 0, as the
   repository's ``init_Phi``); :func:`updates_at_step` turns a ratio into the number of updates to
   make at an environment step (0.5: one update every second step; 2: two per step);
-- :class:`ReLUMLP`: a flax NNX MLP whose hidden ReLU outputs are ``sow``-n as
-  ``nnx.Intermediate`` under ``"relu"``, so FAU is read from the training forward pass without a
-  second one (``y, acts = nnx.capture(model, nnx.Intermediate)(x)``).
+- :class:`ReLUMLP`: a flax NNX MLP whose ``forward_with_acts`` returns its hidden ReLU outputs
+  with the prediction, so FAU is read from the training forward pass without a second one.
 
 Departures. The repository measures FAU of the DrQ-v2 encoder (4 conv ReLUs), actor and critic
 (both Q heads); here any pytree of post-ReLU activations is accepted. The repository's FAU uses
-the activations of one update batch; the switch rule is otherwise the repository's. The exact
-normalisation of Plasticine's ``compute_dormant_units`` was not verified; :func:`dormant_ratio`
+the activations of one update batch; the switch rule is otherwise the repository's.
+:class:`ReLUMLP` returns its activations rather than ``sow``-ing them as ``nnx.Intermediate``: a
+module that sows outside ``nnx.capture`` changes its graph inside a jitted training step. The
+exact normalisation of Plasticine's ``compute_dormant_units`` was not verified; :func:`dormant_ratio`
 follows the ReDo paper's definition.
 """
 
@@ -152,7 +153,7 @@ def dormant_ratio(acts: Any, *, tau: float = 0.0, epsilon: float = 1e-9) -> Floa
     score = jnp.mean(jnp.abs(x).reshape(-1, x.shape[-1]), axis=0) if x.size else jnp.zeros(
         x.shape[-1], jnp.float32)
     norm = score / (jnp.mean(score) + epsilon)
-    dormant = dormant + jnp.sum(norm <= tau).astype(jnp.float32)
+    dormant = dormant + jnp.sum(norm <= float(tau)).astype(jnp.float32)
     units += x.shape[-1]
   if units == 0:
     raise ValueError(f"{fn}: acts must hold at least one unit (a last axis of size >= 1)")
@@ -182,7 +183,7 @@ def arr_init(*, rr_low: float = 0.5) -> ARRState:
   V.check_scalar("arr_init", "rr_low", rr_low, low=0.0, low_inclusive=False, static=True)
   z = jnp.zeros((), jnp.float32)
   return ARRState(last_avg=z, win_sum=z, win_cnt=jnp.zeros((), jnp.int32),
-                  win_ep=jnp.full((), -1, jnp.int32), rr=jnp.asarray(rr_low, jnp.float32),
+                  win_ep=jnp.full((), -1, jnp.int32), rr=jnp.asarray(float(rr_low), jnp.float32),
                   switched=jnp.zeros((), bool))
 
 
@@ -242,10 +243,10 @@ def arr_update(state: ARRState, fau: Float[Array, ""] | float,
   in_last = (ep + 1) % int(check_freq) == 0
   closes = (state.win_cnt > 0) & (ep != state.win_ep)
   now = state.win_sum / jnp.maximum(state.win_cnt, 1).astype(jnp.float32)
-  flat = jnp.abs(now - state.last_avg) <= gap
+  flat = jnp.abs(now - state.last_avg) <= float(gap)
   switch = closes & flat & ~state.switched
   switched = state.switched | switch
-  rr = jnp.where(switch, jnp.asarray(rr_high, jnp.float32), state.rr)
+  rr = jnp.where(switch, jnp.asarray(float(rr_high), jnp.float32), state.rr)
   last_avg = jnp.where(closes, now, state.last_avg)
   win_sum = jnp.where(closes, 0.0, state.win_sum)
   win_cnt = jnp.where(closes, 0, state.win_cnt)
@@ -278,12 +279,13 @@ def updates_at_step(step: Int[Array, "*batch"] | int, rr: Float[Array, ""] | flo
     raise TypeError(f"{fn}: rr must be a real scalar, got {V.describe(rr)}")
   V.check_scalar(fn, "rr", rr, low=0.0)
   s = jnp.asarray(step).astype(jnp.float32)
-  r = jnp.asarray(rr, jnp.float32)
+  r = jnp.asarray(float(rr) if isinstance(rr, (int, float, np.number)) else rr).astype(jnp.float32)
   return (jnp.floor((s + 1) * r) - jnp.floor(s * r)).astype(jnp.int32)
 
 
 class ReLUMLP(nnx.Module):
-  """An MLP whose hidden ReLU outputs are sown as ``nnx.Intermediate`` (key ``"relu"``).
+  """An MLP with ReLU hidden layers that also returns its hidden activations (the repository's
+  ``forward_with_FAU``), so FAU is read from the training forward pass without a second one.
 
   Args:
     in_features: input size.
@@ -296,9 +298,9 @@ class ReLUMLP(nnx.Module):
     >>> from flax import nnx
     >>> from bottleneck_jax.objectives import ReLUMLP, fraction_active_units
     >>> m = ReLUMLP(3, (8, 8), 1, rngs=nnx.Rngs(0))
-    >>> y, acts = nnx.capture(m, nnx.Intermediate)(jnp.ones((4, 3)))
-    >>> 0.0 <= float(fraction_active_units(acts)) <= 1.0
-    True
+    >>> y, acts = m.forward_with_acts(jnp.ones((4, 3)))
+    >>> y.shape, len(acts), 0.0 <= float(fraction_active_units(acts)) <= 1.0
+    ((4, 1), 2, True)
   """
 
   def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
@@ -307,11 +309,16 @@ class ReLUMLP(nnx.Module):
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = nnx.Linear(sizes[-1], int(out_features), rngs=rngs)
 
-  def __call__(self, x):
+  def forward_with_acts(self, x) -> tuple[Array, list[Array]]:
+    """``(output, [post-ReLU activations of each hidden layer])``."""
+    acts = []
     for layer in self.layers:
       x = jax.nn.relu(layer(x))
-      self.sow(nnx.Intermediate, "relu", x)
-    return self.head(x)
+      acts.append(x)
+    return self.head(x), acts
+
+  def __call__(self, x):
+    return self.forward_with_acts(x)[0]
 
 
 __all__ = ["ARRState", "ReLUMLP", "arr_init", "arr_update", "dormant_ratio",

@@ -1,5 +1,5 @@
 """Plasticity: FAU and dormant ratio against hand counts / NumPy, the adaptive replay ratio
-against a Python transcription of the repository's switch rule, the sowing MLP."""
+against a Python transcription of the repository's switch rule, the MLP that returns its activations."""
 
 import jax
 import jax.numpy as jnp
@@ -96,21 +96,20 @@ def test_updates_at_step_counts():
   np.testing.assert_array_equal(np.asarray(updates_at_step(jnp.arange(4), 2.0)), [2, 2, 2, 2])
 
 
-def test_relu_mlp_sows_its_hidden_activations():
+def test_relu_mlp_returns_its_hidden_activations():
   m = ReLUMLP(3, (8, 5), 2, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(1), (6, 3))
 
   @nnx.jit
   def run(m, x):
-    y, acts = nnx.capture(m, nnx.Intermediate)(x)
+    y, acts = m.forward_with_acts(x)
     h1 = jax.nn.relu(x @ m.layers[0].kernel[...] + m.layers[0].bias[...])
     h2 = jax.nn.relu(h1 @ m.layers[1].kernel[...] + m.layers[1].bias[...])
     return y, acts, h1, h2, m.head(h2), fraction_active_units(acts)
 
   y, acts, h1, h2, y_manual, fau = run(m, x)
   np.testing.assert_allclose(np.asarray(y), np.asarray(y_manual), atol=1e-6)
-  sown = jax.tree.leaves(acts)
-  assert len(sown) == 2
+  assert len(jax.tree.leaves(acts)) == 2
   want = (np.sum(np.asarray(h1) > 0) + np.sum(np.asarray(h2) > 0)) / (6 * 8 + 6 * 5)
   assert float(fau) == pytest.approx(want)
 
