@@ -282,6 +282,7 @@ _PAPERS: list[Entry] = [
 _E = "bottleneck_jax.efficiency"
 _O = "bottleneck_jax.ops"
 _D = "bottleneck_jax.data"
+_Q = "bottleneck_jax.quantize"
 _A = "bottleneck_jax.attention"
 _BUILT: dict[str, dict] = {
     "info-plane": dict(
@@ -301,6 +302,15 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.cib_optimal_policy"],
         experiments=["cib-bandit"],
         tests=["tests/information/test_cib_reasoning.py"]),
+    "cs-ib": dict(
+        functions=["bottleneck_jax.information.cs_ib_loss",
+                   "bottleneck_jax.information.conditional_cs_divergence",
+                   "bottleneck_jax.information.cs_qmi",
+                   "bottleneck_jax.information.cs_qmi_normalized",
+                   "bottleneck_jax.information.cs_divergence",
+                   "bottleneck_jax.information.CSIBRegressor"],
+        experiments=["cs-ib-diabetes"],
+        tests=["tests/information/test_cs_ib.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",
@@ -353,6 +363,14 @@ _BUILT: dict[str, dict] = {
                    f"{_O}.block_mask_to_table"],
         experiments=["kinetics-cost"],
         tests=["tests/attention/test_kinetics.py", "tests/ops/test_block_sparse_attention.py"]),
+    # --- quantize ---
+    "dkvb": dict(
+        functions=[f"{_Q}.dkvb", f"{_Q}.dkvb_project", f"{_Q}.dkvb_init_keys",
+                   f"{_Q}.DiscreteKeyValueBottleneck", f"{_Q}.nearest_code", f"{_Q}.kmeans"],
+        experiments=["dkvb-incremental"],
+        tests=["tests/quantize/test_dkvb.py", "tests/quantize/test_dkvb_experiment.py",
+               "tests/quantize/test_nearest_code.py", "tests/quantize/test_vq_training.py"]),
+    # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
@@ -401,6 +419,22 @@ _BUILT: dict[str, dict] = {
         tests=["tests/objectives/test_plasticity.py",
                "tests/experiments/test_plasticity_fau.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
+    # --- concepts ---
+    "cbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "bottleneck", "bce_with_logits", "cbm_loss", "intervention_percentiles", "intervene",
+            "random_group_mask", "uncertainty_group_mask", "intervention_curve",
+            "concept_accuracy", "auc_roc", "ConceptBottleneckModel")] + [f"{_D}.koh_concepts"],
+        experiments=["cbm-interventions"],
+        tests=["tests/concepts/test_cbm.py", "tests/data/test_concepts_data.py"]),
+    "pcbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "learn_cavs", "text_concept_bank", "concept_margins", "fit_elastic_net_head",
+            "pcbm_logits", "pcbm_h_logits", "prune_concepts", "top_concepts", "PosthocCBM",
+            "PosthocHybridCBM")] + [f"{_D}.confounded_embeddings"],
+        experiments=["pcbm-edit"],
+        tests=["tests/concepts/test_pcbm.py"]),
+    # --- end of concepts ---
 }
 
 # Base methods that other papers build on (not rows of papers.md).
@@ -409,6 +443,11 @@ _BASE: list[Entry] = [
        "Deep Variational Information Bottleneck (Alemi, Fischer, Dillon, Murphy; ICLR 2017)",
        "Dec 1, 2016",
        note="base method: the Gaussian-encoder IB every information-family paper builds on"),
+    _P(0, "cbm", "concepts",
+       "Concept Bottleneck Models (Koh, Nguyen, Tang, Mussmann, Pierson, Kim, Liang; ICML 2020)",
+       "Jul 9, 2020",
+       note="base method: concept heads, bottleneck modes and interventions every "
+            "concepts-family paper builds on"),
 ]
 
 

@@ -20,6 +20,18 @@ from bottleneck_jax.information._cib_reasoning import (
     cib_reward,
     token_surprisal,
 )
+from bottleneck_jax.information._cs_ib import (
+    CSIBLoss,
+    CSIBOutput,
+    CSIBRegressor,
+    conditional_cs_divergence,
+    cs_divergence,
+    cs_ib_loss,
+    cs_qmi,
+    cs_qmi_normalized,
+    gaussian_gram,
+    median_bandwidth,
+)
 from bottleneck_jax.information._entropy_estimators import (
     KDEInformation,
     club_upper_bound,
@@ -66,6 +78,9 @@ from bottleneck_jax.information._vib import (
 )
 
 __all__ = [
+    "CSIBLoss",
+    "CSIBOutput",
+    "CSIBRegressor",
     "InformationPoint",
     "KDEInformation",
     "LayerwiseMLP",
@@ -85,10 +100,16 @@ __all__ = [
     "cib_optimal_policy",
     "cib_reward",
     "club_upper_bound",
+    "conditional_cs_divergence",
     "critic_scores",
+    "cs_divergence",
+    "cs_ib_loss",
+    "cs_qmi",
+    "cs_qmi_normalized",
     "discrete_mi",
     "dv_lower_bound",
     "equal_count_bin_edges",
+    "gaussian_gram",
     "gaussian_mi",
     "infonce_lower_bound",
     "information_plane",
@@ -99,6 +120,7 @@ __all__ = [
     "kl_entropy",
     "ksg_mutual_information",
     "logspaced_epochs",
+    "median_bandwidth",
     "mine_init",
     "mine_lower_bound",
     "nwj_lower_bound",
