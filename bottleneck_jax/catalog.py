@@ -395,6 +395,12 @@ _BUILT: dict[str, dict] = {
             "fuse_heads", "MultiHeadRewardHead")],
         experiments=["editreward-toy"],
         tests=["tests/objectives/test_editreward.py"]),
+    "agentcpm-explore": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "denoise_keep_mask", "balance_keep_mask", "group_has_signal",
+            "rank_zero_sum_adjust", "merge_linear", "merge_task_arithmetic", "merge_ties")],
+        experiments=["agentcpm-merge-toy"],
+        tests=["tests/objectives/test_agentcpm_explore.py"]),
     # --- end of objectives: substrate .. agentcpm-explore ---
     # --- objectives: marag-r1 .. chart-perception ---
     "marag-r1": dict(

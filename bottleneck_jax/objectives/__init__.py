@@ -13,6 +13,15 @@ from bottleneck_jax.objectives._agentcpm_explore import (
     merge_ties,
     rank_zero_sum_adjust,
 )
+from bottleneck_jax.objectives._brl import (
+    action_aware_weights,
+    body_part_mix,
+    drw_class_weights,
+    longtail_counts,
+    mixed_label_ce,
+    rebalance_alpha,
+    weighted_ce,
+)
 from bottleneck_jax.objectives._chi0 import (
     CrossfadedChunk,
     MixWeights,
@@ -134,6 +143,13 @@ __all__: list[str] = [
     "rank_zero_sum_adjust",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
+    "action_aware_weights",
+    "body_part_mix",
+    "drw_class_weights",
+    "longtail_counts",
+    "mixed_label_ce",
+    "rebalance_alpha",
+    "weighted_ce",
     "ARRState",
     "ReLUMLP",
     "arr_init",

@@ -47,6 +47,13 @@ SURFACE = {
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "ARRState": "class",
+    "action_aware_weights": "function",
+    "body_part_mix": "function",
+    "drw_class_weights": "function",
+    "longtail_counts": "function",
+    "mixed_label_ce": "function",
+    "rebalance_alpha": "function",
+    "weighted_ce": "function",
     "ReLUMLP": "class",
     "arr_init": "function",
     "arr_update": "function",
