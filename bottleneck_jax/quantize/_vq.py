@@ -52,7 +52,7 @@ from jaxtyping import Array, Float, Int
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.quantize._nearest_code import METRICS, check_codebook, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import normalise
+from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise
 
 
 def _bits(z, k: int, dtype):
@@ -160,7 +160,7 @@ def _quantize(z, codebook, metric, grad, implementation):
   nc = nearest_code(z, codebook, metric=metric, implementation=implementation)
   if metric == "cosine":
     z, codebook = normalise(z), normalise(codebook)
-  q = jnp.take(codebook, nc.indices, axis=0)
+  q = gather_rows(codebook, nc.indices)
   codebook_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(z) - q))
   commitment_loss = jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
   if grad == "rotation":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+
+from bottleneck_jax.kernels import explicit_spec
 
 NORM_EPS = 1e-6
 
@@ -25,3 +28,12 @@ def compute_dtype(dtype):
   """f32 for inputs of less than 32 bits (bf16, f16), else the input dtype."""
   dtype = jnp.dtype(dtype)
   return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
+
+
+def gather_rows(table, idx):
+  """``table[idx]`` (rows); under an Explicit mesh the rows come out sharded like ``idx``."""
+  spec = explicit_spec(idx)
+  if spec is None:
+    return jnp.take(table, idx, axis=0)
+  spec = tuple(spec) + (None,) * (idx.ndim - len(spec))
+  return table.at[idx].get(out_sharding=jax.sharding.PartitionSpec(*spec, None))

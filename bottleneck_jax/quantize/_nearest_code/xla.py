@@ -14,7 +14,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from bottleneck_jax.kernels import round_up
-from bottleneck_jax.quantize._nearest_code.common import compute_dtype, normalise, row_distance
+from bottleneck_jax.quantize._nearest_code.common import (
+    compute_dtype,
+    gather_rows,
+    normalise,
+    row_distance,
+)
 
 DEFAULT_BLOCK = 256
 
@@ -43,7 +48,8 @@ def _search(z, codebook, metric, block):
     return (jnp.where(better, blk_d, best_d),
             jnp.where(better, blk_i + b * block, best_i)), None
 
-  init = (jnp.full(z.shape[:1], jnp.inf, z.dtype), jnp.zeros(z.shape[:1], jnp.int32))
+  # carries derived from z so that they keep its (row) sharding under an Explicit mesh
+  init = (zz[:, 0] * 0 + inf, jnp.zeros_like(zz[:, 0], jnp.int32))
   (_, idx), _ = lax.scan(body, init, (cb, valid, jnp.arange(nb, dtype=jnp.int32)))
   return idx
 
@@ -58,5 +64,5 @@ def nearest_code(z, codebook, *, metric, block_size=None):
   if metric == "cosine":
     z, codebook = normalise(z), normalise(codebook)
   idx = _search(jax.lax.stop_gradient(z), jax.lax.stop_gradient(codebook), metric, block)
-  code = jnp.take(codebook, idx, axis=0)
+  code = gather_rows(codebook, idx)
   return idx, row_distance(z, code, metric).astype(out_dtype)
