@@ -65,3 +65,28 @@ CASES = [
                     "block_size": 2, "topk_blocks": 1, "sink": 1, "local": 2},
          ("q", "k_cache", "v_cache", "lengths")),
 ]
+
+
+def _rt(r, **extra):
+  kw = {"q": _f(r, 1, 4, 1, 2), "k": _f(r, 1, 4, 1, 2), "v": _f(r, 1, 4, 1, 2),
+        "mask": jnp.asarray(r.integers(0, 2, (1, 1, 4, 4)).astype(bool))}
+  kw.update(extra)
+  return kw
+
+
+def _rt_cache(r):
+  return A.RettentionCache(_f(r, 1, 1, 4), _f(r, 1, 4, 1, 2))
+
+
+CASES += [
+    Case("rettention_refresh", A.rettention_refresh, lambda r: _rt(r), ("q", "k", "v")),
+    Case("rettention_sparse", A.rettention_sparse,
+         lambda r: _rt(r, cache=_rt_cache(r), ratio_increment=0.04), ("q", "k", "v", "cache")),
+    Case("rettention_step", A.rettention_step,
+         lambda r: _rt(r, cache=_rt_cache(r), mode=2), ("q", "k", "v", "cache", "mode")),
+    Case("rettention_schedule", A.rettention_schedule,
+         lambda r: {"num_steps": 6, "warmup": 2, "refresh_every": 2},
+         ("num_steps", "warmup", "refresh_every")),
+    Case("band_block_table", A.band_block_table,
+         lambda r: {"seq_len": 8, "keep_ratio": 0.5, "block_size": 2}, ("seq_len",)),
+]
