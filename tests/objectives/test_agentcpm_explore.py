@@ -57,8 +57,8 @@ def test_rank_zero_sum_hand_values_and_port():
   scores = np.array([1, 0, 1, 1, 0, 0, 1, 0.2, 1, 0], np.float32)
   turns = r.integers(1, 6, 10)
   valid = r.random(10) < 0.8
-  got = np.asarray(O.rank_zero_sum_adjust(jnp.asarray(scores), jnp.asarray(turns),
-                                          jnp.asarray(valid))) - scores
+  got = np.asarray(jax.jit(O.rank_zero_sum_adjust)(jnp.asarray(scores), jnp.asarray(turns),
+                                                   jnp.asarray(valid))) - scores
   want = np.zeros(10)
   for sub, better in ((valid & (scores >= 0.5), False), (valid & (scores < 0.5), True)):
     idx = np.nonzero(sub)[0]
@@ -137,7 +137,8 @@ JS = jax.tree.map(jnp.asarray, STACK)
 @pytest.mark.parametrize("density", [0.3, 1.0])
 def test_ties_equals_peft(method, density):
   w = np.array([0.5, 1.0, 2.0], np.float32)
-  got = O.merge_ties(JB, JS, density=density, weights=jnp.asarray(w), majority_sign=method)
+  got = jax.jit(lambda b, s, w: O.merge_ties(b, s, density=density, weights=w,
+                                             majority_sign=method))(JB, JS, jnp.asarray(w))
   for k in BASE:
     tau = [STACK[k][i] - BASE[k] for i in range(3)]
     want = BASE[k] + peft_ties(tau, w, density, method)

@@ -99,7 +99,7 @@ def test_amplification_is_not_a_noop_regression():
   flat = [x.reshape(p * g, t) for x in (adv, ent, mask)]
   chained = trl_modify_advantages_hicra(*flat, np.repeat(np.arange(p), g), chained=True)
   np.testing.assert_array_equal(chained, flat[0])  # the bug: nothing amplified
-  got = np.asarray(jax.vmap(O.hicra_verl_advantages)(adv, ent, mask))
+  got = np.asarray(jax.jit(jax.vmap(O.hicra_verl_advantages))(adv, ent, mask))
   changed = (got != adv) & (mask > 0)
   assert changed.sum() > 0
   np.testing.assert_allclose(got[changed], 1.2 * adv[changed], rtol=1e-6)
@@ -124,10 +124,10 @@ def test_paper_form():
 def test_sg_matcher():
   ids = jnp.array([[5, 1, 2, 3, 9, 1, 2, 3], [1, 2, 1, 2, 3, 0, 0, 0]])
   table = jnp.array([[1, 2, 3], [2, 1, -1]])
-  mask = np.asarray(O.sg_planning_mask(ids, table)).astype(int)
+  mask = np.asarray(jax.jit(O.sg_planning_mask)(ids, table)).astype(int)
   np.testing.assert_array_equal(mask[0], [0, 1, 1, 1, 0, 1, 1, 1])
   np.testing.assert_array_equal(mask[1], [0, 1, 1, 1, 1, 0, 0, 0])  # "2 1" at 1, "1 2 3" at 2
-  np.testing.assert_array_equal(O.sg_match_counts(ids, table), [[2, 0], [1, 1]])
+  np.testing.assert_array_equal(jax.jit(O.sg_match_counts)(ids, table), [[2, 0], [1, 1]])
 
 
 def test_semantic_entropy_values():
