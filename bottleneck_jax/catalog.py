@@ -424,6 +424,12 @@ _BUILT: dict[str, dict] = {
         experiments=["plasticity-fau"],
         tests=["tests/objectives/test_plasticity.py",
                "tests/experiments/test_plasticity_fau.py"]),
+    "brl": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "longtail_counts", "action_aware_weights", "drw_class_weights", "weighted_ce",
+            "mixed_label_ce", "rebalance_alpha", "body_part_mix")],
+        experiments=["brl-longtail-blobs"],
+        tests=["tests/objectives/test_brl.py", "tests/experiments/test_brl_longtail.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
     # --- concepts ---
     "cbm": dict(

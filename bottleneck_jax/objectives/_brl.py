@@ -211,10 +211,14 @@ def _check_w(fn, w, c):
     raise ValueError(f"{fn}: w must have one weight per class ({c}), got {V.describe(w)}")
 
 
+def _nll_and_weight(logp, labels, w):
+  # one-hot products rather than gathers: they keep a batch-sharded layout on any mesh
+  onehot = jax.nn.one_hot(labels.astype(jnp.int32), logp.shape[-1], dtype=logp.dtype)
+  return -jnp.sum(onehot * logp, axis=-1), jnp.sum(onehot * w.astype(logp.dtype), axis=-1)
+
+
 def _weighted_mean_ce(logp, labels, w):
-  lab = labels.astype(jnp.int32)
-  nll = -jnp.take_along_axis(logp, lab[:, None], axis=1)[:, 0]
-  wy = w.astype(logp.dtype)[lab]
+  nll, wy = _nll_and_weight(logp, labels, w)
   return jnp.sum(wy * nll), jnp.sum(wy)
 
 
@@ -286,10 +290,8 @@ def mixed_label_ce(logits: Float[Array, "b c"], labels_a: Int[Array, " b"],
   _check_w(fn, w, logits.shape[1])
   logp = jax.nn.log_softmax(logits, axis=-1)
   a = alpha.astype(logp.dtype)
-  lab_a, lab_b = labels_a.astype(jnp.int32), labels_b.astype(jnp.int32)
-  nll_a = -jnp.take_along_axis(logp, lab_a[:, None], axis=1)[:, 0]
-  nll_b = -jnp.take_along_axis(logp, lab_b[:, None], axis=1)[:, 0]
-  wa, wb = w.astype(logp.dtype)[lab_a], w.astype(logp.dtype)[lab_b]
+  nll_a, wa = _nll_and_weight(logp, labels_a, w)
+  nll_b, wb = _nll_and_weight(logp, labels_b, w)
   den_a, den_b = jnp.sum(wa), jnp.sum(wb)
   ta = jnp.where(den_a != 0, jnp.sum(a * wa * nll_a) / jnp.where(den_a != 0, den_a, 1), 0)
   tb = jnp.where(den_b != 0, jnp.sum((1 - a) * wb * nll_b) / jnp.where(den_b != 0, den_b, 1), 0)
