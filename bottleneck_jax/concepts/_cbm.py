@@ -87,6 +87,15 @@ def _num(v):
   return v
 
 
+def _promote(*dtypes):
+  """The common dtype of ``dtypes`` (standard promotion: f16 with f32 gives f32)."""
+  with jax.numpy_dtype_promotion("standard"):
+    out = dtypes[0]
+    for d in dtypes[1:]:
+      out = jnp.promote_types(out, d)
+  return out
+
+
 def _as(x, dtype):
   return jnp.asarray(x).astype(dtype)
 

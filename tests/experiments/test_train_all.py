@@ -23,6 +23,7 @@ _SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
 STEPS = 4
 # Quick mode plus these overrides: a handful of steps, checkpoints every 2, every step logged.
 TINY = {
+    "cbm-interventions": {"checkpoint_every": 2, "n_train": 256, "n_test": 128, "n_draws": 1},
     "cib-bandit": {"checkpoint_every": 2},
     "vib-digits": {"hidden": [16, 16], "eval_every": 2, "checkpoint_every": 2},
     "splade-toy": {"checkpoint_every": 2, "memory_shape": [2, 8, 16, 64]},
