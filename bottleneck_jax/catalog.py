@@ -446,6 +446,12 @@ _BUILT: dict[str, dict] = {
             "PosthocHybridCBM")] + [f"{_D}.confounded_embeddings"],
         experiments=["pcbm-edit"],
         tests=["tests/concepts/test_pcbm.py"]),
+    "concept-metrics": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "cgim", "cem_at_k", "coam", "clm", "pointing_hit", "relevance_mass", "peak_distance",
+            "region_metrics")] + [f"{_D}.concept_sprites"],
+        experiments=["concept-location"],
+        tests=["tests/concepts/test_concept_metrics.py", "tests/concepts/test_saliency.py"]),
     # --- end of concepts ---
 }
 
