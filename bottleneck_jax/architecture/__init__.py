@@ -14,6 +14,10 @@ diffusion sampling schedules.
   :func:`bottleneck_sample`, :func:`euler_flow_stage`, :func:`stage_timesteps`,
   :func:`shift_sd3`, :func:`shift_flux`, :func:`flux_mu`, :func:`renoise`,
   :func:`resize_latent`, :func:`sampling_cost`).
+* GPICL (``_gpicl.py``): meta-training tasks from random projections and label permutations
+  (:func:`task_params`, :func:`make_sequence`, :func:`sample_batch`), the transformer
+  meta-learner :class:`GPICLTransformer`, :func:`gpicl_loss`, :func:`per_position_accuracy`
+  and :func:`state_size`.
 
 As everywhere in the library, implementation modules are private and the family re-exports their
 public names. See ``bottleneck-jax list --family architecture`` for the catalogue.
@@ -31,6 +35,17 @@ from bottleneck_jax.architecture._bottleneck_sampling import (
     shift_flux,
     shift_sd3,
     stage_timesteps,
+)
+from bottleneck_jax.architecture._gpicl import (
+    GPICLBatch,
+    GPICLTransformer,
+    TaskParams,
+    gpicl_loss,
+    make_sequence,
+    per_position_accuracy,
+    sample_batch,
+    state_size,
+    task_params,
 )
 from bottleneck_jax.architecture._shc import (
     HCCoeffs,
@@ -58,26 +73,33 @@ from bottleneck_jax.architecture._winner_init import (
 )
 
 __all__ = [
+    "GPICLBatch",
+    "GPICLTransformer",
     "HCCoeffs",
     "HyperConnection",
     "SamplingCost",
     "Siren",
     "Stage",
+    "TaskParams",
     "WinnerScales",
     "WinnerSchedule",
     "bottleneck_sample",
     "euler_flow_stage",
     "expand_streams",
     "flux_mu",
+    "gpicl_loss",
     "hc_coeffs",
     "hc_depth",
     "hc_init",
     "hc_width",
     "hyper_connection",
+    "make_sequence",
+    "per_position_accuracy",
     "product_norm",
     "reduce_streams",
     "renoise",
     "resize_latent",
+    "sample_batch",
     "sampling_cost",
     "shift_flux",
     "shift_sd3",
@@ -87,6 +109,8 @@ __all__ = [
     "spectral_centroid",
     "spectral_normalize",
     "stage_timesteps",
+    "state_size",
+    "task_params",
     "winner_init",
     "winner_scales",
 ]

@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 
 from bottleneck_jax import architecture as A
-from tests._cases import KEY, Case, floats
+from tests._cases import KEY, Case, floats, ints
 
-_f = floats
+_f, _i = floats, ints
 _SIZES = (1, 4, 1)
 _STAGES = [A.Stage(1.0, 1, 1.0), A.Stage(0.5, 1, 0.5), A.Stage(1.0, 1, 0.25)]
 
@@ -72,4 +72,21 @@ CASES = [
     Case("sampling_cost", A.sampling_cost,
          lambda r: {"stages": _STAGES, "tokens_full": 16, "alpha_attn": 1.0, "beta_lin": 0.5},
          ("stages",)),
+    # gpicl
+    Case("task_params", A.task_params, lambda r: {"key": KEY, "task_id": 3, "n_x": 2, "n_y": 3},
+         ("key", "task_id")),
+    Case("make_sequence", A.make_sequence,
+         lambda r: {"x": _f(r, 4, 2), "y": _i(r, 4), "task": A.task_params(KEY, 0, n_x=2, n_y=3),
+                    "n_y": 3}, ("x", "y", "task")),
+    Case("sample_batch", A.sample_batch,
+         lambda r: {"key": KEY, "x": _f(r, 6, 2), "y": _i(r, 6), "task_key": KEY, "n_tasks": 4,
+                    "batch_size": 2, "seq_len": 3, "n_y": 3, "task_offset": 0,
+                    "fixed_perm_frac": 0.5}, ("key", "x", "y")),
+    Case("gpicl_loss", A.gpicl_loss, lambda r: {"logits": _f(r, 2, 3, 3), "targets": _i(r, 2, 3)},
+         ("logits", "targets")),
+    Case("per_position_accuracy", A.per_position_accuracy,
+         lambda r: {"logits": _f(r, 2, 3, 3), "targets": _i(r, 2, 3)}, ("logits", "targets")),
+    Case("state_size", A.state_size,
+         lambda r: {"kind": "transformer", "d_model": 4, "n_layers": 2, "seq_len": 3},
+         ("kind",)),
 ]
