@@ -282,6 +282,7 @@ _PAPERS: list[Entry] = [
 _E = "bottleneck_jax.efficiency"
 _O = "bottleneck_jax.ops"
 _D = "bottleneck_jax.data"
+_AR = "bottleneck_jax.architecture"
 _Q = "bottleneck_jax.quantize"
 _A = "bottleneck_jax.attention"
 _BUILT: dict[str, dict] = {
@@ -363,6 +364,34 @@ _BUILT: dict[str, dict] = {
                    f"{_O}.block_mask_to_table"],
         experiments=["kinetics-cost"],
         tests=["tests/attention/test_kinetics.py", "tests/ops/test_block_sparse_attention.py"]),
+    # --- architecture ---
+    "winner-init": dict(
+        functions=[f"{_AR}.siren_init", f"{_AR}.winner_init", f"{_AR}.spectral_centroid",
+                   f"{_AR}.winner_scales", f"{_AR}.siren_apply", f"{_AR}.Siren"],
+        experiments=["winner-siren"],
+        tests=["tests/architecture/test_winner_init.py",
+               "tests/architecture/test_experiments.py"]),
+    "shc": dict(
+        functions=[f"{_AR}.hc_init", f"{_AR}.hc_coeffs", f"{_AR}.hc_width", f"{_AR}.hc_depth",
+                   f"{_AR}.hyper_connection", f"{_AR}.HyperConnection", f"{_AR}.sinkhorn",
+                   f"{_AR}.spectral_normalize", f"{_AR}.expand_streams",
+                   f"{_AR}.reduce_streams", f"{_AR}.product_norm"],
+        experiments=["shc-depth"],
+        tests=["tests/architecture/test_shc.py", "tests/architecture/test_experiments.py"]),
+    "gpicl": dict(
+        functions=[f"{_AR}.task_params", f"{_AR}.make_sequence", f"{_AR}.sample_batch",
+                   f"{_AR}.GPICLTransformer", f"{_AR}.gpicl_loss",
+                   f"{_AR}.per_position_accuracy", f"{_AR}.state_size"],
+        experiments=["gpicl-digits"],
+        tests=["tests/architecture/test_gpicl.py", "tests/architecture/test_experiments.py"]),
+    "bottleneck-sampling": dict(
+        functions=[f"{_AR}.bottleneck_sample", f"{_AR}.Stage", f"{_AR}.shift_sd3",
+                   f"{_AR}.shift_flux", f"{_AR}.flux_mu", f"{_AR}.stage_timesteps",
+                   f"{_AR}.euler_flow_stage", f"{_AR}.renoise", f"{_AR}.resize_latent",
+                   f"{_AR}.sampling_cost"],
+        experiments=["bottleneck-sampling-toy"],
+        tests=["tests/architecture/test_bottleneck_sampling.py",
+               "tests/architecture/test_experiments.py"]),
     # --- quantize ---
     "dkvb": dict(
         functions=[f"{_Q}.dkvb", f"{_Q}.dkvb_project", f"{_Q}.dkvb_init_keys",
