@@ -399,6 +399,11 @@ _BUILT: dict[str, dict] = {
         experiments=["dkvb-incremental"],
         tests=["tests/quantize/test_dkvb.py", "tests/quantize/test_dkvb_experiment.py",
                "tests/quantize/test_nearest_code.py", "tests/quantize/test_vq_training.py"]),
+    "vq-logits": dict(
+        functions=[f"{_Q}.{f}" for f in (
+            "vq_code_logits", "vq_logits", "vq_logits_cross_entropy", "vq_logits_sample",
+            "vq_logits_init_mapping", "VQLogitsHead")] + [f"{_O}.linear_cross_entropy"],
+        tests=["tests/quantize/test_vq_logits.py"]),
     # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(

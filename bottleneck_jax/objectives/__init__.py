@@ -22,6 +22,12 @@ from bottleneck_jax.objectives._brl import (
     rebalance_alpha,
     weighted_ce,
 )
+from bottleneck_jax.objectives._chart_perception import (
+    ContrastiveTowers,
+    clip_loss,
+    hard_negative_accuracy,
+    negclip_loss,
+)
 from bottleneck_jax.objectives._chi0 import (
     CrossfadedChunk,
     MixWeights,
@@ -143,6 +149,10 @@ __all__: list[str] = [
     "rank_zero_sum_adjust",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
+    "ContrastiveTowers",
+    "clip_loss",
+    "hard_negative_accuracy",
+    "negclip_loss",
     "action_aware_weights",
     "body_part_mix",
     "drw_class_weights",

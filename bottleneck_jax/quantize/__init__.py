@@ -37,6 +37,16 @@ from bottleneck_jax.quantize._vq import (
   vq_ema_init,
   vq_ema_update,
 )
+from bottleneck_jax.quantize._vq_logits import (
+  VQLogitsHead,
+  VQLogitsMap,
+  VQLogitsMapping,
+  vq_code_logits,
+  vq_logits,
+  vq_logits_cross_entropy,
+  vq_logits_init_mapping,
+  vq_logits_sample,
+)
 
 __all__: list[str] = [
     "DKVBFrozen",
@@ -49,6 +59,9 @@ __all__: list[str] = [
     "ResidualVQ",
     "VQEMAState",
     "VQEMAVariable",
+    "VQLogitsHead",
+    "VQLogitsMap",
+    "VQLogitsMapping",
     "VectorQuantizer",
     "dkvb",
     "dkvb_init_keys",
@@ -69,6 +82,11 @@ __all__: list[str] = [
     "residual_vq_ema_update",
     "rotation_trick",
     "vector_quantize",
+    "vq_code_logits",
     "vq_ema_init",
     "vq_ema_update",
+    "vq_logits",
+    "vq_logits_cross_entropy",
+    "vq_logits_init_mapping",
+    "vq_logits_sample",
 ]

@@ -47,6 +47,10 @@ SURFACE = {
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "ARRState": "class",
+    "ContrastiveTowers": "class",
+    "clip_loss": "function",
+    "hard_negative_accuracy": "function",
+    "negclip_loss": "function",
     "action_aware_weights": "function",
     "body_part_mix": "function",
     "drw_class_weights": "function",
