@@ -134,58 +134,52 @@ def _synthesis_kernel(f: WaveletFilters, dims: int, dtype):
   return jnp.asarray(k, dtype)
 
 
-def _conv(x, k, stride: int, dims: int):
+def _conv(x, k, stride: int, dims: int, groups: int):
   spec = ("NWC", "WIO", "NWC") if dims == 1 else ("NHWC", "HWIO", "NHWC")
   return jax.lax.conv_general_dilated(x, k, (stride,) * dims, "VALID", dimension_numbers=spec,
-                                      precision=_HI)
+                                      feature_group_count=groups, precision=_HI)
 
 
 def _level_analysis(x, f: WaveletFilters, dims: int):
-  """``x``: ``[n, *spatial, 1]`` -> ``[n, *spatial/2, 2^dims]`` (bands minor)."""
-  length = len(f.dec_lo)
+  """``x``: ``[n, *spatial, C]`` -> ``[n, *spatial/2, C 2^dims]`` (channel ``c 2^dims + f``):
+  a depthwise convolution, so the batch axis (and its sharding) is never reshaped."""
+  length, c = len(f.dec_lo), x.shape[-1]
   pad = [(0, 0)] + [(length // 2 - 1, length // 2)] * dims + [(0, 0)]
-  return _conv(jnp.pad(x, pad, mode="wrap"), _analysis_kernel(f, dims, x.dtype), 2, dims)
+  k = jnp.tile(_analysis_kernel(f, dims, x.dtype), (1,) * (dims + 1) + (c,))
+  return _conv(jnp.pad(x, pad, mode="wrap"), k, 2, dims, c)
 
 
 def _level_synthesis(y, f: WaveletFilters, dims: int):
-  """``y``: ``[n, *spatial, 2^dims]`` bands -> ``[n, *spatial*2, 1]``."""
-  length = len(f.rec_lo)
-  up = jnp.zeros((y.shape[0], *(2 * s for s in y.shape[1:-1]), y.shape[-1]), y.dtype)
-  up = up.at[(slice(None), *([slice(None, None, 2)] * dims))].set(y)
+  """``y``: ``[n, *spatial, C 2^dims]`` -> ``[n, *spatial*2, C]``."""
+  length, nb = len(f.rec_lo), 2 ** dims
+  c = y.shape[-1] // nb
+  up = y
+  for axis in range(1, dims + 1):  # zeros between samples (sharding-preserving, no scatter)
+    up = jnp.stack([up, jnp.zeros_like(up)], axis=axis + 1)
+    shape = list(up.shape)
+    up = up.reshape(*shape[:axis], 2 * shape[axis], *shape[axis + 2:])
   pad = [(0, 0)] + [(length // 2, length // 2 - 1)] * dims + [(0, 0)]
-  return _conv(jnp.pad(up, pad, mode="wrap"), _synthesis_kernel(f, dims, y.dtype), 1, dims)
+  k = jnp.tile(_synthesis_kernel(f, dims, y.dtype), (1,) * (dims + 1) + (c,))
+  return _conv(jnp.pad(up, pad, mode="wrap"), k, 1, dims, c)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _packet(x, f: WaveletFilters, levels: int, dims: int):
   """``x``: ``[*batch, *spatial, C]`` -> ``[*batch, *spatial/2^J, C bands^J]``."""
-  nb = 2 ** dims
-  batch, spatial, c = x.shape[:-1 - dims], x.shape[-1 - dims:-1], x.shape[-1]
-  # channels become batch: [B, C, *spatial]
-  x = jnp.moveaxis(x.reshape(-1, *spatial, c), -1, 1)
-  nbatch = x.shape[0]
+  batch = x.shape[:-1 - dims]
+  x = x.reshape(-1, *x.shape[-1 - dims:]) if len(batch) != 1 else x
   for _ in range(levels):
-    ch = x.shape[1]
-    y = _level_analysis(x.reshape(nbatch * ch, *x.shape[2:], 1), f, dims)  # [B C, *s/2, nb]
-    y = y.reshape(nbatch, ch, *y.shape[1:])
-    x = jnp.moveaxis(y, -1, 2).reshape(nbatch, ch * nb, *y.shape[2:-1])
-  x = jnp.moveaxis(x, 1, -1)
-  return x.reshape(*batch, *x.shape[1:])
+    x = _level_analysis(x, f, dims)
+  return x.reshape(*batch, *x.shape[1:]) if len(batch) != 1 else x
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _inverse_packet(x, f: WaveletFilters, levels: int, dims: int):
-  nb = 2 ** dims
-  batch, spatial, c = x.shape[:-1 - dims], x.shape[-1 - dims:-1], x.shape[-1]
-  x = jnp.moveaxis(x.reshape(-1, *spatial, c), -1, 1)
-  nbatch = x.shape[0]
+  batch = x.shape[:-1 - dims]
+  x = x.reshape(-1, *x.shape[-1 - dims:]) if len(batch) != 1 else x
   for _ in range(levels):
-    ch = x.shape[1] // nb
-    y = jnp.moveaxis(x.reshape(nbatch, ch, nb, *x.shape[2:]), 2, -1)      # [B, ch, *s, nb]
-    y = _level_synthesis(y.reshape(nbatch * ch, *y.shape[2:]), f, dims)   # [B ch, *2s, 1]
-    x = y.reshape(nbatch, ch, *y.shape[1:-1])
-  x = jnp.moveaxis(x, 1, -1)
-  return x.reshape(*batch, *x.shape[1:])
+    x = _level_synthesis(x, f, dims)
+  return x.reshape(*batch, *x.shape[1:]) if len(batch) != 1 else x
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,94 @@
 """Property-test rows (``tests/test_properties.py``) of the compression family."""
 
-from bottleneck_jax import compression as Comp
-from tests._cases import Case, floats
+import numpy as np
 
-_f = floats
+from bottleneck_jax import compression as Comp
+from tests._cases import KEY, Case, floats, ints
+
+_f, _i = floats, ints
+_P = Comp.init_factorized_prior(0, 2, filters=(2,))
+_Q = Comp.fit_quantiles(_P, iterations=30)
+_G = Comp.build_gaussian_tables(Comp.gaussian_scale_table(levels=3))
 
 CASES = [
+    # WaLLoC
+    Case("compand", Comp.compand, lambda r: {"z": _f(r, 3, 2), "latent_bits": 8}, ("z",)),
+    Case("decompand", Comp.decompand, lambda r: {"u": _f(r, 3, 2), "latent_bits": 8}, ("u",)),
+    Case("walloc_bottleneck", Comp.walloc_bottleneck,
+         lambda r: {"u": _f(r, 3, 2), "key": KEY, "training": True}, ("u",)),
+    Case("walloc_loss", Comp.walloc_loss,
+         lambda r: {"x": _f(r, 3, 2), "x_hat": _f(r, 3, 2), "wpt": _f(r, 2), "wpt_hat": _f(r, 2),
+                    "phi": 0.5}, ("x", "x_hat")),
+    Case("tile_latents", Comp.tile_latents,
+         lambda r: {"latents": _i(r, 2, 2, 5), "channels_per_pixel": 3}, ("latents",)),
+    Case("untile_latents", Comp.untile_latents,
+         lambda r: {"image": np.full((4, 4, 3), 128, np.uint8), "num_channels": 5},
+         ("image",)),
+    Case("latents_to_webp", Comp.latents_to_webp,
+         lambda r: {"latents": _i(r, 2, 2, 5)}, ("latents",)),
+    Case("webp_to_latents", Comp.webp_to_latents,
+         lambda r: {"data": Comp.latents_to_webp(np.zeros((2, 2, 5), np.int8)),
+                    "num_channels": 5}, ("data",)),
+    Case("read_header", Comp.read_header, lambda r: {"data": b"BJXC\x01\x00\x00"}, ("data",)),
+    # entropy models
+    Case("lower_bound", Comp.lower_bound, lambda r: {"x": _f(r, 3), "bound": 0.5}, ("x",)),
+    Case("init_factorized_prior", Comp.init_factorized_prior,
+         lambda r: {"key": KEY, "channels": 2, "filters": (2,), "init_scale": 10.0},
+         ("key", "channels")),
+    Case("factorized_logits_cdf", Comp.factorized_logits_cdf,
+         lambda r: {"params": _P, "y": _f(r, 3, 2)}, ("params", "y")),
+    Case("factorized_likelihood", Comp.factorized_likelihood,
+         lambda r: {"params": _P, "y_hat": _f(r, 3, 2), "likelihood_bound": 1e-9},
+         ("params", "y_hat")),
+    Case("quantize_latents", Comp.quantize_latents,
+         lambda r: {"y": _f(r, 3, 2), "mode": "dequantize", "offset": _f(r, 2)}, ("y",)),
+    Case("entropy_bottleneck", Comp.entropy_bottleneck,
+         lambda r: {"params": _P, "medians": _f(r, 2), "y": _f(r, 3, 2), "key": KEY,
+                    "training": True}, ("params", "medians", "y")),
+    Case("quantiles_aux_loss", Comp.quantiles_aux_loss,
+         lambda r: {"params": _P, "quantiles": _f(r, 2, 3), "tail_mass": 1e-9},
+         ("params", "quantiles")),
+    Case("fit_quantiles", Comp.fit_quantiles,
+         lambda r: {"params": _P, "tail_mass": 1e-9, "iterations": 20}, ("params",)),
+    Case("gaussian_likelihood", Comp.gaussian_likelihood,
+         lambda r: {"y_hat": _f(r, 3, 2), "scales": _f(r, 3, 2), "means": _f(r, 3, 2)},
+         ("y_hat", "scales", "means")),
+    Case("gaussian_conditional", Comp.gaussian_conditional,
+         lambda r: {"y": _f(r, 3, 2), "scales": _f(r, 3, 2), "key": KEY, "training": False},
+         ("y", "scales")),
+    Case("gaussian_scale_table", Comp.gaussian_scale_table,
+         lambda r: {"minimum": 0.11, "maximum": 256.0, "levels": 8}),
+    Case("bits_per_pixel", Comp.bits_per_pixel,
+         lambda r: {"likelihoods": {"y": _f(r, 3)}, "num_pixels": 4}, ("likelihoods",)),
+    Case("rate_distortion_loss", Comp.rate_distortion_loss,
+         lambda r: {"x": _f(r, 1, 2, 2, 3), "x_hat": _f(r, 1, 2, 2, 3),
+                    "likelihoods": {"y": _f(r, 3)}, "lmbda": 0.01}, ("x", "x_hat", "likelihoods")),
+    # coder (host side)
+    Case("pmf_to_quantized_cdf", Comp.pmf_to_quantized_cdf,
+         lambda r: {"pmf": _f(r, 4), "precision": 16}, ("pmf",)),
+    Case("build_factorized_tables", Comp.build_factorized_tables,
+         lambda r: {"params": _P, "quantiles": _Q, "precision": 16}, ("params", "quantiles")),
+    Case("build_gaussian_tables", Comp.build_gaussian_tables,
+         lambda r: {"scale_table": _f(r, 3), "tail_mass": 1e-9, "precision": 16},
+         ("scale_table",)),
+    Case("gaussian_scale_indexes", Comp.gaussian_scale_indexes,
+         lambda r: {"scales": _f(r, 3), "scale_table": _f(r, 4)}, ("scales", "scale_table")),
+    Case("encode_symbols", Comp.encode_symbols,
+         lambda r: {"symbols": _i(r, 5, high=9), "indexes": _i(r, 5), "tables": _G},
+         ("symbols", "indexes", "tables")),
+    Case("decode_symbols", Comp.decode_symbols,
+         lambda r: {"data": b"\x01\x02\x03\x04", "indexes": _i(r, 5), "tables": _G},
+         ("data", "indexes", "tables")),
+    Case("ideal_code_length", Comp.ideal_code_length,
+         lambda r: {"symbols": _i(r, 5, high=9), "indexes": _i(r, 5), "tables": _G},
+         ("symbols", "indexes", "tables")),
+    Case("factorized_compress", Comp.factorized_compress,
+         lambda r: {"y": _f(r, 2, 3, 2), "medians": _f(r, 2),
+                    "tables": Comp.build_factorized_tables(_P, _Q)}, ("y", "medians", "tables")),
+    Case("factorized_decompress", Comp.factorized_decompress,
+         lambda r: {"strings": [b"\x01\x02\x03\x04"], "shape": (1, 3, 2),
+                    "medians": np.zeros(2), "tables": Comp.build_factorized_tables(_P, _Q)},
+         ("strings", "shape", "medians", "tables")),
     # wavelet packets
     Case("wavelet_packet_2d", Comp.wavelet_packet_2d,
          lambda r: {"x": _f(r, 2, 4, 4, 1), "wavelet": "haar", "levels": 1}, ("x",)),
@@ -23,3 +106,12 @@ CASES = [
     Case("crop_padding", Comp.crop_padding,
          lambda r: {"x": _f(r, 4, 4, 1), "spec": (1, 0, 0, 1)}, ("x",)),
 ]
+
+NO_ROW = {
+    "available_models": "takes no argument",
+    "compress_image": "host-side codec of uint8 images; its errors are tested in test_walloc.py",
+    "decompress_image": "host-side codec of files; its errors are tested in test_walloc.py",
+    "load_codec": "a model id or a path; its error is tested in test_walloc.py",
+    "make_codec": "bundles a trained module; no array validation of its own",
+    "save_codec": "writes a trained module to a file",
+}

@@ -126,3 +126,16 @@ def test_bad_input_gives_named_errors():
     wavelet_packet_2d(jnp.ones((8, 8, 1)), levels=1.5)
   with pytest.raises(ValueError, match=r"crop_padding: spec"):
     crop_padding(jnp.ones((4, 4, 1)), (2, 2, 0, 0))
+
+
+def test_batch_sharded_over_an_explicit_mesh():
+  from jax.sharding import AxisType, PartitionSpec
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+  x = jax.random.normal(jax.random.key(2), (8, 16, 16, 3))
+  with jax.set_mesh(mesh):
+    xs = jax.device_put(x, PartitionSpec("data"))
+    y = wavelet_packet_2d(xs, levels=2)
+    back = inverse_wavelet_packet_2d(y, levels=2)
+  np.testing.assert_allclose(np.asarray(y), np.asarray(wavelet_packet_2d(x, levels=2)),
+                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(back), np.asarray(x), atol=1e-5)
