@@ -312,6 +312,14 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.CSIBRegressor"],
         experiments=["cs-ib-diabetes"],
         tests=["tests/information/test_cs_ib.py"]),
+    "ib-generalization": dict(
+        functions=["bottleneck_jax.information.gaussian_encoder_mi",
+                   "bottleneck_jax.information.conditional_gaussian_encoder_mi",
+                   "bottleneck_jax.information.layer_entropy_global_bins",
+                   "bottleneck_jax.information.mi_constraint_step",
+                   "bottleneck_jax.information.StochasticMLP"],
+        experiments=["ib-mi-estimators"],
+        tests=["tests/information/test_ib_generalization.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",

@@ -79,6 +79,18 @@ CASES = [
     Case("cs_ib_loss", I.cs_ib_loss,
          lambda r: {"x": _f(r, 4, 2), "y": _f(r, 4, 1), "y_hat": _f(r, 4, 1), "t": _f(r, 4, 3),
                     "beta": 0.1}, ("x", "y", "y_hat", "t")),
+    # ib-generalization
+    Case("gaussian_encoder_mi", I.gaussian_encoder_mi,
+         lambda r: {"z": _f(r, 4, 2), "mu": _f(r, 4, 2), "std": _f(r, 4, 2),
+                    "bound": "jensen"}, ("z", "mu", "std")),
+    Case("conditional_gaussian_encoder_mi", I.conditional_gaussian_encoder_mi,
+         lambda r: {"z": _f(r, 4, 2), "mu": _f(r, 4, 2), "std": _f(r, 4, 2),
+                    "labels": _i(r, 4)}, ("z", "mu", "std", "labels")),
+    Case("layer_entropy_global_bins", I.layer_entropy_global_bins,
+         lambda r: {"acts": _f(r, 4, 2), "num_bins": 3}, ("acts",)),
+    Case("mi_constraint_step", I.mi_constraint_step,
+         lambda r: {"mi": jnp.asarray(1.0, jnp.float32), "lam": jnp.asarray(0.5, jnp.float32),
+                    "target": 1.5, "lam_lr": 0.1}, ("mi", "lam")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
