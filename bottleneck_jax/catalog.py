@@ -494,6 +494,13 @@ _BUILT: dict[str, dict] = {
             "region_metrics")] + [f"{_D}.concept_sprites"],
         experiments=["concept-location"],
         tests=["tests/concepts/test_concept_metrics.py", "tests/concepts/test_saliency.py"]),
+    "labo": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "class_concept_similarity", "labo_mi_score", "facility_location_value",
+            "greedy_submodular", "select_per_class", "labo_init_assoc", "labo_logits",
+            "LaBoHead")] + [f"{_D}.concept_embeddings"],
+        experiments=["labo-selection"],
+        tests=["tests/concepts/test_labo.py"]),
     # --- end of concepts ---
 }
 

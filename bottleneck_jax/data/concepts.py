@@ -79,6 +79,8 @@ class ConceptEmbeddings(NamedTuple):
     class_text: class-name "text embeddings" ``float32[M, D]`` (unit norm).
     class_concept: the table ``P[M, K]`` of ``p(c_k = 1 | y = m)``.
     signature: ``int32[M, 3]``, the signature concepts of each class.
+    cone_dir: the shared unit vector ``mu`` of the cone option ``float32[D]`` (used only when
+      ``cone > 0``).
   """
 
   x: np.ndarray
@@ -89,6 +91,7 @@ class ConceptEmbeddings(NamedTuple):
   class_text: np.ndarray
   class_concept: np.ndarray
   signature: np.ndarray
+  cone_dir: np.ndarray
 
 
 def _world(world_seed: int, n_concepts: int, n_classes: int, dim: int):
@@ -147,7 +150,7 @@ def concept_embeddings(n: int, *, n_concepts: int = 12, n_classes: int = 4, dim:
     x, text, class_text = (_normalise(v + cone * mu) for v in (x, text, class_text))
   f = np.float32
   return ConceptEmbeddings(x.astype(f), c, y.astype(np.int32), a.astype(f), text.astype(f),
-                           class_text.astype(f), table.astype(f), sig)
+                           class_text.astype(f), table.astype(f), sig, mu.astype(f))
 
 
 class KohConcepts(NamedTuple):
