@@ -33,6 +33,8 @@ TINY = {
     "chronicals-lora-plus": {"hidden": 32, "learning_rates": [1e-2], "smooth": 2,
                              "checkpoint_every": 2},
     "vpo-bandit": {"seeds": 2, "offline_steps": 4, "checkpoint_every": 2},
+    "winner-siren": {"num_samples": 256, "width": 16, "seeds": [0], "eval_every": 2,
+                     "checkpoint_every": 2},
 }
 # Measured on the host, not by the trained model (wall-clock times, the resume point).
 NOT_COMPARED = ("seconds", "resumed_from")
