@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from bottleneck_jax.experiments._training import fit
+from bottleneck_jax.experiments._training import fit, replicated
 from bottleneck_jax.experiments.registry import (
     Expectation,
     Experiment,
@@ -42,8 +43,8 @@ def run_cs_ib_diabetes(ctx: RunContext) -> dict[str, Any]:
   ds = load_diabetes(seed=int(config["data_seed"]), standardize=True, standardize_targets=True)
   train = {"x": np.asarray(ds.x_train, np.float32),
            "y": np.asarray(ds.y_train, np.float32).reshape(-1, 1)}
-  xt = jnp.asarray(ds.x_test, jnp.float32)
-  yt = jnp.asarray(ds.y_test, jnp.float32).reshape(-1, 1)
+  xt = np.asarray(ds.x_test, np.float32)
+  yt = np.asarray(ds.y_test, np.float32).reshape(-1, 1)
   sigma = float(config["sigma"])
   seed = ctx.seed
 
@@ -69,9 +70,11 @@ def run_cs_ib_diabetes(ctx: RunContext) -> dict[str, Any]:
     res = fit(ctx, name, model_fn, optax.adam(float(config["lr"])), make_loss(kind, beta),
               train, steps=int(config["steps"]), batch_size=int(config["batch_size"]),
               tags={"variant": name}, desc=f"cs-ib {name}")
-    pred = res.model(xt)
-    out[f"rmse_{name}"] = float(jnp.sqrt(jnp.mean((pred.y_hat - yt) ** 2)))
-    out[f"i_cs_{name}"] = float(cs_qmi_normalized(xt, pred.t, sigma=sigma))
+    with jax.set_mesh(res.mesh):
+      test = replicated({"x": xt, "y": yt}, res.mesh)
+      pred = res.model(test["x"])
+      out[f"rmse_{name}"] = float(jnp.sqrt(jnp.mean((pred.y_hat - test["y"]) ** 2)))
+      out[f"i_cs_{name}"] = float(cs_qmi_normalized(test["x"], pred.t, sigma=sigma))
   out["beta"] = float(config["beta"])
   return out
 

@@ -65,6 +65,18 @@ from bottleneck_jax.core import validation as V
 # ------------------------------------------------------------------------------------------
 
 
+def _replicated(a):
+  """Under an Explicit mesh, replicates a batch-sharded array before pairwise ``N x N`` work
+  (each row is compared with every other row; a sharded ``a[:, None] - a[None]`` is illegal)."""
+  try:
+    spec = jax.typeof(a).sharding.spec
+  except (AttributeError, TypeError):
+    return a
+  if any(s is not None for s in spec):
+    return jax.sharding.reshard(a, jax.sharding.PartitionSpec())
+  return a
+
+
 def _check_samples(fn: str, arg: str, x, *, allow_1d: bool = True) -> None:
   V.check_floating(fn, arg, x)
   V.check_rank(fn, arg, x, (1, 2) if allow_1d else 2)
@@ -187,7 +199,7 @@ def kl_entropy(x: Float[Array, "n d"], *, k: int = 3,
   if k >= n:
     raise ValueError(f"{fn}: k must be < N (the number of samples, {n}), got {k}")
   k = int(k)
-  x2 = x.reshape(n, -1)
+  x2 = _replicated(x).reshape(n, -1)
   d = x2.shape[1]
 
   def kth(idx, rows):
@@ -302,6 +314,8 @@ def discrete_mi(a_codes: Int[Array, "n da"], b_codes: Int[Array, "n db"]) -> Flo
 
 def _kde_row_logmeans(h, var, labels, block_size):
   """Per row: log (1/N) sum_j exp(-|h_i-h_j|^2 / 2var) (and the same within the row's class)."""
+  h = _replicated(h)
+  labels = None if labels is None else _replicated(labels)
   n = h.shape[0]
   sq = jnp.sum(h * h, axis=1)
 
@@ -486,6 +500,7 @@ def club_upper_bound(mu: Float[Array, "n d"], logvar: Float[Array, "n d"],
   if len({jnp.dtype(a.dtype) for a in (mu, logvar, y)}) != 1:
     raise TypeError(f"{fn}: mu, logvar and y must have the same dtype, got "
                     f"{V.describe(mu)}, {V.describe(logvar)}, {V.describe(y)}")
+  mu, logvar, y = _replicated(mu), _replicated(logvar), _replicated(y)
   inv = jnp.exp(-logvar)
   positive = -0.5 * jnp.sum((mu - y) ** 2 * inv, axis=-1)
   # mean_j (y_j - mu_i)^2 = mean(y^2) - 2 mu_i mean(y) + mu_i^2, per coordinate

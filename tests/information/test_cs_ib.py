@@ -169,3 +169,24 @@ def test_bad_inputs_get_named_errors():
     cs_divergence(jnp.zeros(4), x, sigma=1.0)
   with pytest.raises(ValueError, match="median_bandwidth: x must hold at least 2 samples"):
     median_bandwidth(jnp.zeros((1, 2)))
+
+
+def test_pairwise_estimators_accept_batch_sharded_inputs():
+  # a training step shards the batch over an Explicit mesh; the N x N kernels replicate it
+  from jax.sharding import AxisType
+  from jax.sharding import PartitionSpec as P
+
+  from bottleneck_jax.information import kde_mi
+  x, y, y_hat = (jnp.asarray(a, jnp.float32) for a in _data(7, 16))
+  want = (float(cs_qmi(x, y, sigma_x=1.0, sigma_y=1.0)),
+          float(conditional_cs_divergence(x, y, y_hat, sigma_x=1.0, sigma_y=1.0)),
+          float(kde_mi(x, jnp.arange(16) % 2, var=0.5).i_ty))
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    xs, ys, hs = (jax.device_put(a, P("data")) for a in (x, y, y_hat))
+    labels = jax.device_put(jnp.arange(16) % 2, P("data"))
+    got = jax.jit(lambda a, b, c, lab: (
+        cs_qmi(a, b, sigma_x=1.0, sigma_y=1.0),
+        conditional_cs_divergence(a, b, c, sigma_x=1.0, sigma_y=1.0),
+        kde_mi(a, lab, var=0.5).i_ty))(xs, ys, hs, labels)
+  np.testing.assert_allclose([float(g) for g in got], want, rtol=1e-5, atol=1e-6)
