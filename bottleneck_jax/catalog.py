@@ -418,31 +418,36 @@ _BUILT: dict[str, dict] = {
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
             "vpo_loss", "vpo_tabular_loss", "dpo_loss", "dpo_logits", "seq_logps")],
         experiments=["vpo-bandit"],
-        tests=["tests/objectives/test_vpo.py", "tests/objectives/test_policy_gradient.py"]),
+        tests=["tests/objectives/test_vpo.py", "tests/objectives/test_policy_gradient.py",
+               "tests/experiments/test_objectives_toys.py"]),
     "hicra": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
             "hicra_advantages", "hicra_verl_advantages", "sg_planning_mask", "sg_match_counts",
             "semantic_entropy", "group_advantages", "grpo_loss")],
         experiments=["grpo-hicra-toy"],
-        tests=["tests/objectives/test_hicra.py", "tests/objectives/test_policy_gradient.py"]),
+        tests=["tests/objectives/test_hicra.py", "tests/objectives/test_policy_gradient.py",
+               "tests/experiments/test_objectives_toys.py"]),
     "remix": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
             "mix_policy_ppg_loss", "kl_convex", "remix_schedule", "ReplayBuffer",
             "clipped_pg_per_token", "aggregate_token_loss", "k3_kl")],
         experiments=["remix-offpolicy-toy"],
-        tests=["tests/objectives/test_remix.py", "tests/objectives/test_policy_gradient.py"]),
+        tests=["tests/objectives/test_remix.py", "tests/objectives/test_policy_gradient.py",
+               "tests/experiments/test_objectives_toys.py"]),
     "editreward": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
             "gaussian_bt_loss", "gaussian_bt_loss_mc", "btt_loss", "btt_probs", "bt_loss",
             "fuse_heads", "MultiHeadRewardHead")],
         experiments=["editreward-toy"],
-        tests=["tests/objectives/test_editreward.py"]),
+        tests=["tests/objectives/test_editreward.py",
+               "tests/experiments/test_objectives_toys.py"]),
     "agentcpm-explore": dict(
         functions=[f"bottleneck_jax.objectives.{f}" for f in (
             "denoise_keep_mask", "balance_keep_mask", "group_has_signal",
             "rank_zero_sum_adjust", "merge_linear", "merge_task_arithmetic", "merge_ties")],
         experiments=["agentcpm-merge-toy"],
-        tests=["tests/objectives/test_agentcpm_explore.py"]),
+        tests=["tests/objectives/test_agentcpm_explore.py",
+               "tests/experiments/test_objectives_toys.py"]),
     # --- end of objectives: substrate .. agentcpm-explore ---
     # --- objectives: marag-r1 .. chart-perception ---
     "marag-r1": dict(
