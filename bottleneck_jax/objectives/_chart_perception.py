@@ -35,14 +35,24 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 MAX_LOGIT_SCALE = 100.0
+
+
+def _rows_sharded_if_explicit(x):
+  """``P(<x's row sharding>, None)`` on an Explicit mesh (keep the rows' sharding, replicate the
+  columns of an all-pairs similarity), else ``None``."""
+  spec = explicit_spec(x)
+  if spec is None:
+    return None
+  return jax.sharding.PartitionSpec(spec[0] if len(spec) else None, None)
 
 
 def _check_feats(fn: str, arg: str, x, ref=None, ref_arg: str = "img") -> None:
@@ -120,10 +130,10 @@ def clip_loss(img: Float[Array, "b d"], txt: Float[Array, "b d"],
   _check_feats(fn, "txt", txt, img)
   _check_scale(fn, logit_scale)
   s = _scale(logit_scale, img.dtype)
-  labels = jnp.arange(img.shape[0])
-  li = s * img @ txt.T
-  return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(li, labels).mean()
-                + optax.softmax_cross_entropy_with_integer_labels(li.T, labels).mean())
+  li = s * jnp.matmul(img, txt.T, out_sharding=_rows_sharded_if_explicit(img))
+  diag = s * jnp.sum(img * txt, axis=-1)  # li[b, b] without a gather
+  return 0.5 * (jnp.mean(jax.nn.logsumexp(li, axis=1) - diag)
+                + jnp.mean(jax.nn.logsumexp(li, axis=0) - diag))
 
 
 def negclip_loss(img: Float[Array, "b d"], txt_pos: Float[Array, "b d"],
@@ -166,12 +176,15 @@ def negclip_loss(img: Float[Array, "b d"], txt_pos: Float[Array, "b d"],
   _check_scale(fn, logit_scale)
   s = _scale(logit_scale, img.dtype)
   b = img.shape[0]
-  labels = jnp.arange(b)
-  texts = jnp.concatenate([txt_pos, neg.reshape(-1, img.shape[1])], axis=0)
-  li = s * img @ texts.T
-  lt = s * txt_pos @ img.T
-  return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(li, labels).mean()
-                + optax.softmax_cross_entropy_with_integer_labels(lt, labels).mean())
+  rows = _rows_sharded_if_explicit(img)
+  li_pos = s * jnp.matmul(img, txt_pos.T, out_sharding=rows)                   # [B, B]
+  li_neg = s * jnp.einsum("bd,ckd->bck", img, neg,
+                          out_sharding=None if rows is None else
+                          jax.sharding.PartitionSpec(rows[0], None, None))    # [B, B, K]
+  li = jnp.concatenate([li_pos, jnp.reshape(li_neg, (b, -1))], axis=1)        # [B, B + BK]
+  diag = s * jnp.sum(img * txt_pos, axis=-1)
+  return 0.5 * (jnp.mean(jax.nn.logsumexp(li, axis=1) - diag)
+                + jnp.mean(jax.nn.logsumexp(li_pos, axis=0) - diag))
 
 
 def hard_negative_accuracy(img: Float[Array, "b d"], pos: Float[Array, "b d"],

@@ -228,6 +228,17 @@ CASES = [
          lambda r: {"x": _f(r, 2, 1, 2, 3, 2), "partner": _i(r, 2, high=2),
                     "lower_idx": jnp.asarray([0, 2]), "apply": _i(r, 2, high=2).astype(bool)},
          ("x", "partner", "lower_idx", "apply")),
+    Case("clip_loss", Obj.clip_loss,
+         lambda r: {"img": _f(r, 3, 4), "txt": _f(r, 3, 4), "logit_scale": 10.0},
+         ("img", "txt", "logit_scale")),
+    Case("negclip_loss", Obj.negclip_loss,
+         lambda r: {"img": _f(r, 3, 4), "txt_pos": _f(r, 3, 4), "txt_neg": _f(r, 3, 2, 4),
+                    "logit_scale": 10.0},
+         ("img", "txt_pos", "txt_neg", "logit_scale")),
+    Case("hard_negative_accuracy", Obj.hard_negative_accuracy,
+         lambda r: {"img": _f(r, 3, 4), "pos": _f(r, 3, 4), "neg": _f(r, 3, 2, 4),
+                    "epsilon": 1e-12},
+         ("img", "pos", "neg")),
     # --- end of marag-r1 .. chart-perception ---
 ]
 
