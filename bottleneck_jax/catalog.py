@@ -477,6 +477,12 @@ _BUILT: dict[str, dict] = {
             "mixed_label_ce", "rebalance_alpha", "body_part_mix")],
         experiments=["brl-longtail-blobs"],
         tests=["tests/objectives/test_brl.py", "tests/experiments/test_brl_longtail.py"]),
+    "chart-perception": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "clip_loss", "negclip_loss", "hard_negative_accuracy", "ContrastiveTowers")],
+        experiments=["chart-negclip-toy"],
+        tests=["tests/objectives/test_chart_perception.py",
+               "tests/experiments/test_chart_negclip.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
     # --- concepts ---
     "cbm": dict(
