@@ -512,6 +512,12 @@ _BUILT: dict[str, dict] = {
             "LaBoHead")] + [f"{_D}.concept_embeddings"],
         experiments=["labo-selection"],
         tests=["tests/concepts/test_labo.py"]),
+    "sparse-cbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "gumbel_softmax", "sparse_cbm_apply", "loss_gumbel", "loss_contrastive", "loss_l1",
+            "loss_cos_cubed", "concept_matrix_search", "SparseCBMHead")],
+        experiments=["sparse-cbm-search"],
+        tests=["tests/concepts/test_sparse_cbm.py"]),
     # --- end of concepts ---
 }
 

@@ -127,4 +127,18 @@ CASES = [
     Case("labo_logits", C.labo_logits,
          lambda r: {"assoc": _f(r, 2, 3), "img": _f(r, 4, 5), "txt_sel": _f(r, 3, 5)},
          ("assoc", "img", "txt_sel")),
+    # --- sparse-cbm ---
+    Case("gumbel_softmax", C.gumbel_softmax, lambda r: {"logits": _f(r, 2, 3), "key": KEY},
+         ("logits",)),
+    Case("sparse_cbm_apply", C.sparse_cbm_apply,
+         lambda r: {"w_cbl": _f(r, 3, 3), "w_head": _f(r, 2, 3), "s": _f(r, 4, 3)},
+         ("w_cbl", "w_head", "s")),
+    Case("loss_gumbel", C.loss_gumbel, lambda r: {"h": _f(r, 4, 3), "key": KEY}, ("h",)),
+    Case("loss_contrastive", C.loss_contrastive, lambda r: {"h": _f(r, 4, 3)}, ("h",)),
+    Case("loss_l1", C.loss_l1, lambda r: {"w_cbl": _f(r, 3, 3), "lam": 0.1}, ("w_cbl",)),
+    Case("loss_cos_cubed", C.loss_cos_cubed, lambda r: {"s": _f(r, 4, 3), "h": _f(r, 4, 3)},
+         ("s", "h")),
+    Case("concept_matrix_search", C.concept_matrix_search,
+         lambda r: {"img": _f(r, 4, 3), "concept_txt": _f(r, 2, 3), "class_txt": _f(r, 2, 3)},
+         ("img", "concept_txt", "class_txt")),
 ]
