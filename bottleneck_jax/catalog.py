@@ -320,6 +320,15 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.StochasticMLP"],
         experiments=["ib-mi-estimators"],
         tests=["tests/information/test_ib_generalization.py"]),
+    "cvib": dict(
+        functions=["bottleneck_jax.information.vib_mask",
+                   "bottleneck_jax.information.vib_mask_kl",
+                   "bottleneck_jax.information.vib_mask_log_alpha",
+                   "bottleneck_jax.information.cross_view_infonce",
+                   "bottleneck_jax.information.cvib_losses",
+                   "bottleneck_jax.information.VIBMask"],
+        experiments=["cvib-noise-channels"],
+        tests=["tests/information/test_cvib.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",

@@ -4,7 +4,7 @@
 import jax.numpy as jnp
 
 from bottleneck_jax import information as I
-from tests._cases import Case, floats, ints
+from tests._cases import KEY, Case, floats, ints
 
 _f, _i = floats, ints
 
@@ -91,6 +91,27 @@ CASES = [
     Case("mi_constraint_step", I.mi_constraint_step,
          lambda r: {"mi": jnp.asarray(1.0, jnp.float32), "lam": jnp.asarray(0.5, jnp.float32),
                     "target": 1.5, "lam_lr": 0.1}, ("mi", "lam")),
+    # cvib
+    Case("vib_mask_init", I.vib_mask_init, lambda r: {"key": KEY, "dim": 3, "init_mag": 9.0},
+         ("key", "dim")),
+    Case("vib_mask_log_alpha", I.vib_mask_log_alpha,
+         lambda r: {"mu": _f(r, 3), "logvar": _f(r, 3)}, ("mu", "logvar")),
+    Case("vib_mask_kl", I.vib_mask_kl,
+         lambda r: {"mu": _f(r, 3), "logvar": _f(r, 3), "seq_len": 2, "kl_mult": 1.0},
+         ("mu", "logvar")),
+    Case("vib_mask_sparsity", I.vib_mask_sparsity,
+         lambda r: {"mu": _f(r, 3), "logvar": _f(r, 3), "threshold": 0.0}, ("mu", "logvar")),
+    Case("vib_mask", I.vib_mask,
+         lambda r: {"h": _f(r, 2, 4, 3), "mu": _f(r, 3), "logvar": _f(r, 3), "key": KEY,
+                    "mode": "sample"}, ("h", "mu", "logvar")),
+    Case("cross_view_infonce", I.cross_view_infonce,
+         lambda r: {"anchors": _f(r, 3, 2), "others": _f(r, 3, 2), "temperature": 0.1},
+         ("anchors", "others")),
+    Case("cvib_losses", I.cvib_losses,
+         lambda r: {"logits_o": _f(r, 3, 2), "logits_p": _f(r, 3, 2), "labels": _i(r, 3, high=2),
+                    "h_o": _f(r, 3, 4), "h_p": _f(r, 3, 4),
+                    "kl": jnp.asarray(1.0, jnp.float32)},
+         ("logits_o", "logits_p", "labels", "h_o", "h_p", "kl")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
