@@ -381,6 +381,20 @@ _BUILT: dict[str, dict] = {
                    f"{_O}.block_mask_to_table"],
         experiments=["kinetics-cost"],
         tests=["tests/attention/test_kinetics.py", "tests/ops/test_block_sparse_attention.py"]),
+    "rettention": dict(
+        functions=[f"{_A}.rettention_refresh", f"{_A}.rettention_sparse",
+                   f"{_A}.rettention_step", f"{_A}.rettention_schedule",
+                   f"{_A}.band_block_table", f"{_A}.RettentionSelfAttention"],
+        experiments=["rettention-vs-topk"],
+        tests=["tests/attention/test_rettention.py"]),
+    "zipvl": dict(
+        functions=[f"{_A}.{f}" for f in (
+            "probe_attention", "accumulated_scores", "normalized_scores", "adaptive_keep_count",
+            "select_important", "important_token_prefill", "build_mixed_kv", "mixed_kv_bits",
+            "mixed_kv_decode_attention", "quantize_kv", "dequantize_kv", "pack_bits",
+            "unpack_bits", "kv_bits")],
+        experiments=["zipvl-ratio"],
+        tests=["tests/attention/test_zipvl.py"]),
     # --- architecture ---
     "winner-init": dict(
         functions=[f"{_AR}.siren_init", f"{_AR}.winner_init", f"{_AR}.spectral_centroid",
