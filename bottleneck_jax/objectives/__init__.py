@@ -52,6 +52,15 @@ from bottleneck_jax.objectives._editreward import (
     gaussian_bt_loss,
     gaussian_bt_loss_mc,
 )
+from bottleneck_jax.objectives._graph_rlearner import (
+    GCNLayer,
+    GraphCATE,
+    cross_fit,
+    gcn_norm,
+    linear_cate,
+    linear_final_stage,
+    r_loss,
+)
 from bottleneck_jax.objectives._hicra import (
     hicra_advantages,
     hicra_verl_advantages,
@@ -149,6 +158,13 @@ __all__: list[str] = [
     "rank_zero_sum_adjust",
     # end of substrate .. agentcpm-explore
     # marag-r1 .. chart-perception
+    "GCNLayer",
+    "GraphCATE",
+    "cross_fit",
+    "gcn_norm",
+    "linear_cate",
+    "linear_final_stage",
+    "r_loss",
     "ContrastiveTowers",
     "clip_loss",
     "hard_negative_accuracy",

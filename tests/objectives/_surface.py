@@ -47,6 +47,13 @@ SURFACE = {
     # --- end of substrate .. agentcpm-explore ---
     # --- marag-r1, chi0, plasticity, graph-rlearner, brl, chart-perception ---
     "ARRState": "class",
+    "GCNLayer": "class",
+    "GraphCATE": "class",
+    "cross_fit": "function",
+    "gcn_norm": "function",
+    "linear_cate": "function",
+    "linear_final_stage": "function",
+    "r_loss": "function",
     "ContrastiveTowers": "class",
     "clip_loss": "function",
     "hard_negative_accuracy": "function",
