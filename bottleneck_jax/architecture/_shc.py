@@ -251,7 +251,7 @@ def reduce_streams(streams: Float[Array, "*batch n c"], *,
 
 
 def hc_init(n_streams: int, dim: int, *, kind: Kind = "shc", layer_index: int = 0,
-            gate_scale: float = 1e-2) -> dict[str, Array]:
+            gate_scale: float = 1e-2) -> dict[str, Float[Array, "..."]]:
   """The parameters of one hyper-connection, at their initial values.
 
   Dynamic projections are zero, so every kind starts from its static part: HC from

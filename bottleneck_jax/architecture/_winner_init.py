@@ -264,7 +264,7 @@ def winner_scales(psi: Float[Array, ""] | float, *, n_channels: int = 1,
 
 
 def siren_init(key, layer_sizes: Sequence[int], *, omega_first: float = 30.0,
-               omega_hidden: float = 30.0) -> list[dict[str, Array]]:
+               omega_hidden: float = 30.0) -> list[dict[str, Float[Array, "..."]]]:
   """The SIREN initialisation (Sitzmann et al. 2020) of an MLP with sine activations.
 
   First layer ``W ~ U(-1/n_in, 1/n_in)``; later layers ``W ~ U(-sqrt(6/n_in)/omega_hidden,
