@@ -506,6 +506,13 @@ _BUILT: dict[str, dict] = {
         experiments=["chart-negclip-toy"],
         tests=["tests/objectives/test_chart_perception.py",
                "tests/experiments/test_chart_negclip.py"]),
+    "graph-rlearner": dict(
+        functions=[f"bottleneck_jax.objectives.{f}" for f in (
+            "r_loss", "cross_fit", "linear_final_stage", "linear_cate", "gcn_norm", "GCNLayer",
+            "GraphCATE")],
+        experiments=["rlearner-graph"],
+        tests=["tests/objectives/test_graph_rlearner.py",
+               "tests/experiments/test_rlearner_graph.py"]),
     # --- end of objectives: marag-r1 .. chart-perception ---
     # --- concepts ---
     "cbm": dict(

@@ -189,7 +189,7 @@ def linear_final_stage(phi: Float[Array, "n p"], y_res: Float[Array, " n"],
   _check_vec(fn, "y_res", y_res, n)
   _check_vec(fn, "t_res", t_res, n)
   V.check_scalar(fn, "ridge", ridge, low=0.0, static=True)
-  dt = jnp.promote_types(phi.dtype, jnp.float32)
+  dt = jnp.float64 if jnp.dtype(phi.dtype) == jnp.float64 else jnp.float32  # solve in >= f32
   t = t_res.astype(dt)
   design = jnp.concatenate([t[:, None], phi.astype(dt) * t[:, None]], axis=1)
   pen = jnp.diag(jnp.concatenate([jnp.zeros((1,), dt),
@@ -211,7 +211,8 @@ def linear_cate(phi: Float[Array, "n p"], beta: Float[Array, " p1"]) -> Float[Ar
   V.check_rank(fn, "phi", phi, 2)
   V.check_floating(fn, "phi", phi)
   _check_vec(fn, "beta", beta, phi.shape[1] + 1)
-  return beta[0] + phi @ beta[1:].astype(phi.dtype)
+  beta = beta.astype(phi.dtype)
+  return beta[0] + phi @ beta[1:]
 
 
 def gcn_norm(adj: Float[Array, "n n"]) -> Float[Array, "n n"]:

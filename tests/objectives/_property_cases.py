@@ -2,6 +2,7 @@
 one row per public function. Each engineer keeps their rows in their own marked section."""
 
 import jax.numpy as jnp
+import numpy as np
 
 from bottleneck_jax import objectives as Obj
 from tests._cases import KEY, Case, floats, ints
@@ -12,6 +13,10 @@ _f, _i = floats, ints
 def _lp(r, *shape):
   return -_f(r, *shape)
 
+
+
+def _mean_of_train(mask, target):  # graph-rlearner rows: a nuisance that predicts the mean
+  return np.full(np.shape(target), np.mean(np.asarray(target)[mask]))
 
 
 def _sq_loss(params, batch):  # chi0 rows: the loss of one checkpoint on one batch
@@ -239,6 +244,19 @@ CASES = [
          lambda r: {"img": _f(r, 3, 4), "pos": _f(r, 3, 4), "neg": _f(r, 3, 2, 4),
                     "epsilon": 1e-12},
          ("img", "pos", "neg")),
+    Case("r_loss", Obj.r_loss,
+         lambda r: {"tau": _f(r, 5), "y_res": _f(r, 5), "t_res": _f(r, 5), "w": _f(r, 5)},
+         ("tau", "y_res", "t_res", "w")),
+    Case("cross_fit", Obj.cross_fit,
+         lambda r: {"fit_predict": _mean_of_train, "target": _f(r, 6), "key": KEY,
+                    "n_folds": 2},
+         ("fit_predict", "target")),
+    Case("linear_final_stage", Obj.linear_final_stage,
+         lambda r: {"phi": _f(r, 6, 2), "y_res": _f(r, 6), "t_res": _f(r, 6), "ridge": 0.1},
+         ("phi", "y_res", "t_res")),
+    Case("linear_cate", Obj.linear_cate,
+         lambda r: {"phi": _f(r, 6, 2), "beta": _f(r, 3)}, ("phi", "beta")),
+    Case("gcn_norm", Obj.gcn_norm, lambda r: {"adj": _f(r, 4, 4)}, ("adj",)),
     # --- end of marag-r1 .. chart-perception ---
 ]
 
