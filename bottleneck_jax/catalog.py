@@ -329,6 +329,15 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.VIBMask"],
         experiments=["cvib-noise-channels"],
         tests=["tests/information/test_cvib.py"]),
+    "lossy-mi": dict(
+        functions=["bottleneck_jax.information.lossy_mi",
+                   "bottleneck_jax.information.pca_fit",
+                   "bottleneck_jax.information.pca_transform",
+                   "bottleneck_jax.information.noisy_forward",
+                   "bottleneck_jax.information.kl_entropy"],
+        experiments=["lossy-mi-synthetic"],
+        tests=["tests/information/test_lossy_mi.py",
+               "tests/information/test_entropy_estimators.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",

@@ -74,6 +74,13 @@ from bottleneck_jax.information._info_plane import (
     plot_information_plane,
     uniform_bin_codes,
 )
+from bottleneck_jax.information._lossy_mi import (
+    PCA,
+    lossy_mi,
+    noisy_forward,
+    pca_fit,
+    pca_transform,
+)
 from bottleneck_jax.information._mi_estimators import (
     MINEOutput,
     MINEState,
@@ -109,6 +116,7 @@ __all__ = [
     "MIConstraint",
     "MINEOutput",
     "MINEState",
+    "PCA",
     "StochasticMLP",
     "VIB",
     "VIBClassifier",
@@ -150,11 +158,15 @@ __all__ = [
     "ksg_mutual_information",
     "layer_entropy_global_bins",
     "logspaced_epochs",
+    "lossy_mi",
     "median_bandwidth",
     "mi_constraint_step",
     "mine_init",
     "mine_lower_bound",
+    "noisy_forward",
     "nwj_lower_bound",
+    "pca_fit",
+    "pca_transform",
     "plot_information_plane",
     "row_entropy",
     "to_bits",

@@ -112,6 +112,17 @@ CASES = [
                     "h_o": _f(r, 3, 4), "h_p": _f(r, 3, 4),
                     "kl": jnp.asarray(1.0, jnp.float32)},
          ("logits_o", "logits_p", "labels", "h_o", "h_p", "kl")),
+    # lossy-mi
+    Case("pca_fit", I.pca_fit, lambda r: {"x": _f(r, 4, 3), "num_components": 2}, ("x",)),
+    Case("pca_transform", I.pca_transform,
+         lambda r: {"x": _f(r, 4, 3), "pca": I.pca_fit(_f(r, 5, 3), num_components=2),
+                    "whiten": True}, ("x", "pca")),
+    Case("lossy_mi", I.lossy_mi,
+         lambda r: {"x": _f(r, 6, 3), "y": _f(r, 6, 2), "x_components": 2, "y_components": 1,
+                    "k": 2}, ("x", "y")),
+    Case("noisy_forward", I.noisy_forward,
+         lambda r: {"layers": [jnp.tanh], "x": _f(r, 3, 2), "key": KEY, "sigma": 0.1},
+         ("layers", "x")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
