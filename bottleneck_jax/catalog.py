@@ -444,6 +444,15 @@ _BUILT: dict[str, dict] = {
             "vq_code_logits", "vq_logits", "vq_logits_cross_entropy", "vq_logits_sample",
             "vq_logits_init_mapping", "VQLogitsHead")] + [f"{_O}.linear_cross_entropy"],
         tests=["tests/quantize/test_vq_logits.py"]),
+    "skintokens-fsq": dict(
+        functions=[f"{_Q}.{f}" for f in (
+            "fsq", "fsq_codes_to_indices", "fsq_indices_to_codes", "FSQ", "residual_fsq",
+            "residual_fsq_decode", "FSQCVAE", "quantize_coordinates", "dequantize_coordinates",
+            "rig_token_sequence", "split_rig_token_sequence")],
+        experiments=["skintokens-skinning", "fsq-digits", "vq-digits"],
+        tests=["tests/quantize/test_fsq.py", "tests/quantize/test_skintokens_fsq.py",
+               "tests/quantize/test_vqpytorch_parity.py", "tests/quantize/test_residual.py",
+               "tests/quantize/test_fsq_experiments.py"]),
     # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(

@@ -36,7 +36,7 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.quantize._nearest_code import METRICS, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import normalise
+from bottleneck_jax.quantize._nearest_code.common import normalise, segment_sum, take_rows
 from bottleneck_jax.quantize._vq import VQEMAState
 
 
@@ -64,14 +64,14 @@ def _kmeans(key, x, k, iters, metric, implementation):
     init = jax.random.choice(key, n, (k,), replace=False)
   else:
     init = jax.random.randint(key, (k,), 0, n)
-  means = jnp.take(x, init, axis=0)
+  means = take_rows(x, init)
   if metric == "cosine":
     means = normalise(means)
 
   def stats(means):
     idx = nearest_code(x, means, metric=metric, implementation=implementation).indices
-    bins = jax.ops.segment_sum(jnp.ones((n,), jnp.int32), idx, num_segments=k)
-    sums = jax.ops.segment_sum(x, idx, num_segments=k)
+    bins = segment_sum(jnp.ones((n,), jnp.int32), idx, k)
+    sums = segment_sum(x, idx, k)
     return bins, sums
 
   def body(_, means):
@@ -138,7 +138,7 @@ def _replace(key, state, x, threshold):
   k = state.codebook.shape[0]
   dead = state.cluster_size < threshold
   pick = jax.random.randint(key, (k,), 0, x.shape[0])
-  sample = jnp.take(x, pick, axis=0)
+  sample = take_rows(x, pick)
   thr = jnp.asarray(threshold, state.codebook.dtype)
   return VQEMAState(jnp.where(dead, thr, state.cluster_size),
                     jnp.where(dead[:, None], sample * thr, state.embed_avg),

@@ -52,7 +52,7 @@ from jaxtyping import Array, Float, Int
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.quantize._nearest_code import METRICS, check_codebook, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise
+from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise, segment_sum
 
 
 def _bits(z, k: int, dtype):
@@ -146,7 +146,7 @@ class _VQParts(NamedTuple):
 
 def _histogram(indices, k, dtype):
   flat = indices.reshape(-1)
-  counts = jnp.zeros((k,), jnp.int32).at[jnp.where(flat >= 0, flat, k)].add(1, mode="drop")
+  counts = segment_sum(jnp.ones(flat.shape, jnp.int32), jnp.where(flat >= 0, flat, k), k)
   total = jnp.maximum(jnp.sum(counts), 1)
   probs = counts.astype(dtype) / total.astype(dtype)
   entropy = -jnp.sum(jnp.where(counts > 0, probs * jnp.log(jnp.where(counts > 0, probs, 1.0)),
@@ -346,8 +346,8 @@ def _ema_update(state, z, idx, decay, epsilon):
   idx = jnp.where(idx >= 0, idx, k)     # -1 (masked / dropped) counts nowhere
   g = jnp.asarray(decay, dtype)
   # segment sums: O(N d), never the [N, K] one-hot
-  counts = jax.ops.segment_sum(jnp.ones(idx.shape, dtype), idx, num_segments=k)
-  sums = jax.ops.segment_sum(z, idx, num_segments=k)
+  counts = segment_sum(jnp.ones(idx.shape, dtype), idx, k)
+  sums = segment_sum(z, idx, k)
   cluster_size = g * state.cluster_size + (1 - g) * counts
   embed_avg = g * state.embed_avg + (1 - g) * sums
   total = jnp.sum(cluster_size)

@@ -33,6 +33,7 @@ TINY = {
     "chronicals-lora-plus": {"hidden": 32, "learning_rates": [1e-2], "smooth": 2,
                              "checkpoint_every": 2},
     "vpo-bandit": {"seeds": 2, "offline_steps": 4, "checkpoint_every": 2},
+    "fsq-digits": {"hidden": 16, "checkpoint_every": 2},
     "winner-siren": {"num_samples": 256, "width": 16, "seeds": [0], "eval_every": 2,
                      "checkpoint_every": 2},
 }
