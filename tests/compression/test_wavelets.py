@@ -139,3 +139,15 @@ def test_batch_sharded_over_an_explicit_mesh():
   np.testing.assert_allclose(np.asarray(y), np.asarray(wavelet_packet_2d(x, levels=2)),
                              atol=1e-5)
   np.testing.assert_allclose(np.asarray(back), np.asarray(x), atol=1e-5)
+
+
+def test_convolution_path_for_large_sizes_equals_pywavelets(monkeypatch):
+  """Sizes above the dense-matrix limit use depthwise convolutions: same numbers."""
+  import importlib
+  wav = importlib.import_module("bottleneck_jax.compression._wavelets")
+  monkeypatch.setattr(wav, "_DENSE_MAX", 4)
+  x = np.random.default_rng(3).standard_normal((16, 16, 2))
+  ours = np.asarray(wavelet_packet_2d(jnp.asarray(x, jnp.float32), levels=2))
+  np.testing.assert_allclose(ours, _pywt_packet_2d(x, "bior4.4", 2), atol=2e-5)
+  back = inverse_wavelet_packet_2d(jnp.asarray(ours), levels=2)
+  np.testing.assert_allclose(np.asarray(back), x, atol=1e-5)
