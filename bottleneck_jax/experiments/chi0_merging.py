@@ -13,7 +13,8 @@ shift between checkpoints, as between χ0's data subsets), and each "checkpoint"
 regression (closed form, ``ridge`` penalty, intercept unpenalised) of its subset. The merges:
 
 * ``uniform`` (1/N), ``inverse_loss`` (:func:`~bottleneck_jax.objectives.inverse_loss_weights` of
-  the validation MSEs), ``gradient_descent`` (:func:`~bottleneck_jax.objectives.optimize_mix_weights`
+  the validation MSEs), ``gradient_descent``
+  (:func:`~bottleneck_jax.objectives.optimize_mix_weights`
   on the validation batches, the repository's 50 steps at 0.05) and ``greedy``
   (:func:`~bottleneck_jax.objectives.greedy_soup`),
 

@@ -12,7 +12,8 @@ re-implemented in NumPy: a Barabási–Albert graph (``n`` nodes, ``m`` edges pe
 ``T = 1[σ(0.5 x_0 − 0.7 H_1 + 0.3 ε) > 0.5]``, effect ``τ = 2 + 1.5 sin(H_0)``, outcome
 ``Y = H_0 + 0.5 x_1 + 0.5 ε' + T τ``; the true ``τ`` of every node is known.
 
-Estimators (all on the same 2-fold cross-fitted nuisances, :func:`~bottleneck_jax.objectives.cross_fit`):
+Estimators (all on the same 2-fold cross-fitted nuisances,
+:func:`~bottleneck_jax.objectives.cross_fit`):
 
 * nuisances: ridge regressions of ``Y`` and ``T`` on graph features ``[X, ÂX, Â²X]`` (closed form);
 * ``repo_style``: the reference's graph-blind final stage — ridge (α = 0.1) on ``X·T̃`` with a

@@ -111,7 +111,8 @@ def action_aware_weights(counts: Int[Array, " c"] | Float[Array, " c"], *,
 
   .. math::
     \\beta_c = \\upsilon + \\lambda\\,\\frac{n_c - n_{min}}{n_{max} - n_{min}},\\qquad
-    w_c = C\\,\\frac{(1 - \\beta_c)/(1 - \\beta_c^{n_c})}{\\sum_j (1 - \\beta_j)/(1 - \\beta_j^{n_j})}
+    w_c = C\\,\\frac{(1 - \\beta_c)/(1 - \\beta_c^{n_c})}
+              {\\sum_j (1 - \\beta_j)/(1 - \\beta_j^{n_j})}
 
   Args:
     counts: ``[C]`` training-set class sizes ``>= 1``.

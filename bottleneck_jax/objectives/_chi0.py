@@ -220,8 +220,8 @@ def _check_loss_inputs(fn, loss_fn, stack, batches) -> int:
   return n
 
 
-def optimize_mix_weights(loss_fn: Callable[[Any, Any], Array], stack: Any, batches: Any, *,
-                         steps: int = 50, learning_rate: float = 0.05,
+def optimize_mix_weights(loss_fn: Callable[[Any, Any], Float[Array, ""]], stack: Any,
+                         batches: Any, *, steps: int = 50, learning_rate: float = 0.05,
                          adaptive: bool = False) -> MixWeights:
   """Simplex merge weights minimising the held-out loss of the merged model (χ0's
   ``gradient_descent`` / ``adaptive_gradient_descent``).

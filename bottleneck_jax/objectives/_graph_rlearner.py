@@ -8,7 +8,8 @@ Idea. The R-learner (Nie & Wager, 2021) estimates a conditional average treatmen
 residuals ``Ỹ = Y − m̂``, ``T̃ = T − ê``, then the final stage
 
 .. math::
-  \\hat\\tau = \\arg\\min_\\tau \\frac{1}{n}\\sum_i \\big(\\tilde Y_i - \\tau(X_i, G)\\,\\tilde T_i\\big)^2
+  \\hat\\tau = \\arg\\min_\\tau \\frac{1}{n}\\sum_i
+    \\big(\\tilde Y_i - \\tau(X_i, G)\\,\\tilde T_i\\big)^2
   \\ (+\\ \\text{regulariser}).
 
 On networks, where a unit's outcome and treatment depend on its neighbours, the paper finds that

@@ -40,7 +40,8 @@ Departures. The repository measures FAU of the DrQ-v2 encoder (4 conv ReLUs), ac
 the activations of one update batch; the switch rule is otherwise the repository's.
 :class:`ReLUMLP` returns its activations rather than ``sow``-ing them as ``nnx.Intermediate``: a
 module that sows outside ``nnx.capture`` changes its graph inside a jitted training step. The
-exact normalisation of Plasticine's ``compute_dormant_units`` was not verified; :func:`dormant_ratio`
+exact normalisation of Plasticine's ``compute_dormant_units`` was not verified;
+:func:`dormant_ratio`
 follows the ReDo paper's definition.
 """
 

@@ -88,7 +88,8 @@ def regression_checkpoints():
     th[cols] = np.linalg.lstsq(x[:200, cols], y[:200], rcond=None)[0]
     thetas.append(th)
   stack = {"theta": jnp.asarray(np.stack(thetas))}
-  val = {"x": jnp.asarray(x[200:400].reshape(4, 50, 6)), "y": jnp.asarray(y[200:400].reshape(4, 50))}
+  val = {"x": jnp.asarray(x[200:400].reshape(4, 50, 6)),
+         "y": jnp.asarray(y[200:400].reshape(4, 50))}
   test = (x[400:], y[400:])
   return stack, val, test
 

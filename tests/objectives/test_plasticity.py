@@ -1,5 +1,6 @@
 """Plasticity: FAU and dormant ratio against hand counts / NumPy, the adaptive replay ratio
-against a Python transcription of the repository's switch rule, the MLP that returns its activations."""
+against a Python transcription of the repository's switch rule, the MLP that returns its
+activations."""
 
 import jax
 import jax.numpy as jnp
