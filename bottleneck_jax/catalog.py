@@ -566,6 +566,12 @@ _BUILT: dict[str, dict] = {
             "loss_cos_cubed", "concept_matrix_search", "SparseCBMHead")],
         experiments=["sparse-cbm-search"],
         tests=["tests/concepts/test_sparse_cbm.py"]),
+    "knobo": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "fit_concept_probes", "concept_probs", "prior_matrix", "knobo_prior_loss",
+            "knobo_loss", "shift_report", "KnoBoHead")] + [f"{_D}.confounded_embeddings"],
+        experiments=["knobo-shift"],
+        tests=["tests/concepts/test_knobo.py"]),
     # --- end of concepts ---
 }
 
