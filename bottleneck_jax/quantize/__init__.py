@@ -17,6 +17,18 @@ from bottleneck_jax.quantize._dkvb import (
 from bottleneck_jax.quantize._fsq import FSQ, fsq, fsq_codes_to_indices, fsq_indices_to_codes
 from bottleneck_jax.quantize._kmeans import KMeans, kmeans, replace_dead_codes
 from bottleneck_jax.quantize._lfq import LFQ, lfq, lfq_indices_to_codes
+from bottleneck_jax.quantize._lpgnas import (
+  ArchParam,
+  QuantGCNLayer,
+  QuantSpec,
+  binary_quantize,
+  expected_bits,
+  fixed_point_quantize,
+  mixed_op,
+  mixed_quantize,
+  quantize_with,
+  ternary_quantize,
+)
 from bottleneck_jax.quantize._nearest_code import NearestCode, nearest_code
 from bottleneck_jax.quantize._residual import (
   ResidualFSQ,
@@ -57,6 +69,7 @@ from bottleneck_jax.quantize._vq_logits import (
 )
 
 __all__: list[str] = [
+    "ArchParam",
     "DKVBFrozen",
     "DiscreteKeyValueBottleneck",
     "FSQ",
@@ -64,6 +77,8 @@ __all__: list[str] = [
     "KMeans",
     "LFQ",
     "NearestCode",
+    "QuantGCNLayer",
+    "QuantSpec",
     "ResidualFSQ",
     "ResidualVQ",
     "SKINTOKENS_LEVELS",
@@ -73,10 +88,13 @@ __all__: list[str] = [
     "VQLogitsMap",
     "VQLogitsMapping",
     "VectorQuantizer",
+    "binary_quantize",
     "dequantize_coordinates",
     "dkvb",
     "dkvb_init_keys",
     "dkvb_project",
+    "expected_bits",
+    "fixed_point_quantize",
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
@@ -84,8 +102,11 @@ __all__: list[str] = [
     "kmeans",
     "lfq",
     "lfq_indices_to_codes",
+    "mixed_op",
+    "mixed_quantize",
     "nearest_code",
     "quantize_coordinates",
+    "quantize_with",
     "replace_dead_codes",
     "residual_fsq",
     "residual_fsq_decode",
@@ -95,6 +116,7 @@ __all__: list[str] = [
     "rig_token_sequence",
     "rotation_trick",
     "split_rig_token_sequence",
+    "ternary_quantize",
     "vector_quantize",
     "vq_code_logits",
     "vq_ema_init",

@@ -50,10 +50,26 @@ CASES = [
     Case("vq_logits_init_mapping", Q.vq_logits_init_mapping,
          lambda r: {"key": KEY, "w_out": _f(r, 7, 4), "num_codes": 3, "iters": 2},
          ("key", "w_out", "num_codes")),
+    Case("fixed_point_quantize", Q.fixed_point_quantize,
+         lambda r: {"x": _f(r, 3, 4), "total_bits": 4, "frac_bits": 2}, ("x",)),
+    Case("binary_quantize", Q.binary_quantize, lambda r: {"x": _f(r, 3, 4)}, ("x",)),
+    Case("ternary_quantize", Q.ternary_quantize, lambda r: {"x": _f(r, 3, 4)}, ("x",)),
+    Case("quantize_with", Q.quantize_with,
+         lambda r: {"x": _f(r, 3, 4), "spec": Q.QuantSpec("ternary")}, ("x", "spec")),
+    Case("mixed_quantize", Q.mixed_quantize,
+         lambda r: {"x": _f(r, 3, 4), "logits": _f(r, 2),
+                    "candidates": (Q.QuantSpec("fixed", 4, 2), Q.QuantSpec("binary"))},
+         ("x", "logits", "candidates")),
+    Case("expected_bits", Q.expected_bits,
+         lambda r: {"logits": _f(r, 2),
+                    "candidates": (Q.QuantSpec("fixed", 4, 2), Q.QuantSpec("binary"))},
+         ("logits", "candidates")),
     Case("residual_fsq_decode", Q.residual_fsq_decode,
          lambda r: {"indices": _i(r, 2, 2, high=100), "levels": [5, 5, 5]}, ("indices",)),
 ]
 
-NO_ROW: dict[str, str] = {}
+NO_ROW: dict[str, str] = {
+    "mixed_op": "takes arbitrary callables; covered in tests/quantize/test_lpgnas.py",
+}
 
 del jnp
