@@ -6,12 +6,21 @@
   the softmax mass and residual cached at refresh steps;
 * ZipVL (``_zipvl.py``) — the adaptive important-token count from probe attention, important-token
   prefill and a mixed-precision (4/2-bit) KV cache, on the packed KV quantisers of
-  ``_kv_quant.py`` (per-channel / per-token groups).
+  ``_kv_quant.py`` (per-channel / per-token groups);
+* Bottlenecked Transformers (``_bottlenecked_transformer.py``) — a cache processor that rewrites
+  the last reasoning step's KV entries and the top-k recalled ones in place.
 
 The block-sparse kernels these methods run on are the shared ops
 :func:`bottleneck_jax.ops.block_sparse_attention` and :func:`bottleneck_jax.ops.block_sparse_decode`.
 """
 
+from bottleneck_jax.attention._bottlenecked_transformer import (
+    CacheProcessor,
+    consolidate,
+    kv_rewrite,
+    recall_indices,
+    step_boundaries,
+)
 from bottleneck_jax.attention._kinetics import (
     BlockTopKAttention,
     BlockTopKOutput,
@@ -61,6 +70,7 @@ from bottleneck_jax.attention._zipvl import (
 __all__ = [
     "BlockTopKAttention",
     "BlockTopKOutput",
+    "CacheProcessor",
     "CostBreakdown",
     "MixedKV",
     "ModelCostConfig",
@@ -74,11 +84,13 @@ __all__ = [
     "block_scores",
     "block_topk_decode",
     "build_mixed_kv",
+    "consolidate",
     "dequantize_kv",
     "expected_cost",
     "important_token_prefill",
     "kinetics_cost",
     "kv_bits",
+    "kv_rewrite",
     "mixed_kv_bits",
     "mixed_kv_decode_attention",
     "normalized_scores",
@@ -88,12 +100,14 @@ __all__ = [
     "probe_attention",
     "quantize_kv",
     "qwen3_config",
+    "recall_indices",
     "rettention_refresh",
     "rettention_schedule",
     "rettention_sparse",
     "rettention_step",
     "select_blocks",
     "select_important",
+    "step_boundaries",
     "unpack_bits",
     "update_block_means",
 ]
