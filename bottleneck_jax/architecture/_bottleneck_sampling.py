@@ -241,6 +241,9 @@ def stage_timesteps(t_start: float, t_end: float, num_steps: int, *, shift: floa
   V.check_scalar(fn, "num_steps", num_steps, low=1, integer=True)
   if not t_end < t_start:
     raise ValueError(f"{fn}: t_end must be < t_start, got t_start={t_start}, t_end={t_end}")
+  V.check_scalar(fn, "shift", shift, low=0.0, low_inclusive=False, static=True)
+  if not math.isfinite(float(shift)):
+    raise ValueError(f"{fn}: shift must be finite, got {shift}")
   u = jnp.linspace(1.0, 0.0, int(num_steps) + 1, dtype=jnp.float32)
   return float(t_end) + (float(t_start) - float(t_end)) * shift_sd3(u, shift)
 
@@ -260,6 +263,7 @@ def renoise(x0: Float[Array, "*shape"], t: float, *, key) -> Float[Array, "*shap
   fn = "renoise"
   V.check_floating(fn, "x0", x0)
   V.check_scalar(fn, "t", t, low=0.0, high=1.0)
+  x0 = jnp.asarray(x0)
   key = as_key(key, fn=fn)
   eps = jax.random.normal(key, jnp.shape(x0), x0.dtype)
   t = jnp.asarray(t, x0.dtype)

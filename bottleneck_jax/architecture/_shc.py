@@ -350,7 +350,10 @@ def hc_coeffs(params: dict[str, Array], streams: Float[Array, "*batch n c"], *,
     >>> bool(jnp.allclose(co.h_res, jnp.eye(4))), co.h_pre.shape
     (True, (3, 4))
   """
-  fn = "hc_coeffs"
+  return _hc_coeffs("hc_coeffs", params, streams, kind, sinkhorn_iters, projection, epsilon)
+
+
+def _hc_coeffs(fn, params, streams, kind, sinkhorn_iters, projection, epsilon) -> HCCoeffs:
   _check_kind(fn, kind)
   _check_streams(fn, "streams", streams)
   n, c = streams.shape[-2:]
@@ -449,8 +452,7 @@ def hyper_connection(params: dict[str, Array], streams: Float[Array, "*batch n c
   fn = "hyper_connection"
   if not callable(branch_fn):
     raise TypeError(f"{fn}: branch_fn must be callable, got {type(branch_fn).__name__}")
-  co = hc_coeffs(params, streams, kind=kind, sinkhorn_iters=sinkhorn_iters,
-                 projection=projection)
+  co = _hc_coeffs(fn, params, streams, kind, sinkhorn_iters, projection, 1e-6)
   h = hc_width(streams, co.h_pre)
   f = branch_fn(h)
   if not hasattr(f, "shape") or tuple(f.shape) != tuple(h.shape):
@@ -541,6 +543,8 @@ def product_norm(matrices: Float[Array, "depth n n"]) -> float:
   if isinstance(matrices, jax.core.Tracer):
     raise TypeError(f"{fn}: matrices must be a concrete array (a host diagnostic), got a "
                     f"traced value")
+  if not np.isfinite(np.asarray(matrices, np.float64)).all():
+    raise ValueError(f"{fn}: matrices must be finite, got NaN or Inf entries")
   prod = np.eye(matrices.shape[1])
   for m in np.asarray(matrices, np.float64):
     prod = m @ prod
