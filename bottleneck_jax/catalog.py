@@ -286,6 +286,25 @@ _AR = "bottleneck_jax.architecture"
 _Q = "bottleneck_jax.quantize"
 _A = "bottleneck_jax.attention"
 _BUILT: dict[str, dict] = {
+    # --- compression ---
+    "walloc": dict(
+        functions=[f"bottleneck_jax.compression.{f}" for f in (
+            "wavelet_packet_2d", "inverse_wavelet_packet_2d", "wavelet_packet_1d",
+            "inverse_wavelet_packet_1d", "compand", "decompand", "walloc_bottleneck",
+            "walloc_loss", "WaLLoC", "tile_latents", "untile_latents", "latents_to_webp",
+            "webp_to_latents", "entropy_bottleneck", "EntropyBottleneck", "gaussian_conditional",
+            "build_factorized_tables", "encode_symbols", "decode_symbols", "compress_image",
+            "decompress_image")],
+        experiments=["walloc-images"],
+        tests=["tests/compression/test_wavelets.py", "tests/compression/test_entropy_models.py",
+               "tests/compression/test_walloc.py", "tests/test_cli_compress.py"]),
+    "ard-vae": dict(
+        functions=[f"bottleneck_jax.compression.{f}" for f in (
+            "ard_prior_variance", "ard_kl", "ard_vae_loss", "relevance_scores", "relevant_axes",
+            "ard_generate", "ARDVAE")],
+        experiments=["ard-vae-synthetic"],
+        tests=["tests/compression/test_ard_vae.py"]),
+    # --- end of compression ---
     "info-plane": dict(
         functions=["bottleneck_jax.information.binned_mi",
                    "bottleneck_jax.information.information_plane",
@@ -338,6 +357,13 @@ _BUILT: dict[str, dict] = {
         experiments=["lossy-mi-synthetic"],
         tests=["tests/information/test_lossy_mi.py",
                "tests/information/test_entropy_estimators.py"]),
+    "hib": dict(
+        functions=["bottleneck_jax.information.hib_loss",
+                   "bottleneck_jax.information.infonce_bilinear",
+                   "bottleneck_jax.information.HistoryEncoder",
+                   "bottleneck_jax.information.PrivilegedEncoder"],
+        experiments=["hib-hidden-params"],
+        tests=["tests/information/test_hib.py"]),
     "adaptive-mi": dict(
         functions=["bottleneck_jax.information.equal_count_bin_edges",
                    "bottleneck_jax.information.adaptive_binned_mi",

@@ -55,6 +55,13 @@ from bottleneck_jax.information._entropy_estimators import (
     kl_entropy,
     row_entropy,
 )
+from bottleneck_jax.information._hib import (
+    HIBLoss,
+    HistoryEncoder,
+    PrivilegedEncoder,
+    hib_loss,
+    infonce_bilinear,
+)
 from bottleneck_jax.information._ib_generalization import (
     MIConstraint,
     StochasticMLP,
@@ -109,6 +116,8 @@ __all__ = [
     "CSIBOutput",
     "CSIBRegressor",
     "CVIBLosses",
+    "HIBLoss",
+    "HistoryEncoder",
     "InformationPoint",
     "KDEInformation",
     "LayerwiseMLP",
@@ -117,6 +126,7 @@ __all__ = [
     "MINEOutput",
     "MINEState",
     "PCA",
+    "PrivilegedEncoder",
     "StochasticMLP",
     "VIB",
     "VIBClassifier",
@@ -148,6 +158,8 @@ __all__ = [
     "gaussian_encoder_mi",
     "gaussian_gram",
     "gaussian_mi",
+    "hib_loss",
+    "infonce_bilinear",
     "infonce_lower_bound",
     "information_plane",
     "js_lower_bound",

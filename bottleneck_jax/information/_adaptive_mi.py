@@ -94,11 +94,19 @@ def equal_count_bin_edges(acts: Float[Array, "n d"], *, num_bins: int = 30,
     [0.0, 1.0, 3.0, 5.0, 7.0, 8.0]
   """
   fn = "equal_count_bin_edges"
-  V.check_floating(fn, "acts", acts)
-  if acts.size < 1:
-    raise ValueError(f"{fn}: acts must not be empty, got {V.describe(acts)}")
+  _check_acts(fn, acts)
   _check_bins(fn, num_bins, low)
-  v = acts.reshape(-1).astype(jnp.float32)
+  return _edges(acts, num_bins, low)
+
+
+def _check_acts(fn: str, acts) -> None:
+  V.check_floating(fn, "acts", acts)
+  if jnp.size(acts) < 1:
+    raise ValueError(f"{fn}: acts must not be empty, got {V.describe(acts)}")
+
+
+def _edges(acts, num_bins, low):
+  v = jnp.asarray(acts).reshape(-1).astype(jnp.float32)
   lo = jnp.float32(low)
   v = jnp.where(v == lo, jnp.inf, v)
   u = jnp.unique(v, size=v.shape[0], fill_value=jnp.inf)
@@ -131,8 +139,16 @@ def adaptive_bin_codes(acts: Float[Array, "n d"], *, num_bins: int = 30,
     >>> adaptive_bin_codes(jnp.array([0.0, 1.0, 2.0, 30.0]), num_bins=2).tolist()
     [1, 2, 3, 4]
   """
-  edges = equal_count_bin_edges(acts, num_bins=num_bins, low=low)
-  return jnp.searchsorted(edges, acts.astype(jnp.float32), side="right").astype(jnp.int32)
+  fn = "adaptive_bin_codes"
+  _check_acts(fn, acts)
+  _check_bins(fn, num_bins, low)
+  return _adaptive_codes(acts, num_bins, low)
+
+
+def _adaptive_codes(acts, num_bins, low):
+  edges = _edges(acts, num_bins, low)
+  a = jnp.asarray(acts, jnp.float32)
+  return jnp.searchsorted(edges, a, side="right").astype(jnp.int32)
 
 
 def adaptive_binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *, num_bins: int = 30,
@@ -162,7 +178,7 @@ def adaptive_binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *, num_b
   _check_layer(fn, "t", t)
   _check_labels(fn, labels, t.shape[0])
   _check_bins(fn, num_bins, low)
-  codes = adaptive_bin_codes(t, num_bins=num_bins, low=low)
+  codes = _adaptive_codes(t, num_bins, low)
   return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, None)
 
 

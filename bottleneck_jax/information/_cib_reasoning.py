@@ -41,6 +41,12 @@ from bottleneck_jax.core import validation as V
 KINDS = ("surprisal", "uniform", "kl")
 
 
+def _same_dtype(fn: str, name_a: str, a, name_b: str, b) -> None:
+  if jnp.dtype(a.dtype) != jnp.dtype(b.dtype):
+    raise TypeError(f"{fn}: {name_a} and {name_b} must have the same dtype, got "
+                    f"{V.describe(a)} and {V.describe(b)}")
+
+
 def _check_mask(fn: str, mask) -> None:
   V.check_floating(fn, "mask", mask)
   V.check_rank(fn, "mask", mask, 2)
@@ -121,6 +127,7 @@ def cib_cost(mask: Float[Array, "b t"], *, kind: str = "surprisal",
     raise ValueError(f"{fn}: prior_logp_tok is required for kind={kind!r}")
   V.check_floating(fn, "prior_logp_tok", prior_logp_tok)
   V.check_same_shape(fn, "mask", mask, "prior_logp_tok", prior_logp_tok)
+  _same_dtype(fn, "mask", mask, "prior_logp_tok", prior_logp_tok)
   prior = jax.lax.stop_gradient(prior_logp_tok)
   if kind == "surprisal":
     return -jnp.sum(jnp.where(mask > 0, prior * mask, 0.0), axis=-1)
@@ -128,6 +135,7 @@ def cib_cost(mask: Float[Array, "b t"], *, kind: str = "surprisal",
     raise ValueError(f"{fn}: policy_logp_tok is required for kind='kl'")
   V.check_floating(fn, "policy_logp_tok", policy_logp_tok)
   V.check_same_shape(fn, "mask", mask, "policy_logp_tok", policy_logp_tok)
+  _same_dtype(fn, "mask", mask, "policy_logp_tok", policy_logp_tok)
   return jnp.sum(jnp.where(mask > 0, (policy_logp_tok - prior) * mask, 0.0), axis=-1)
 
 
@@ -153,6 +161,7 @@ def cib_reward(task_reward: Float[Array, "b"], cost: Float[Array, "b"], *,
   V.check_floating(fn, "task_reward", task_reward)
   V.check_floating(fn, "cost", cost)
   V.check_same_shape(fn, "task_reward", task_reward, "cost", cost)
+  _same_dtype(fn, "task_reward", task_reward, "cost", cost)
   V.check_scalar(fn, "beta", beta, low=0.0)
   return task_reward - jnp.asarray(beta, cost.dtype) * cost
 
@@ -184,6 +193,7 @@ def cib_optimal_policy(log_q: Float[Array, "m"], rewards: Float[Array, "m"], *,
   V.check_rank(fn, "log_q", log_q, 1)
   V.check_floating(fn, "rewards", rewards)
   V.check_same_shape(fn, "log_q", log_q, "rewards", rewards)
+  _same_dtype(fn, "log_q", log_q, "rewards", rewards)
   if log_q.shape[0] < 1:
     raise ValueError(f"{fn}: log_q must hold at least one trace, got {V.describe(log_q)}")
   V.check_scalar(fn, "beta", beta, low=0.0, low_inclusive=False)

@@ -375,7 +375,15 @@ def cs_ib_loss(x: Float[Array, "n dx"], y: Float[Array, "n dy"], y_hat: Float[Ar
   """
   fn = "cs_ib_loss"
   V.check_scalar(fn, "beta", beta, low=0.0)
-  _check_2d(fn, "t", t)
+  for arg, a in (("x", x), ("y", y), ("y_hat", y_hat), ("t", t)):
+    _check_2d(fn, arg, a)
+  V.check_same_shape(fn, "y", y, "y_hat", y_hat)
+  _check_rows(fn, ("x", "y"), (x, y))
+  if len({jnp.dtype(a.dtype) for a in (x, y, y_hat, t)}) != 1:
+    raise TypeError(f"{fn}: x, y, y_hat and t must have the same dtype, got {V.describe(x)}, "
+                    f"{V.describe(y)}, {V.describe(y_hat)}, {V.describe(t)}")
+  _check_sigma(fn, "sigma", sigma)
+  V.check_choice(fn, "denominator", denominator, DENOMINATORS)
   _check_rows(fn, ("x", "t"), (x, t))
   pred = conditional_cs_divergence(x, y, y_hat, sigma_x=sigma, sigma_y=sigma,
                                    denominator=denominator)

@@ -44,6 +44,7 @@ from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.core.units import LN2
+from bottleneck_jax.information._entropy_estimators import _replicated
 
 MODES = ("sample", "hard", "weighted", "mean")
 _EPS = 1e-8
@@ -62,6 +63,9 @@ def _check_params(fn: str, mu, logvar) -> None:
   V.check_same_shape(fn, "mu", mu, "logvar", logvar)
   if mu.shape[0] < 1:
     raise ValueError(f"{fn}: mu must hold at least one channel, got {V.describe(mu)}")
+  if jnp.dtype(mu.dtype) != jnp.dtype(logvar.dtype):
+    raise TypeError(f"{fn}: mu and logvar must have the same dtype, got {V.describe(mu)} and "
+                    f"{V.describe(logvar)}")
 
 
 def vib_mask_init(key, dim: int, *, init_mag: float = 9.0, init_var: float = 0.01,
@@ -79,8 +83,9 @@ def vib_mask_init(key, dim: int, *, init_mag: float = 9.0, init_var: float = 0.0
   """
   fn = "vib_mask_init"
   V.check_scalar(fn, "dim", dim, low=1, integer=True)
-  V.check_scalar(fn, "init_mag", init_mag)
-  V.check_scalar(fn, "init_var", init_var, low=0.0)
+  V.check_scalar(fn, "init_mag", init_mag, static=True)
+  V.check_scalar(fn, "init_var", init_var, low=0.0, static=True)
+  init_mag, init_var = float(init_mag), float(init_var)
   key = as_key(key, fn=fn)
   k1, k2 = jax.random.split(key)
   mu = 1.0 + init_var * jax.random.normal(k1, (int(dim),), dtype)
@@ -137,8 +142,9 @@ def vib_mask_sparsity(mu: Float[Array, "d"], logvar: Float[Array, "d"], *,
     0.5
   """
   fn = "vib_mask_sparsity"
+  _check_params(fn, mu, logvar)
   V.check_scalar(fn, "threshold", threshold)
-  la = vib_mask_log_alpha(mu, logvar)
+  la = logvar - jnp.log(mu * mu + _EPS)
   return jnp.mean((la >= threshold).astype(jnp.float32))
 
 
@@ -171,6 +177,9 @@ def vib_mask(h: Float[Array, "b *tokens d"], mu: Float[Array, "d"], logvar: Floa
   if h.shape[-1] != mu.shape[0]:
     raise ValueError(f"{fn}: h's last axis must match the {mu.shape[0]} gates, got "
                      f"{V.describe(h)}")
+  if jnp.dtype(h.dtype) != jnp.dtype(mu.dtype):
+    raise TypeError(f"{fn}: h must have the dtype of mu ({jnp.dtype(mu.dtype).name}), got "
+                    f"{V.describe(h)}")
   V.check_choice(fn, "mode", mode, MODES)
   V.check_scalar(fn, "threshold", threshold)
   V.check_scalar(fn, "kl_mult", kl_mult, low=0.0)
@@ -190,7 +199,7 @@ def vib_mask(h: Float[Array, "b *tokens d"], mu: Float[Array, "d"], logvar: Floa
   else:
     mask = mu
   seq_len = math.prod(h.shape[1:-1])
-  kl = vib_mask_kl(mu, logvar, seq_len=1)
+  kl = 0.5 * jnp.sum(jnp.log1p(mu * mu / (jnp.exp(logvar) + _EPS)))
   loss = kl_mult * seq_len * kl
   bits = jnp.broadcast_to(kl / LN2, (h.shape[0],))
   return BottleneckOutput(h * mask, loss, bits,
@@ -214,14 +223,25 @@ def cross_view_infonce(anchors: Float[Array, "b d"], others: Float[Array, "b d"]
     True
   """
   fn = "cross_view_infonce"
-  V.check_floating(fn, "anchors", anchors)
-  V.check_rank(fn, "anchors", anchors, 2)
-  V.check_floating(fn, "others", others)
-  V.check_same_shape(fn, "anchors", anchors, "others", others)
-  if anchors.shape[0] < 1 or anchors.shape[1] < 1:
-    raise ValueError(f"{fn}: anchors must be a non-empty [B, D] array, got "
-                     f"{V.describe(anchors)}")
+  _check_views(fn, "anchors", anchors, "others", others)
   V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
+  return _cross_view(anchors, others, temperature)
+
+
+def _check_views(fn, name_a, a, name_b, b) -> None:
+  V.check_floating(fn, name_a, a)
+  V.check_rank(fn, name_a, a, 2)
+  V.check_floating(fn, name_b, b)
+  V.check_same_shape(fn, name_a, a, name_b, b)
+  if a.shape[0] < 1 or a.shape[1] < 1:
+    raise ValueError(f"{fn}: {name_a} must be a non-empty [B, D] array, got {V.describe(a)}")
+  if jnp.dtype(a.dtype) != jnp.dtype(b.dtype):
+    raise TypeError(f"{fn}: {name_a} and {name_b} must have the same dtype, got "
+                    f"{V.describe(a)} and {V.describe(b)}")
+
+
+def _cross_view(anchors, others, temperature):
+  anchors, others = _replicated(anchors), _replicated(others)
   na = anchors / jnp.maximum(jnp.linalg.norm(anchors, axis=-1, keepdims=True), 1e-8)
   nb = others / jnp.maximum(jnp.linalg.norm(others, axis=-1, keepdims=True), 1e-8)
   s = na @ nb.T / temperature
@@ -284,16 +304,18 @@ def cvib_losses(logits_o: Float[Array, "b c"], logits_p: Float[Array, "b c"],
   V.check_shape(fn, "labels", labels, (logits_o.shape[0],))
   V.check_floating(fn, "kl", kl)
   V.check_shape(fn, "kl", kl, ())
-  if h_o.shape[:1] != logits_o.shape[:1]:
+  _check_views(fn, "h_o", h_o, "h_p", h_p)
+  if h_o.shape[0] != logits_o.shape[0]:
     raise ValueError(f"{fn}: h_o must have one row per example ({logits_o.shape[0]}), got "
                      f"{V.describe(h_o)}")
   V.check_scalar(fn, "kl_weight", kl_weight, low=0.0)
   V.check_scalar(fn, "cl_weight", cl_weight, low=0.0)
+  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
   sg = jax.lax.stop_gradient
   ce_o = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_o, labels))
   ce_p = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_p, labels))
-  cl_o = cross_view_infonce(sg(h_p), h_o, temperature=temperature)
-  cl_p = cross_view_infonce(h_p, sg(h_o), temperature=temperature)
+  cl_o = _cross_view(sg(h_p), h_o, temperature)
+  cl_p = _cross_view(h_p, sg(h_o), temperature)
   return CVIBLosses(ce_o + cl_weight * cl_o, ce_p + kl_weight * kl + cl_weight * cl_p,
                     ce_o, ce_p, cl_o, cl_p)
 

@@ -221,6 +221,7 @@ def mi_constraint_step(mi: Float[Array, ""], lam: Float[Array, ""], *, target: f
   V.check_shape(fn, "lam", lam, ())
   V.check_scalar(fn, "target", target)
   V.check_scalar(fn, "lam_lr", lam_lr, low=0.0)
+  mi, lam = jnp.asarray(mi), jnp.asarray(lam)
   gap = jnp.asarray(target, mi.dtype) - mi
   new = lam + jnp.asarray(lam_lr, lam.dtype) * jax.lax.stop_gradient(gap).astype(lam.dtype)
   return MIConstraint(jax.lax.stop_gradient(lam).astype(mi.dtype) * gap,

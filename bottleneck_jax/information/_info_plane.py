@@ -78,6 +78,19 @@ def _check_labels(fn: str, labels, n: int) -> None:
   V.check_shape(fn, "labels", labels, (n,))
 
 
+def _check_binning(fn: str, num_edges, lo, hi) -> None:
+  V.check_scalar(fn, "num_edges", num_edges, low=2, integer=True, static=True)
+  V.check_scalar(fn, "lo", lo, static=True)
+  V.check_scalar(fn, "hi", hi, static=True)
+  if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+    raise ValueError(f"{fn}: lo and hi must be finite with lo < hi, got lo={lo}, hi={hi}")
+
+
+def _bin_codes(t, num_edges, lo, hi):
+  edges = jnp.linspace(float(lo), float(hi), int(num_edges), dtype=jnp.float32)
+  return jnp.searchsorted(edges, jnp.asarray(t, jnp.float32), side="right").astype(jnp.int32)
+
+
 def uniform_bin_codes(t: Float[Array, "*batch"], *, num_edges: int = 30, lo: float = -1.0,
                       hi: float = 1.0) -> Int[Array, "*batch"]:
   """Bin indices of ``t`` on the fixed edges ``linspace(lo, hi, num_edges)`` (``digitize``).
@@ -101,13 +114,8 @@ def uniform_bin_codes(t: Float[Array, "*batch"], *, num_edges: int = 30, lo: flo
   """
   fn = "uniform_bin_codes"
   V.check_floating(fn, "t", t)
-  V.check_scalar(fn, "num_edges", num_edges, low=2, integer=True, static=True)
-  V.check_scalar(fn, "lo", lo, static=True)
-  V.check_scalar(fn, "hi", hi, static=True)
-  if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-    raise ValueError(f"{fn}: lo and hi must be finite with lo < hi, got lo={lo}, hi={hi}")
-  edges = jnp.linspace(float(lo), float(hi), int(num_edges), dtype=jnp.float32)
-  return jnp.searchsorted(edges, t.astype(jnp.float32), side="right").astype(jnp.int32)
+  _check_binning(fn, num_edges, lo, hi)
+  return _bin_codes(t, num_edges, lo, hi)
 
 
 def _codes_mi(fn: str, codes, labels, x_codes) -> InformationPoint:
@@ -158,7 +166,8 @@ def binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *,
   fn = "binned_mi"
   _check_layer(fn, "t", t)
   _check_labels(fn, labels, t.shape[0])
-  codes = uniform_bin_codes(t, num_edges=num_edges, lo=lo, hi=hi)
+  _check_binning(fn, num_edges, lo, hi)
+  codes = _bin_codes(t, num_edges, lo, hi)
   return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, x_codes)
 
 
@@ -173,9 +182,7 @@ def binned_estimator(*, num_edges: int = 30, lo: float = -1.0, hi: float = 1.0
     >>> callable(est)
     True
   """
-  fn = "binned_estimator"
-  V.check_scalar(fn, "num_edges", num_edges, low=2, integer=True, static=True)
-  uniform_bin_codes(jnp.zeros((1,)), num_edges=num_edges, lo=lo, hi=hi)  # validates lo, hi
+  _check_binning("binned_estimator", num_edges, lo, hi)
   return lambda t, labels: binned_mi(t, labels, num_edges=num_edges, lo=lo, hi=hi)
 
 

@@ -123,6 +123,13 @@ CASES = [
     Case("noisy_forward", I.noisy_forward,
          lambda r: {"layers": [jnp.tanh], "x": _f(r, 3, 2), "key": KEY, "sigma": 0.1},
          ("layers", "x")),
+    # hib
+    Case("infonce_bilinear", I.infonce_bilinear,
+         lambda r: {"z": _f(r, 3, 2), "e_emb": _f(r, 3, 4), "w": _f(r, 2, 4),
+                    "temperature": 0.5}, ("z", "e_emb", "w")),
+    Case("hib_loss", I.hib_loss,
+         lambda r: {"z_mu": _f(r, 3, 2), "z_std": _f(r, 3, 2), "e_emb": _f(r, 3, 4),
+                    "w": _f(r, 2, 4), "key": KEY, "beta": 0.1}, ("z_mu", "z_std", "e_emb", "w")),
     Case("logspaced_epochs", I.logspaced_epochs, lambda r: {"num_epochs": 10, "num_points": 4},
          ("num_epochs", "num_points")),
 ]
