@@ -1,10 +1,22 @@
 """Information-bottleneck objectives and mutual-information estimators.
 
-Built so far: Deep VIB (``_vib.py``), the base every paper of this family builds on, and the
-mutual-information estimators (``_mi_estimators.py``: InfoNCE, NWJ, DV/MINE, JS bounds on critic
-scores; the KSG nearest-neighbour estimator). As
-everywhere in the library, implementation modules are private and the family re-exports their
-public names: ``from bottleneck_jax.information import vib`` gives the function ``vib``. See ``bottleneck-jax list --family information`` for the catalogue.
+All quantities are in nats unless a name says bits (:func:`to_bits` converts).
+
+* Base method: Deep VIB (``_vib.py``).
+* Estimator toolkit: variational bounds on critic scores (InfoNCE, NWJ, DV/MINE, JS) and KSG
+  (``_mi_estimators.py``); Kozachenko-Leonenko entropy, plug-in entropy/MI of discrete rows, KDE
+  entropy bounds and KDE MI, CLUB, the Gaussian closed form (``_entropy_estimators.py``).
+* Papers, one private module each (named after the catalogue id): the information plane and its
+  binning estimator (``_info_plane.py``), adaptive binning and adaptive KDE
+  (``_adaptive_mi.py``), the Cauchy-Schwarz IB for regression (``_cs_ib.py``), CVIB's channel
+  masks and contrastive loss (``_cvib.py``), the Gaussian-encoder MI estimators and
+  MI-constrained training of "How does IB help deep learning?" (``_ib_generalization.py``),
+  compress-then-estimate MI (``_lossy_mi.py``), the HIB history encoder (``_hib.py``) and the
+  conditional-IB reasoning reward (``_cib_reasoning.py``).
+
+Implementation modules are private and the family re-exports their public names:
+``from bottleneck_jax.information import vib`` gives the function ``vib``. See
+``bottleneck-jax list --family information`` for the catalogue.
 """
 
 from bottleneck_jax.information._adaptive_mi import (
