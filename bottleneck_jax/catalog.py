@@ -479,6 +479,12 @@ _BUILT: dict[str, dict] = {
         tests=["tests/quantize/test_fsq.py", "tests/quantize/test_skintokens_fsq.py",
                "tests/quantize/test_vqpytorch_parity.py", "tests/quantize/test_residual.py",
                "tests/quantize/test_fsq_experiments.py"]),
+    "lpgnas": dict(
+        functions=[f"{_Q}.{f}" for f in (
+            "fixed_point_quantize", "binary_quantize", "ternary_quantize", "QuantSpec",
+            "quantize_with", "mixed_quantize", "mixed_op", "expected_bits", "QuantGCNLayer")],
+        experiments=["lpgnas-graph"],
+        tests=["tests/quantize/test_lpgnas.py"]),
     # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(
