@@ -4,6 +4,18 @@ Wavelet packet transforms, learned entropy models with a real range coder, WaLLo
 BottleFit, sparse autoencoders and SAE-based data selection.
 """
 
+from bottleneck_jax.compression._ard_vae import (
+  ARDVAE,
+  ARDLoss,
+  ArdPriorVariance,
+  RelevantAxes,
+  ard_generate,
+  ard_kl,
+  ard_prior_variance,
+  ard_vae_loss,
+  relevance_scores,
+  relevant_axes,
+)
 from bottleneck_jax.compression._codec import (
   CompressedHeader,
   WaLLoCCodec,
@@ -70,6 +82,16 @@ from bottleneck_jax.compression._wavelets import (
 )
 
 __all__: list[str] = [
+  "ARDVAE",
+  "ARDLoss",
+  "ArdPriorVariance",
+  "RelevantAxes",
+  "ard_generate",
+  "ard_kl",
+  "ard_prior_variance",
+  "ard_vae_loss",
+  "relevance_scores",
+  "relevant_axes",
   "CompressedHeader",
   "WaLLoCCodec",
   "available_models",

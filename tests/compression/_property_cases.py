@@ -1,5 +1,6 @@
 """Property-test rows (``tests/test_properties.py``) of the compression family."""
 
+import jax.numpy as jnp
 import numpy as np
 
 from bottleneck_jax import compression as Comp
@@ -11,6 +12,25 @@ _Q = Comp.fit_quantiles(_P, iterations=30)
 _G = Comp.build_gaussian_tables(Comp.gaussian_scale_table(levels=3))
 
 CASES = [
+    # ARD-VAE
+    Case("ard_prior_variance", Comp.ard_prior_variance,
+         lambda r: {"z_samples": _f(r, 4, 3), "alpha0": 1.0, "beta0": 1.0}, ("z_samples",)),
+    Case("ard_kl", Comp.ard_kl,
+         lambda r: {"mu": _f(r, 2, 3), "logvar": _f(r, 2, 3), "prior_var": _f(r, 3)},
+         ("mu", "logvar", "prior_var")),
+    Case("ard_vae_loss", Comp.ard_vae_loss,
+         lambda r: {"x": _f(r, 2, 4), "x_hat": _f(r, 2, 4), "mu": _f(r, 2, 3),
+                    "logvar": _f(r, 2, 3), "prior_var": _f(r, 3), "kl_weight": 1.0},
+         ("x", "x_hat", "mu", "logvar", "prior_var")),
+    Case("relevance_scores", Comp.relevance_scores,
+         lambda r: {"decoder_fn": lambda z: 2.0 * z, "mu": _f(r, 2, 3), "prior_var": _f(r, 3)},
+         ("decoder_fn", "mu", "prior_var")),
+    Case("relevant_axes", Comp.relevant_axes,
+         lambda r: {"scores": _f(r, 4), "threshold": 0.99}, ("scores",)),
+    Case("ard_generate", Comp.ard_generate,
+         lambda r: {"key": KEY, "mu_mean": _f(r, 3), "prior_var": _f(r, 3),
+                    "mask": jnp.asarray([True, False, True]), "num": 2},
+         ("key", "mu_mean", "prior_var", "mask", "num")),
     # WaLLoC
     Case("compand", Comp.compand, lambda r: {"z": _f(r, 3, 2), "latent_bits": 8}, ("z",)),
     Case("decompand", Comp.decompand, lambda r: {"u": _f(r, 3, 2), "latent_bits": 8}, ("u",)),

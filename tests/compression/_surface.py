@@ -3,6 +3,17 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # ARD-VAE
+    "ARDLoss": "class",
+    "ARDVAE": "class",
+    "ArdPriorVariance": "class",
+    "RelevantAxes": "class",
+    "ard_generate": "function",
+    "ard_kl": "function",
+    "ard_prior_variance": "function",
+    "ard_vae_loss": "function",
+    "relevance_scores": "function",
+    "relevant_axes": "function",
     # WaLLoC and the codec
     "CompressedHeader": "class",
     "WaLLoC": "class",
