@@ -485,6 +485,10 @@ _BUILT: dict[str, dict] = {
             "quantize_with", "mixed_quantize", "mixed_op", "expected_bits", "QuantGCNLayer")],
         experiments=["lpgnas-graph"],
         tests=["tests/quantize/test_lpgnas.py"]),
+    "codebook-features": dict(
+        functions=[f"{_Q}.{f}" for f in (
+            "codebook_snap", "group_codebook_snap", "CodebookLayer", "GroupCodebookLayer")],
+        tests=["tests/quantize/test_codebook_features.py"]),
     # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(
@@ -604,6 +608,13 @@ _BUILT: dict[str, dict] = {
             "knobo_loss", "shift_report", "KnoBoHead")] + [f"{_D}.confounded_embeddings"],
         experiments=["knobo-shift"],
         tests=["tests/concepts/test_knobo.py"]),
+    "dn-cbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "sae_init", "sae_encode", "sae_decode", "sae_loss", "renorm_decoder",
+            "resample_dead", "name_concepts", "sparse_probe_loss", "explanation_size",
+            "SparseAutoencoder")] + [f"{_D}.sparse_dictionary"],
+        experiments=["dn-cbm-dictionary"],
+        tests=["tests/concepts/test_dn_cbm.py"]),
     # --- end of concepts ---
 }
 

@@ -160,8 +160,9 @@ def sae_loss(params: SAEParams, x: Float[Array, "b d"], *, l1: float = 3e-5) -> 
     1.5
   """
   fn = "sae_loss"
-  _check_params(fn, params)
+  _, d = _check_params(fn, params)
   _float(fn, "x", x, rank=2)
+  V.check_axis_size(fn, "x", x, 1, d, "the SAE's input dimension")
   _check_nonempty(fn, "x", x, 0, "examples")
   V.check_scalar(fn, "l1", l1, low=0)
   f = sae_encode(params, x)
@@ -221,9 +222,9 @@ def resample_dead(params: SAEParams, x: Float[Array, "n d"], fire_counts: Int[Ar
   new_dir = new_dir / jnp.maximum(jnp.linalg.norm(new_dir, axis=-1, keepdims=True), 1e-12)
   dead = fire_counts <= threshold
   alive_norm = jnp.linalg.norm(params.w_enc.astype(jnp.float32), axis=-1)
-  n_alive = jnp.sum(~dead)
+  n_alive = jnp.sum((~dead).astype(jnp.float32))
   scale = 0.2 * jnp.where(n_alive > 0, jnp.sum(jnp.where(dead, 0.0, alive_norm))
-                          / jnp.maximum(n_alive, 1), 1.0)
+                          / jnp.maximum(n_alive, 1.0), 1.0)
   dt = params.w_enc.dtype
   w_enc = jnp.where(dead[:, None], (scale * new_dir).astype(dt), params.w_enc)
   w_dec = jnp.where(dead[None, :], new_dir.T.astype(dt), params.w_dec)
