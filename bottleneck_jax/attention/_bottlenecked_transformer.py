@@ -55,6 +55,7 @@ def step_boundaries(tokens: Int[Array, "*batch length"],
   fn = "step_boundaries"
   V.check_rank(fn, "tokens", tokens, min_rank=1)
   V.check_integer(fn, "tokens", tokens)
+  V.check_array(fn, "newline_ids", newline_ids)
   ids = jnp.asarray(newline_ids)
   if ids.ndim != 1 or ids.size < 1 or not jnp.issubdtype(ids.dtype, jnp.integer):
     raise ValueError(f"{fn}: newline_ids must be a non-empty 1-D integer array, got "
@@ -87,6 +88,7 @@ def recall_indices(
   V.check_array(fn, "seg_start", seg_start)
   if jnp.ndim(seg_start) != 0:
     raise ValueError(f"{fn}: seg_start must be a scalar, got {V.describe(seg_start)}")
+  V.check_integer(fn, "seg_start", seg_start)
   t = attn.shape[-1]
   if t < 1:
     raise ValueError(f"{fn}: attn must have at least one position, got shape {list(attn.shape)}")

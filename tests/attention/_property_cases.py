@@ -148,3 +148,24 @@ CASES += [
                                               max_important=2)},
          ("q", "mixed")),
 ]
+
+
+def _bt_cache(r):
+  return _f(r, 1, 6, 1, 4), _f(r, 1, 6, 1, 4)
+
+
+CASES += [
+    Case("step_boundaries", A.step_boundaries,
+         lambda r: {"tokens": _i(r, 2, 5), "newline_ids": jnp.asarray([1], jnp.int32)},
+         ("tokens", "newline_ids")),
+    Case("recall_indices", A.recall_indices,
+         lambda r: {"attn": _f(r, 1, 2, 2, 6), "seg_start": 4, "k": 2},
+         ("attn", "seg_start", "k")),
+    Case("kv_rewrite", A.kv_rewrite,
+         lambda r: {"k_cache": _bt_cache(r)[0], "v_cache": _bt_cache(r)[1],
+                    "idx": jnp.asarray([1, 3], jnp.int32), "dk": _f(r, 1, 2, 1, 4),
+                    "dv": _f(r, 1, 2, 1, 4)},
+         ("k_cache", "v_cache", "idx", "dk", "dv")),
+]
+NO_ROW = {"consolidate": "takes an NNX CacheProcessor; bad caches, capacities and recall "
+                         "tables are covered in tests/attention/test_bottlenecked_transformer.py"}

@@ -121,3 +121,12 @@ def test_errors():
     kv_rewrite(kc, vc, jnp.asarray([1]), jnp.ones((L, 2, H, D)), jnp.ones((L, 1, H, D)))
   with pytest.raises(ValueError, match="step_boundaries: newline_ids must be a non-empty"):
     step_boundaries(jnp.asarray([1, 2]), jnp.asarray([], jnp.int32))
+
+
+def test_consolidation_toy_quick_run_learns(tmp_path):
+  from bottleneck_jax.experiments import registry
+  s = registry.run_experiment("bottlenecked-consolidation-toy", workdir=tmp_path,
+                              progress=False, quick=True)
+  res = s["results"]
+  assert res["mse_processor_init"] == pytest.approx(res["mse_frozen_backbone"], rel=1e-6)
+  assert res["mse_processor_trained"] < res["mse_processor_init"]
