@@ -416,6 +416,11 @@ _BUILT: dict[str, dict] = {
                    f"{_O}.block_mask_to_table"],
         experiments=["kinetics-cost"],
         tests=["tests/attention/test_kinetics.py", "tests/ops/test_block_sparse_attention.py"]),
+    "bottlenecked-transformer": dict(
+        functions=[f"{_A}.{f}" for f in (
+            "step_boundaries", "recall_indices", "kv_rewrite", "consolidate", "CacheProcessor")],
+        experiments=["bottlenecked-consolidation-toy"],
+        tests=["tests/attention/test_bottlenecked_transformer.py"]),
     "rettention": dict(
         functions=[f"{_A}.rettention_refresh", f"{_A}.rettention_sparse",
                    f"{_A}.rettention_step", f"{_A}.rettention_schedule",
