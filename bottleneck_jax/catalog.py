@@ -620,6 +620,12 @@ _BUILT: dict[str, dict] = {
             "SparseAutoencoder")] + [f"{_D}.sparse_dictionary"],
         experiments=["dn-cbm-dictionary"],
         tests=["tests/concepts/test_dn_cbm.py"]),
+    "cbm-input-features": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "class_level_labels", "oracle_impurity", "saliency_grad", "saliency_grad_x_input",
+            "integrated_gradients", "relevance_mass")] + [f"{_D}.two_slot"],
+        experiments=["cbm-cooccurrence"],
+        tests=["tests/concepts/test_cbm_input_features.py", "tests/concepts/test_saliency.py"]),
     # --- end of concepts ---
 }
 

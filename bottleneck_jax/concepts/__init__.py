@@ -29,6 +29,11 @@ from bottleneck_jax.concepts._cbm import (
     soft_threshold,
     uncertainty_group_mask,
 )
+from bottleneck_jax.concepts._cbm_input_features import (
+    OracleImpurity,
+    class_level_labels,
+    oracle_impurity,
+)
 from bottleneck_jax.concepts._concept_metrics import (
     CGIM,
     CLMResult,
@@ -131,6 +136,7 @@ __all__ = [
     "LaBoHead",
     "LinearHead",
     "Naming",
+    "OracleImpurity",
     "PosthocCBM",
     "PosthocHybridCBM",
     "RegionMetrics",
@@ -150,6 +156,7 @@ __all__ = [
     "cem_at_k",
     "cgim",
     "class_concept_similarity",
+    "class_level_labels",
     "clm",
     "coam",
     "concept_accuracy",
@@ -177,6 +184,7 @@ __all__ = [
     "loss_gumbel",
     "loss_l1",
     "name_concepts",
+    "oracle_impurity",
     "pcbm_h_logits",
     "pcbm_logits",
     "peak_distance",

@@ -184,4 +184,11 @@ CASES = [
     Case("explanation_size", C.explanation_size,
          lambda r: {"w": _f(r, 2, 4), "f": _f(r, 3, 4), "y_pred": _i(r, 3, high=2)},
          ("w", "f", "y_pred")),
+    # --- cbm-input-features ---
+    Case("class_level_labels", C.class_level_labels,
+         lambda r: {"c": _i(r, 4, 3, high=2), "y": _i(r, 4, high=2), "n_classes": 2},
+         ("c", "y")),
+    Case("oracle_impurity", C.oracle_impurity,
+         lambda r: {"c_repr": _f(r, 4, 2), "c_true": jnp.asarray([[0, 1], [1, 0], [0, 0], [1, 1]]),
+                    "steps": 2}, ("c_repr", "c_true")),
 ]
