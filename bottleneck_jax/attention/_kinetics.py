@@ -199,7 +199,7 @@ def kinetics_cost(
   Example:
     >>> c = kinetics_cost(qwen3_config("0.6B"), 128, 32768, reference_compat=True)
     >>> round(c.total / 1e12)
-    35083
+    35079
   """
   fn = "kinetics_cost"
   _check_cfg(fn, cfg)
