@@ -7,6 +7,12 @@ op, :func:`residual_vq`, :func:`grouped_vq`, :func:`residual_fsq` and :func:`lfq
 Quantization, MAGVIT-v2).
 """
 
+from bottleneck_jax.quantize._codebook_features import (
+  CodebookLayer,
+  GroupCodebookLayer,
+  codebook_snap,
+  group_codebook_snap,
+)
 from bottleneck_jax.quantize._dkvb import (
   DiscreteKeyValueBottleneck,
   DKVBFrozen,
@@ -70,10 +76,12 @@ from bottleneck_jax.quantize._vq_logits import (
 
 __all__: list[str] = [
     "ArchParam",
+    "CodebookLayer",
     "DKVBFrozen",
     "DiscreteKeyValueBottleneck",
     "FSQ",
     "FSQCVAE",
+    "GroupCodebookLayer",
     "KMeans",
     "LFQ",
     "NearestCode",
@@ -89,6 +97,7 @@ __all__: list[str] = [
     "VQLogitsMapping",
     "VectorQuantizer",
     "binary_quantize",
+    "codebook_snap",
     "dequantize_coordinates",
     "dkvb",
     "dkvb_init_keys",
@@ -98,6 +107,7 @@ __all__: list[str] = [
     "fsq",
     "fsq_codes_to_indices",
     "fsq_indices_to_codes",
+    "group_codebook_snap",
     "grouped_vq",
     "kmeans",
     "lfq",

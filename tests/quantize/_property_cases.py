@@ -64,6 +64,11 @@ CASES = [
          lambda r: {"logits": _f(r, 2),
                     "candidates": (Q.QuantSpec("fixed", 4, 2), Q.QuantSpec("binary"))},
          ("logits", "candidates")),
+    Case("codebook_snap", Q.codebook_snap,
+         lambda r: {"x": _f(r, 3, 4), "codebook": _f(r, 5, 4), "k": 2}, ("x", "codebook")),
+    Case("group_codebook_snap", Q.group_codebook_snap,
+         lambda r: {"x": _f(r, 3, 2, 4), "codebooks": _f(r, 2, 5, 4), "k": 2},
+         ("x", "codebooks")),
     Case("residual_fsq_decode", Q.residual_fsq_decode,
          lambda r: {"indices": _i(r, 2, 2, high=100), "levels": [5, 5, 5]}, ("indices",)),
 ]

@@ -4,10 +4,12 @@ deliberate: update this table in the same commit."""
 
 SURFACE = {
     "ArchParam": "class",
+    "CodebookLayer": "class",
     "DKVBFrozen": "class",
     "DiscreteKeyValueBottleneck": "class",
     "FSQ": "class",
     "FSQCVAE": "class",
+    "GroupCodebookLayer": "class",
     "KMeans": "class",
     "LFQ": "class",
     "NearestCode": "class",
@@ -23,6 +25,7 @@ SURFACE = {
     "VQLogitsMapping": "class",
     "VectorQuantizer": "class",
     "binary_quantize": "function",
+    "codebook_snap": "function",
     "dequantize_coordinates": "function",
     "dkvb": "function",
     "dkvb_init_keys": "function",
@@ -32,6 +35,7 @@ SURFACE = {
     "fsq": "function",
     "fsq_codes_to_indices": "function",
     "fsq_indices_to_codes": "function",
+    "group_codebook_snap": "function",
     "grouped_vq": "function",
     "kmeans": "function",
     "lfq": "function",
