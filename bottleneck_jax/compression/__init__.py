@@ -58,6 +58,22 @@ from bottleneck_jax.compression._entropy_models import (
   quantize_latents,
   rate_distortion_loss,
 )
+from bottleneck_jax.compression._sae import (
+  SAEFeatures,
+  SAELoss,
+  SAEMetrics,
+  SAEParams,
+  SparseAutoencoder,
+  heaviside_step,
+  init_sae,
+  jumprelu,
+  normalize_decoder,
+  sae_decode,
+  sae_encode,
+  sae_loss,
+  sae_metrics,
+  topk_activation,
+)
 from bottleneck_jax.compression._walloc import (
   WaLLoC,
   compand,
@@ -82,6 +98,20 @@ from bottleneck_jax.compression._wavelets import (
 )
 
 __all__: list[str] = [
+  "SAEFeatures",
+  "SAELoss",
+  "SAEMetrics",
+  "SAEParams",
+  "SparseAutoencoder",
+  "heaviside_step",
+  "init_sae",
+  "jumprelu",
+  "normalize_decoder",
+  "sae_decode",
+  "sae_encode",
+  "sae_loss",
+  "sae_metrics",
+  "topk_activation",
   "ARDVAE",
   "ARDLoss",
   "ArdPriorVariance",

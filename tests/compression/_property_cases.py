@@ -11,7 +11,32 @@ _P = Comp.init_factorized_prior(0, 2, filters=(2,))
 _Q = Comp.fit_quantiles(_P, iterations=30)
 _G = Comp.build_gaussian_tables(Comp.gaussian_scale_table(levels=3))
 
+_S = Comp.init_sae(0, 4, 6)
+
 CASES = [
+    # sparse autoencoders
+    Case("init_sae", Comp.init_sae, lambda r: {"key": KEY, "d_in": 4, "d_sae": 6},
+         ("key", "d_in", "d_sae")),
+    Case("jumprelu", Comp.jumprelu,
+         lambda r: {"x": _f(r, 3, 4), "threshold": _f(r, 4), "bandwidth": 0.05},
+         ("x", "threshold")),
+    Case("heaviside_step", Comp.heaviside_step,
+         lambda r: {"x": _f(r, 3, 4), "threshold": _f(r, 4), "bandwidth": 0.05},
+         ("x", "threshold")),
+    Case("topk_activation", Comp.topk_activation, lambda r: {"pre": _f(r, 3, 4), "k": 2},
+         ("pre", "k")),
+    Case("sae_encode", Comp.sae_encode,
+         lambda r: {"params": _S, "x": _f(r, 3, 4), "activation": "topk", "k": 2},
+         ("params", "x")),
+    Case("sae_decode", Comp.sae_decode, lambda r: {"params": _S, "features": _f(r, 3, 6)},
+         ("params", "features")),
+    Case("normalize_decoder", Comp.normalize_decoder, lambda r: {"params": _S}, ("params",)),
+    Case("sae_metrics", Comp.sae_metrics,
+         lambda r: {"x": _f(r, 3, 4), "x_hat": _f(r, 3, 4), "features": _f(r, 3, 6)},
+         ("x", "x_hat", "features")),
+    Case("sae_loss", Comp.sae_loss,
+         lambda r: {"params": _S, "x": _f(r, 3, 4), "activation": "jumprelu",
+                    "threshold": _f(r, 6), "l0": 1.0}, ("params", "x")),
     # ARD-VAE
     Case("ard_prior_variance", Comp.ard_prior_variance,
          lambda r: {"z_samples": _f(r, 4, 3), "alpha0": 1.0, "beta0": 1.0}, ("z_samples",)),

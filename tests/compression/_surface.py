@@ -3,6 +3,21 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # sparse autoencoders
+    "SAEFeatures": "class",
+    "SAELoss": "class",
+    "SAEMetrics": "class",
+    "SAEParams": "class",
+    "SparseAutoencoder": "class",
+    "heaviside_step": "function",
+    "init_sae": "function",
+    "jumprelu": "function",
+    "normalize_decoder": "function",
+    "sae_decode": "function",
+    "sae_encode": "function",
+    "sae_loss": "function",
+    "sae_metrics": "function",
+    "topk_activation": "function",
     # ARD-VAE
     "ARDLoss": "class",
     "ARDVAE": "class",
