@@ -304,13 +304,19 @@ def cvib_losses(logits_o: Float[Array, "b c"], logits_p: Float[Array, "b c"],
   V.check_shape(fn, "labels", labels, (logits_o.shape[0],))
   V.check_floating(fn, "kl", kl)
   V.check_shape(fn, "kl", kl, ())
+  kl = jnp.asarray(kl)
   _check_views(fn, "h_o", h_o, "h_p", h_p)
+  if len({jnp.dtype(a.dtype) for a in (logits_o, logits_p, h_o, kl)}) != 1:
+    raise TypeError(f"{fn}: logits_o, logits_p, h_o, h_p and kl must have the same dtype, got "
+                    f"{V.describe(logits_o)}, {V.describe(logits_p)}, {V.describe(h_o)}, "
+                    f"{V.describe(kl)}")
   if h_o.shape[0] != logits_o.shape[0]:
     raise ValueError(f"{fn}: h_o must have one row per example ({logits_o.shape[0]}), got "
                      f"{V.describe(h_o)}")
   V.check_scalar(fn, "kl_weight", kl_weight, low=0.0)
   V.check_scalar(fn, "cl_weight", cl_weight, low=0.0)
   V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
+  kl_weight, cl_weight = float(kl_weight), float(cl_weight)
   sg = jax.lax.stop_gradient
   ce_o = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_o, labels))
   ce_p = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_p, labels))

@@ -93,8 +93,8 @@ def infonce_bilinear(z: Float[Array, "b k"], e_emb: Float[Array, "b e"], w: Floa
   """
   fn = "infonce_bilinear"
   _check_pair(fn, z, e_emb, w)
-  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
-  return math.log(z.shape[0]) - _nce(z, e_emb, w, temperature)
+  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False, static=True)
+  return math.log(z.shape[0]) - _nce(z, e_emb, w, float(temperature))
 
 
 class HIBLoss(NamedTuple):
@@ -146,7 +146,10 @@ def hib_loss(z_mu: Float[Array, "b k"], z_std: Float[Array, "b k"], e_emb: Float
   if jnp.dtype(z_std.dtype) != jnp.dtype(z_mu.dtype):
     raise TypeError(f"{fn}: z_std must have the dtype of z_mu, got {V.describe(z_std)}")
   V.check_scalar(fn, "beta", beta, low=0.0)
-  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False)
+  V.check_scalar(fn, "temperature", temperature, low=0.0, low_inclusive=False, static=True)
+  if not isinstance(beta, jax.core.Tracer):
+    beta = float(beta)
+  temperature = float(temperature)
   key = as_key(key, fn=fn)
   z = z_mu + z_std * jax.random.normal(key, z_mu.shape, z_mu.dtype)
   nce = _nce(z, e_emb, w, temperature)

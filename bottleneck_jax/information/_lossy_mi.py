@@ -68,9 +68,10 @@ def pca_fit(x: Float[Array, "n d"], *, num_components: int) -> PCA:
   V.check_scalar(fn, "num_components", num_components, low=1, high=min(n, d), integer=True,
                  static=True)
   q = int(num_components)
-  mean = jnp.mean(x, axis=0)
-  _, s, vt = jnp.linalg.svd(x - mean, full_matrices=False)
-  return PCA(mean, vt[:q], (s[:q] ** 2) / (n - 1))
+  xf = x.astype(jnp.float32) if jnp.finfo(x.dtype).bits < 32 else x   # SVD needs >= f32
+  mean = jnp.mean(xf, axis=0)
+  _, s, vt = jnp.linalg.svd(xf - mean, full_matrices=False)
+  return PCA(*(a.astype(x.dtype) for a in (mean, vt[:q], (s[:q] ** 2) / (n - 1))))
 
 
 def pca_transform(x: Float[Array, "n d"], pca: PCA, *, whiten: bool = False
@@ -93,6 +94,9 @@ def pca_transform(x: Float[Array, "n d"], pca: PCA, *, whiten: bool = False
   if x.shape[1] != pca.mean.shape[0]:
     raise ValueError(f"{fn}: x must have {pca.mean.shape[0]} features (as the fit), got "
                      f"{V.describe(x)}")
+  if jnp.dtype(x.dtype) != jnp.dtype(pca.mean.dtype):
+    raise TypeError(f"{fn}: x must have the dtype of the fit ({jnp.dtype(pca.mean.dtype).name}),"
+                    f" got {V.describe(x)}")
   z = (x - pca.mean) @ pca.components.T
   if whiten:
     z = z / jnp.sqrt(jnp.maximum(pca.variances, 1e-12))
@@ -168,7 +172,8 @@ def noisy_forward(layers: Sequence[Callable[[Array], Array]], x: Float[Array, "b
   if not isinstance(layers, (list, tuple)) or not layers or not all(callable(f) for f in layers):
     raise TypeError(f"{fn}: layers must be a non-empty list of callables, got {layers!r}")
   V.check_floating(fn, "x", x)
-  V.check_scalar(fn, "sigma", sigma, low=0.0)
+  V.check_scalar(fn, "sigma", sigma, low=0.0, static=True)
+  sigma = float(sigma)
   key = as_key(key, fn=fn)
   keys = jax.random.split(key, len(layers))
   acts = []
