@@ -7,6 +7,9 @@ Commands:
 * ``bottleneck-jax run NAME [--workdir DIR] [--steps N] [--seed S] [--quick] [--set k=v ...]
   [--allow-code-change]``: runs one experiment and prints its result (files under the work
   directory; rerun the same command to resume);
+* ``bottleneck-jax compress IMAGE OUT [--model ID] [--container prior|webp]`` and
+  ``bottleneck-jax decompress IN IMAGE``: the WaLLoC image codec (prints bits per pixel and
+  PSNR);
 * ``bottleneck-jax reproduce [ID ...] [--family F] [--all] [--quick] [--out results.md]
   [--record] [--readme README.md]``: runs the experiments of papers, a family or the whole
   catalogue and writes a markdown results table (setting, claim, paper's number, our number,
@@ -437,6 +440,65 @@ def cmd_bench(args) -> int:
   return int(ns["main"](list(args.args)) or 0)
 
 
+def _read_image(path: str):
+  import numpy as np
+  from PIL import Image, UnidentifiedImageError
+  try:
+    with Image.open(path) as im:
+      if im.mode in ("L", "I;16", "I", "F", "1", "LA"):
+        return np.asarray(im.convert("L"))
+      return np.asarray(im.convert("RGB"))
+  except FileNotFoundError:
+    raise UsageError(f"no such image file: {path}") from None
+  except (UnidentifiedImageError, OSError) as e:
+    raise UsageError(f"cannot read {path} as an image (PNG or JPEG): {e}") from None
+
+
+def cmd_compress(args) -> int:
+  import numpy as np
+
+  from bottleneck_jax.compression import compress_image, decompress_image
+  from bottleneck_jax.compression._codec import psnr
+  _enable_compilation_cache()
+  img = _read_image(args.image)
+  try:
+    data = compress_image(img, model=args.model, container=args.container)
+  except (ValueError, TypeError) as e:
+    raise UsageError(str(e)) from None
+  try:
+    Path(args.out).write_bytes(data)
+  except OSError as e:
+    raise RunFailure(f"cannot write {args.out}: {e}", EXIT_FAILURE) from None
+  rec = decompress_image(data)
+  h, w = img.shape[:2]
+  print(f"{args.image}: {w}x{h} {'grey' if img.ndim == 2 else 'RGB'} -> {args.out}: "
+        f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, PSNR {psnr(img, rec):.2f} dB "
+        f"(model {args.model}, container {args.container}, {np.asarray(img).nbytes} raw bytes)")
+  return 0
+
+
+def cmd_decompress(args) -> int:
+  from PIL import Image
+
+  from bottleneck_jax.compression import decompress_image
+  _enable_compilation_cache()
+  try:
+    data = Path(args.input).read_bytes()
+  except OSError as e:
+    raise UsageError(f"cannot read {args.input}: {e}") from None
+  try:
+    img = decompress_image(data)
+  except (ValueError, TypeError) as e:
+    raise RunFailure(f"{args.input}: {e}", EXIT_FAILURE) from None
+  try:
+    Image.fromarray(img).save(args.image)
+  except (OSError, ValueError) as e:
+    raise UsageError(f"cannot write {args.image}: {e}") from None
+  h, w = img.shape[:2]
+  print(f"{args.input} -> {args.image}: {w}x{h}, {8 * len(data) / (h * w):.4f} bpp")
+  return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
   def error(self, message):  # exit status 2, one clear line, no traceback
@@ -495,6 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("name", help="benchmark name, e.g. efficiency")
   q.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
   q.set_defaults(func=cmd_bench)
+
+  q = sub.add_parser("compress", help="compress an image (PNG/JPEG) with the WaLLoC codec")
+  q.add_argument("image", help="input image (PNG or JPEG, RGB or grey, any size)")
+  q.add_argument("out", help="the compressed file to write")
+  q.add_argument("--model", default="walloc-rgb-16x",
+                 help="a packaged model id or a codec .npz (default walloc-rgb-16x)")
+  q.add_argument("--container", choices=("prior", "webp"), default="prior",
+                 help="prior: learned prior + range coder; webp: the paper's lossless WebP")
+  q.set_defaults(func=cmd_compress)
+
+  q = sub.add_parser("decompress", help="decompress a file written by `compress`")
+  q.add_argument("input", help="the compressed file")
+  q.add_argument("image", help="the image to write (format from the suffix, e.g. .png)")
+  q.set_defaults(func=cmd_decompress)
 
   q = sub.add_parser("reproduce", help="run the experiments of papers and write a results table")
   q.add_argument("ids", nargs="*", help="catalogue ids (or experiment names)")

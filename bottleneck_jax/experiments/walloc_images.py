@@ -272,7 +272,7 @@ WALLOC_IMAGES = register(Experiment(
     ),
     run=run_walloc_images,
     defaults={"latent_dims": [12, 48], "levels": 3, "latent_bits": 8, "crop": 64,
-              "num_crops": 2048, "batch_size": 32, "steps": 3000, "lr": 2e-3,
+              "num_crops": 2048, "batch_size": 32, "steps": 2000, "lr": 2e-3,
               "prior_steps": 600, "prior_lr": 1e-2, "prior_batch_size": 1024,
               "train_images": ["coffee", "chelsea", "stereo_motorcycle"],
               "test_image": "astronaut", "data_seed": 0,
