@@ -304,6 +304,12 @@ _BUILT: dict[str, dict] = {
             "ard_generate", "ARDVAE")],
         experiments=["ard-vae-synthetic"],
         tests=["tests/compression/test_ard_vae.py"]),
+    "sae-data-selection": dict(
+        functions=[f"bottleneck_jax.compression.{f}" for f in (
+            "aggregate_features", "generalized_jaccard", "generalized_jaccard_matrix",
+            "task_prototype", "score_candidates", "select_top_fraction", "sae_encode",
+            "topk_activation", "SparseAutoencoder")],
+        tests=["tests/compression/test_sae_data_selection.py", "tests/compression/test_sae.py"]),
     # --- end of compression ---
     "info-plane": dict(
         functions=["bottleneck_jax.information.binned_mi",
@@ -493,7 +499,9 @@ _BUILT: dict[str, dict] = {
     "codebook-features": dict(
         functions=[f"{_Q}.{f}" for f in (
             "codebook_snap", "group_codebook_snap", "CodebookLayer", "GroupCodebookLayer")],
-        tests=["tests/quantize/test_codebook_features.py"]),
+        experiments=["codebook-digits"],
+        tests=["tests/quantize/test_codebook_features.py",
+               "tests/quantize/test_codebook_experiment.py"]),
     # --- end of quantize ---
     # --- objectives: substrate .. agentcpm-explore ---
     "vpo": dict(

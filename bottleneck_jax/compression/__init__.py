@@ -74,6 +74,14 @@ from bottleneck_jax.compression._sae import (
   sae_metrics,
   topk_activation,
 )
+from bottleneck_jax.compression._sae_data_selection import (
+  aggregate_features,
+  generalized_jaccard,
+  generalized_jaccard_matrix,
+  score_candidates,
+  select_top_fraction,
+  task_prototype,
+)
 from bottleneck_jax.compression._walloc import (
   WaLLoC,
   compand,
@@ -98,6 +106,12 @@ from bottleneck_jax.compression._wavelets import (
 )
 
 __all__: list[str] = [
+  "aggregate_features",
+  "generalized_jaccard",
+  "generalized_jaccard_matrix",
+  "score_candidates",
+  "select_top_fraction",
+  "task_prototype",
   "SAEFeatures",
   "SAELoss",
   "SAEMetrics",

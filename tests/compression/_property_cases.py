@@ -14,6 +14,20 @@ _G = Comp.build_gaussian_tables(Comp.gaussian_scale_table(levels=3))
 _S = Comp.init_sae(0, 4, 6)
 
 CASES = [
+    # SAE data selection
+    Case("aggregate_features", Comp.aggregate_features,
+         lambda r: {"features": _f(r, 2, 3, 4), "mask": _i(r, 2, 3, high=2), "how": "mean"},
+         ("features", "mask")),
+    Case("generalized_jaccard", Comp.generalized_jaccard,
+         lambda r: {"a": _f(r, 3, 4), "b": _f(r, 3, 4)}, ("a", "b")),
+    Case("generalized_jaccard_matrix", Comp.generalized_jaccard_matrix,
+         lambda r: {"a": _f(r, 3, 4), "b": _f(r, 2, 4), "chunk": 2}, ("a", "b")),
+    Case("task_prototype", Comp.task_prototype, lambda r: {"target": _f(r, 3, 4)}, ("target",)),
+    Case("score_candidates", Comp.score_candidates,
+         lambda r: {"candidates": _f(r, 3, 4), "target": _f(r, 2, 4), "mode": "max_sim"},
+         ("candidates", "target")),
+    Case("select_top_fraction", Comp.select_top_fraction,
+         lambda r: {"scores": _f(r, 5), "ratio": 0.4}, ("scores",)),
     # sparse autoencoders
     Case("init_sae", Comp.init_sae, lambda r: {"key": KEY, "d_in": 4, "d_sae": 6},
          ("key", "d_in", "d_sae")),

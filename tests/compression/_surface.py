@@ -3,6 +3,13 @@
 deliberate: update this table in the same commit."""
 
 SURFACE = {
+    # SAE data selection (MoNA)
+    "aggregate_features": "function",
+    "generalized_jaccard": "function",
+    "generalized_jaccard_matrix": "function",
+    "score_candidates": "function",
+    "select_top_fraction": "function",
+    "task_prototype": "function",
     # sparse autoencoders
     "SAEFeatures": "class",
     "SAELoss": "class",
