@@ -148,7 +148,7 @@ register(Experiment(
     ),
     run=run,
     defaults={"seq_len": 16, "step_len": 4, "dim": 16, "head_dim": 16, "n_train": 4096,
-              "batch_size": 64, "lr": 3e-3, "steps": 400},
+              "batch_size": 64, "lr": 3e-3, "steps": 400, "checkpoint_every": 0},
     quick={"steps": 40, "n_train": 512},
     paper_value="up to +6.6 points over vanilla transformers on math reasoning benchmarks",
 ))

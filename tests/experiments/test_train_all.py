@@ -36,6 +36,7 @@ TINY = {
     "fsq-digits": {"hidden": 16, "checkpoint_every": 2},
     "winner-siren": {"num_samples": 256, "width": 16, "seeds": [0], "eval_every": 2,
                      "checkpoint_every": 2},
+    "bottlenecked-consolidation-toy": {"n_train": 256, "checkpoint_every": 2},
 }
 # Measured on the host, not by the trained model (wall-clock times, the resume point).
 NOT_COMPARED = ("seconds", "resumed_from")
