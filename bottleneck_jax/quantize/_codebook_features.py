@@ -40,6 +40,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.quantize._nearest_code.common import gather_rows, segment_sum
 
 METRICS = ("inner", "cosine", "l2")
 REDUCES = ("mean", "sum")
@@ -47,7 +48,7 @@ GRAD_MODES = ("aeloss", "base", "vqvae")
 
 
 def _combine(codebook, ids, reduce):
-  codes = jnp.take(codebook, jnp.maximum(ids, 0), axis=0)            # [N, k, D]
+  codes = gather_rows(codebook, jnp.maximum(ids, 0))                 # [N, k, D]
   codes = jnp.where((ids >= 0)[..., None], codes, 0.0)
   out = jnp.sum(codes, axis=-2)
   return out / ids.shape[-1] if reduce == "mean" else out
@@ -73,8 +74,8 @@ def _snap_bwd(reduce, grad_mode, beta, res, g):
     per_code = per_code + 2.0 * (out - x) / n
   upd = jnp.broadcast_to((per_code * scale)[..., None, :], (*ids.shape, x.shape[-1]))
   flat_ids = jnp.where(ids >= 0, ids, codebook.shape[0]).reshape(-1)
-  g_cb = jax.ops.segment_sum(upd.reshape(-1, x.shape[-1]), flat_ids,
-                             num_segments=codebook.shape[0]).astype(codebook.dtype)
+  g_cb = segment_sum(upd.reshape(-1, x.shape[-1]), flat_ids,
+                     codebook.shape[0]).astype(codebook.dtype)
   g_x = g
   if grad_mode == "vqvae":
     g_x = g_x + 2.0 * beta * (x - out)
@@ -180,8 +181,8 @@ def codebook_snap(x: Float[Array, "*batch d"], codebook: Float[Array, "k d"], *,
       s = jnp.where(jnp.asarray(disabled)[None, :], -jnp.inf, s)
     ids = lax.top_k(s, k)[1].astype(jnp.int32)
   out = _snap(flat, codebook, ids, reduce, grad_mode, float(beta))
-  counts = jax.ops.segment_sum(jnp.ones(ids.size, jnp.int32),
-                               jnp.where(ids >= 0, ids, num).reshape(-1), num_segments=num)
+  counts = segment_sum(jnp.ones(ids.size, jnp.int32), jnp.where(ids >= 0, ids, num).reshape(-1),
+                       num)
   per_position = math.log2(math.comb(num, k))
   bits = (jnp.asarray(per_position, x.dtype) if x.ndim == 1 else
           jnp.full(x.shape[:1], per_position * math.prod(x.shape[1:-1]), x.dtype))
