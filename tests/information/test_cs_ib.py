@@ -147,7 +147,7 @@ def test_cs_ib_loss_and_regressor_gradients():
   def loss(m):
     out = m(x)
     return cs_ib_loss(x, y, out.y_hat, out.t, beta=0.1).loss
-  grads = nnx.grad(loss)(model)
+  grads = nnx.jit(nnx.grad(loss))(model)
   leaves = jax.tree.leaves(nnx.state(grads, nnx.Param))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
   assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
