@@ -15,6 +15,11 @@ concept predictor is linear on the pixels (one logistic regression per concept, 
 colour channels (absolute values); its relevance mass inside the left half, averaged over the
 test images; OIS of the predicted probabilities on the test set. Expected by the spec:
 independent relevance mass >= 0.8, a drop >= 0.15 under co-occurrence, and a higher OIS.
+
+First full run: relevance mass 0.68 (independent) vs 0.27 (co-occurring), a drop of 0.41; but
+the independent mass missed 0.8 (the linear predictor also weighs background pixels) and the OIS
+went the other way (0.068 independent, 0.028 co-occurring: with R_red = L_circle in the ground
+truth, the oracle AUCs already contain the leak). Both misses are recorded as such.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ register(Experiment(
                     source="spec concepts.md §8 test 3: OIS(cooccur) > OIS(independent)"),
     ),
     run=run,
-    defaults={"n_train": 4000, "n_test": 1000, "data_seed": 0, "steps": 1500, "lr": 1e-2,
+    defaults={"checkpoint_every": 0, "keep": 2, "n_train": 4000, "n_test": 1000, "data_seed": 0,
+              "steps": 1500, "lr": 1e-2,
               "batch_size": 256},
     quick={"steps": 300, "n_train": 1024, "n_test": 256},
     paper_value="qualitative: instance-level labels give meaningful attributions and lower OIS",
