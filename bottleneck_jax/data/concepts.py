@@ -319,8 +319,9 @@ def two_slot(n: int, *, mode: str = "independent", p: float = 1.0,
 
   Each half (16x16) holds one object of shape circle (the 69 pixels within ``sqrt(20)`` of
   the centre) or square (side 9) and colour red or blue, at a centre jittered by up to 2
-  pixels. ``mode="independent"``: all four concepts are fair coins; ``mode="cooccur"``: ``R_red`` copies ``L_circle`` with
-  probability ``p`` (``p = 1``: the two always co-occur, as with class-level labels).
+  pixels. ``mode="independent"``: all four concepts are fair coins; ``mode="cooccur"``:
+  ``R_red`` copies ``L_circle`` with probability ``p`` (``p = 1``: the two always co-occur, as
+  with class-level labels).
 
   Args:
     n: number of images.
