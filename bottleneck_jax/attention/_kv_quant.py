@@ -26,7 +26,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, UInt8
+from jaxtyping import Array, Float, Int, UInt8
 
 from bottleneck_jax.core import validation as V
 
@@ -61,7 +61,7 @@ class QuantizedKV:
   channels: int
 
 
-def pack_bits(codes: UInt8[Array, "*batch d"], bits: int) -> UInt8[Array, "*batch packed"]:
+def pack_bits(codes: Int[Array, "*batch d"], bits: int) -> Int[Array, "*batch packed"]:
   """Packs ``b``-bit codes (values ``< 2^b``) along the last axis, ``8 / b`` per byte, low bits
   first.
 
@@ -88,7 +88,7 @@ def _pack(codes, bits):
   return jnp.bitwise_or.reduce(jnp.left_shift(c, shifts), axis=-1) if per > 1 else c[..., 0]
 
 
-def unpack_bits(packed: UInt8[Array, "*batch packed"], bits: int) -> UInt8[Array, "*batch d"]:
+def unpack_bits(packed: Int[Array, "*batch packed"], bits: int) -> Int[Array, "*batch d"]:
   """Inverse of :func:`pack_bits`: ``uint8 [..., n]`` -> ``uint8 [..., n * 8 / b]``.
 
   Example:
