@@ -123,6 +123,7 @@ def test_errors():
     step_boundaries(jnp.asarray([1, 2]), jnp.asarray([], jnp.int32))
 
 
+@pytest.mark.slow
 def test_consolidation_toy_quick_run_learns(tmp_path):
   from bottleneck_jax.experiments import registry
   s = registry.run_experiment("bottlenecked-consolidation-toy", workdir=tmp_path,

@@ -169,6 +169,7 @@ def test_errors():
     rettention_sparse(q, k, v, (1, 2), mask=jnp.ones((1, 1, T, T), bool))
 
 
+@pytest.mark.slow
 def test_rettention_vs_topk_quick_run_holds(tmp_path):
   from bottleneck_jax.experiments import registry
   s = registry.run_experiment("rettention-vs-topk", workdir=tmp_path, progress=False, quick=True)

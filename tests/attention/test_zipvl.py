@@ -190,6 +190,7 @@ def test_errors():
     probe_attention(jnp.ones((1, 4, 2, 8)), jnp.ones((1, 4, 2, 4)), jnp.arange(2))
 
 
+@pytest.mark.slow
 def test_zipvl_ratio_quick_run(tmp_path):
   from bottleneck_jax.experiments import registry
   s = registry.run_experiment("zipvl-ratio", workdir=tmp_path, progress=False, quick=True)
