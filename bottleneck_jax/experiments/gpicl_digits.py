@@ -17,6 +17,11 @@ samples; accuracy per position, averaged over positions 0-4 (few labelled exampl
 20-31 (many). Control: the same training with ``n_tasks = 4`` (the memorisation regime). Both
 models train through :func:`bottleneck_jax.train.train` (``checkpoints/general``,
 ``checkpoints/memorise``).
+
+First run (defaults): the general learner sat at chance (0.20) up to step 2000 (the paper's loss
+plateau) and then learned in context: held-out accuracy 0.343 at positions 0-4 and 0.763 at
+20-31 at step 3000; the 4-task control memorised its tasks (training accuracy 0.98) and stayed
+at chance on held-out tasks (0.217). Every expectation held.
 """
 
 from __future__ import annotations

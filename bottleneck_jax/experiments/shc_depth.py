@@ -24,6 +24,12 @@ teacher network (16 inputs, 4 outputs, 4096 examples) with Adam 3e-3 for 300 ste
 loss to the final full-data loss), finiteness, and for sHC the largest ``sigma_max(H_res)`` seen
 at the evaluations; logged, not judged: the smallest entry of sHC's ``H_res`` (negative = the
 subtractive mixing mHC cannot express) and ``||H_res - I||_F`` for mHC and sHC.
+
+First run (defaults): largest sHC product norm 5.7e-5 (the sphere-normalised products shrink),
+mHC within 3.6e-7 of 1, smallest HC product norm at sigma = 0.3 173.7; loss reductions 0.81
+(plain), 0.80 (HC), 0.82 (mHC), 0.83 (sHC); sHC sigma_max(H_res) 1.0000004, its smallest entry
+-0.27 (subtractive mixing is used); mHC's sigma_max reached 1.0064 (20 finite Sinkhorn
+iterations are not exactly doubly stochastic once the logits sharpen). Every expectation held.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Each model is trained by :func:`bottleneck_jax.train.train` (checkpoints under
 
 Measured before declaring the expectations (a hand-written loop, same recipe, seed 0 / 1):
 SIREN 17.59 / 17.44 dB, WINNER 44.5 / 42.4 dB; the target's statistic psi = 0.6028 / 0.6003.
+First run of this experiment (defaults, 8 CPU devices): SIREN 17.59 / 17.44 dB, WINNER 41.46 /
+37.88 dB; smallest gap 20.4 dB; every expectation held.
 """
 
 from __future__ import annotations
