@@ -75,7 +75,9 @@ def ard_prior_variance(z_samples: Float[Array, "n l"], *, alpha0: float = 0.0,
   V.check_scalar(fn, "beta0", beta0, low=0.0)
   z = jax.lax.stop_gradient(jnp.asarray(z_samples))
   n = z.shape[0]
-  return (beta0 + 0.5 * jnp.sum(jnp.square(z), axis=0)) / (alpha0 + 0.5 * n)
+  a0, b0 = (jnp.asarray(v, z.dtype) if isinstance(v, jax.core.Tracer) else float(v)
+            for v in (alpha0, beta0))
+  return (b0 + 0.5 * jnp.sum(jnp.square(z), axis=0)) / (a0 + 0.5 * n)
 
 
 def ard_kl(mu: Float[Array, "*batch l"], logvar: Float[Array, "*batch l"],
@@ -88,7 +90,10 @@ def ard_kl(mu: Float[Array, "*batch l"], logvar: Float[Array, "*batch l"],
     >>> float(ard_kl(jnp.zeros((1, 2)), jnp.log(jnp.full((1, 2), 2.0)), jnp.full(2, 2.0))[0])
     0.0
   """
-  fn = "ard_kl"
+  return _ard_kl("ard_kl", mu, logvar, prior_var, epsilon)
+
+
+def _ard_kl(fn, mu, logvar, prior_var, epsilon=1e-12):
   V.check_floating(fn, "mu", mu)
   V.check_rank(fn, "mu", mu, min_rank=1)
   V.check_floating(fn, "logvar", logvar)
@@ -96,7 +101,8 @@ def ard_kl(mu: Float[Array, "*batch l"], logvar: Float[Array, "*batch l"],
   V.check_floating(fn, "prior_var", prior_var)
   V.check_shape(fn, "prior_var", prior_var, (mu.shape[-1],))
   V.check_scalar(fn, "epsilon", epsilon, low=0.0, static=True)
-  mu, logvar = jnp.asarray(mu), jnp.asarray(logvar)
+  mu = jnp.asarray(mu)
+  logvar = jnp.asarray(logvar).astype(mu.dtype)
   v = jnp.asarray(prior_var).astype(mu.dtype) + epsilon
   return 0.5 * jnp.sum(jnp.log(v) - logvar + (jnp.square(mu) + jnp.exp(logvar)) / v - 1.0,
                        axis=-1)
@@ -136,7 +142,7 @@ def ard_vae_loss(x: Float[Array, "b *d"], x_hat: Float[Array, "b *d"],
   V.check_scalar(fn, "noise_var", noise_var, low=0.0, low_inclusive=False)
   if x.shape[0] == 0:
     raise ValueError(f"{fn}: x must have a non-empty batch, got {V.describe(x)}")
-  kl = ard_kl(mu, logvar, prior_var)
+  kl = _ard_kl(fn, mu, logvar, prior_var)
   if kl.shape != (x.shape[0],):
     raise ValueError(f"{fn}: mu must have shape [batch, L] with the batch of x, got "
                      f"{V.describe(mu)} for x {V.describe(x)}")

@@ -164,7 +164,9 @@ def walloc_loss(x: Float[Array, "*shape"], x_hat: Float[Array, "*shape"], *,
     V.check_floating(fn, "wpt", wpt)
     V.check_floating(fn, "wpt_hat", wpt_hat)
     V.check_same_shape(fn, "wpt", wpt, "wpt_hat", wpt_hat)
-    loss = loss + phi * jnp.mean(jnp.square(jnp.asarray(wpt) - jnp.asarray(wpt_hat)))
+    wpt = jnp.asarray(wpt)
+    extra = jnp.mean(jnp.square(wpt - jnp.asarray(wpt_hat).astype(wpt.dtype)))
+    loss = loss + phi * extra.astype(loss.dtype)
   return loss
 
 

@@ -48,7 +48,8 @@ class LinearGaussianEncoder(nnx.Module):
 
   def __call__(self, x):
     mu = self.linear(x)
-    return jnp.concatenate([mu, jnp.broadcast_to(self.logvar[...], mu.shape)], axis=-1)
+    # zeros_like(mu) + logvar: the same (batch) sharding as mu, so the concatenation is valid
+    return jnp.concatenate([mu, jnp.zeros_like(mu) + self.logvar[...]], axis=-1)
 
 
 def run_ard_vae(ctx) -> dict[str, Any]:
@@ -124,7 +125,8 @@ ARD_VAE_SYNTHETIC = register(Experiment(
     run=run_ard_vae,
     defaults={"seeds": 3, "n": 5000, "dim": 20, "latent_dim": 8, "kl_weight": 1.0,
               "noise_var": 0.01, "lr": 5e-3, "batch_size": 256, "steps": 4000,
-              "refresh_every": 100, "refresh_subset": 1000, "threshold": 0.99},
+              "refresh_every": 100, "refresh_subset": 1000, "threshold": 0.99,
+              "checkpoint_every": 0},
     quick={"seeds": 1, "steps": 1500},
     paper_value="finds the 5 factors of dSprites and 6 of 3D Shapes (abstract)",
 ))

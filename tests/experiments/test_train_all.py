@@ -37,6 +37,8 @@ TINY = {
     "winner-siren": {"num_samples": 256, "width": 16, "seeds": [0], "eval_every": 2,
                      "checkpoint_every": 2},
     "bottlenecked-consolidation-toy": {"n_train": 256, "checkpoint_every": 2},
+    "ard-vae-synthetic": {"seeds": 1, "n": 512, "refresh_every": 2, "refresh_subset": 64,
+                          "checkpoint_every": 2},
 }
 # Measured on the host, not by the trained model (wall-clock times, the resume point).
 NOT_COMPARED = ("seconds", "resumed_from")
