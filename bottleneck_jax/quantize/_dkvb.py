@@ -44,7 +44,8 @@ from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
-from bottleneck_jax.quantize._kmeans import _check_key, _kmeans
+from bottleneck_jax.quantize._kmeans import _check_key
+from bottleneck_jax.quantize._kmeans_core import _kmeans
 from bottleneck_jax.quantize._nearest_code import METRICS, nearest_code
 from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise
 

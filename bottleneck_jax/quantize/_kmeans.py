@@ -31,12 +31,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
-from bottleneck_jax.quantize._nearest_code import METRICS, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import normalise, segment_sum, take_rows
+from bottleneck_jax.quantize._kmeans_core import _kmeans, _replace
+from bottleneck_jax.quantize._nearest_code import METRICS
 from bottleneck_jax.quantize._vq import VQEMAState
 
 
@@ -56,34 +55,6 @@ def _check_key(fn, key):
   if not (hasattr(key, "dtype") and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
                                      or (key.dtype == jnp.uint32 and key.shape == (2,)))):
     raise TypeError(f"{fn}: key must be a jax.random key, got {V.describe(key)}")
-
-
-def _kmeans(key, x, k, iters, metric, implementation):
-  n = x.shape[0]
-  if n >= k:
-    init = jax.random.choice(key, n, (k,), replace=False)
-  else:
-    init = jax.random.randint(key, (k,), 0, n)
-  means = take_rows(x, init)
-  if metric == "cosine":
-    means = normalise(means)
-
-  def stats(means):
-    idx = nearest_code(x, means, metric=metric, implementation=implementation).indices
-    bins = segment_sum(jnp.ones((n,), jnp.int32), idx, k)
-    sums = segment_sum(x, idx, k)
-    return bins, sums
-
-  def body(_, means):
-    bins, sums = stats(means)
-    new = sums / jnp.maximum(bins, 1).astype(x.dtype)[:, None]
-    if metric == "cosine":
-      new = normalise(new)
-    return jnp.where((bins > 0)[:, None], new, means)
-
-  means = lax.fori_loop(0, iters, body, means)
-  bins, _ = stats(means)
-  return means, bins
 
 
 def kmeans(key: Any, x: Float[Array, "*batch d"], num_codes: int, *, iters: int = 10,
@@ -132,17 +103,6 @@ def kmeans(key: Any, x: Float[Array, "*batch d"], num_codes: int, *, iters: int 
   means, bins = _kmeans(key, jax.lax.stop_gradient(x), int(num_codes), int(iters), metric,
                         implementation)
   return KMeans(means, bins)
-
-
-def _replace(key, state, x, threshold):
-  k = state.codebook.shape[0]
-  dead = state.cluster_size < threshold
-  pick = jax.random.randint(key, (k,), 0, x.shape[0])
-  sample = take_rows(x, pick)
-  thr = jnp.asarray(threshold, state.codebook.dtype)
-  return VQEMAState(jnp.where(dead, thr, state.cluster_size),
-                    jnp.where(dead[:, None], sample * thr, state.embed_avg),
-                    jnp.where(dead[:, None], sample, state.codebook))
 
 
 def replace_dead_codes(key: Any, state: VQEMAState, z: Float[Array, "*batch d"], *,

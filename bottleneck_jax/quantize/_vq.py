@@ -51,6 +51,7 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.quantize._kmeans_core import _kmeans, _replace
 from bottleneck_jax.quantize._nearest_code import METRICS, check_codebook, nearest_code
 from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise, segment_sum
 
@@ -443,15 +444,13 @@ class VectorQuantizer(nnx.Module):
     self.codebook[...] = state.codebook
 
   def __call__(self, z: Float[Array, "*batch d"], *, update: bool = False) -> BottleneckOutput:
-    from bottleneck_jax.quantize import _kmeans  # noqa: PLC0415  (it imports this module)
-
     if self.ema_decay is not None and update and self.kmeans_init:
       x = jax.lax.stop_gradient(jnp.asarray(z)).reshape(-1, z.shape[-1])
       k = self.codebook.shape[0]
       key = self.rngs.codebook()
 
       def fresh(_):
-        means, bins = _kmeans._kmeans(key, x, k, self.kmeans_iters, self.metric, None)
+        means, bins = _kmeans(key, x, k, self.kmeans_iters, self.metric, None)
         bins = bins.astype(means.dtype)
         return VQEMAState(bins, means * bins[:, None], means)
 
@@ -467,8 +466,8 @@ class VectorQuantizer(nnx.Module):
       state = vq_ema_update(self._state(), z, out.aux["indices"], decay=self.ema_decay,
                             epsilon=self.epsilon)
       if self.dead_code_threshold > 0:
-        state = _kmeans.replace_dead_codes(self.rngs.codebook(), state, jnp.asarray(z),
-                                           threshold=self.dead_code_threshold)
+        x = jax.lax.stop_gradient(jnp.asarray(z)).reshape(-1, z.shape[-1])
+        state = _replace(self.rngs.codebook(), state, x, self.dead_code_threshold)
       self._set(state)
     return out
 

@@ -45,7 +45,8 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.ops import linear_cross_entropy
-from bottleneck_jax.quantize._kmeans import _check_key, _kmeans
+from bottleneck_jax.quantize._kmeans import _check_key
+from bottleneck_jax.quantize._kmeans_core import _kmeans
 from bottleneck_jax.quantize._nearest_code import nearest_code
 
 _EMPTY = -1e9   # log weight of a code that no token maps to (exp underflows to 0 in f32)
