@@ -181,7 +181,7 @@ def test_coder_rejects_bad_input():
     encode_symbols(np.zeros(3, np.int32), np.array([0, 1, 4]), g)
   with pytest.raises(ValueError, match=r"encode_symbols: symbols must lie in \[-2\^30, 2\^30\]"):
     encode_symbols(np.array([2**31], np.int64), np.array([0]), g)
-  with pytest.raises(TypeError, match="encode_symbols: symbols must be integers"):
+  with pytest.raises(TypeError, match="encode_symbols: symbols must have a real integer dtype"):
     encode_symbols(np.array([0.5]), np.array([0]), g)
   with pytest.raises(ValueError, match="decode_symbols: data must be a whole number"):
     decode_symbols(b"abc", np.array([0]), g)
