@@ -358,6 +358,9 @@ def pareto_frontier(cost: Float[Array, "n"] | Any,
     [0, 2]
   """
   fn = "pareto_frontier"
+  for name, x in (("cost", cost), ("accuracy", accuracy)):
+    if np.iscomplexobj(x):
+      raise TypeError(f"{fn}: {name} must be real, got {V.describe(x)}")
   c, a = np.asarray(cost, np.float64), np.asarray(accuracy, np.float64)
   if c.ndim != 1 or c.shape != a.shape or c.size == 0:
     raise ValueError(f"{fn}: cost and accuracy must be non-empty 1-D arrays of one length, got "
