@@ -154,6 +154,8 @@ def ard_vae_loss(x: Float[Array, "b *d"], x_hat: Float[Array, "b *d"],
     rec = jnp.sum(jnp.logaddexp(0.0, x_hat) - x * x_hat, axis=axes)
   rec = jnp.mean(rec)
   kl_mean = jnp.mean(kl).astype(rec.dtype)
+  if not isinstance(kl_weight, jax.core.Tracer):
+    kl_weight = float(kl_weight)
   return ARDLoss(rec + kl_weight * kl_mean, rec, kl_mean)
 
 

@@ -204,7 +204,10 @@ def sae_encode(params: SAEParams, x: Float[Array, "*batch d"], *,
     >>> int((f.features > 0).sum(-1).max()) <= 3
     True
   """
-  fn = "sae_encode"
+  return _sae_encode("sae_encode", params, x, activation, k, threshold, bandwidth)
+
+
+def _sae_encode(fn, params, x, activation, k, threshold, bandwidth) -> SAEFeatures:
   d_in, _ = _check_params(fn, params)
   V.check_floating(fn, "x", x)
   V.check_rank(fn, "x", x, min_rank=1)
@@ -331,11 +334,12 @@ def sae_loss(params: SAEParams, x: Float[Array, "b d"], *,
   fn = "sae_loss"
   V.check_scalar(fn, "l1", l1, low=0.0)
   V.check_scalar(fn, "l0", l0, low=0.0)
+  V.check_floating(fn, "x", x)
   V.check_rank(fn, "x", x, 2)
+  l1, l0 = (v if isinstance(v, jax.core.Tracer) else float(v) for v in (l1, l0))
   if x.shape[0] == 0:
     raise ValueError(f"{fn}: x must have a non-empty batch, got {V.describe(x)}")
-  feats = sae_encode(params, x, activation=activation, k=k, threshold=threshold,
-                     bandwidth=bandwidth)
+  feats = _sae_encode(fn, params, x, activation, k, threshold, bandwidth)
   f = feats.features
   x = jnp.asarray(x)
   rec = jnp.mean(jnp.sum(jnp.square(sae_decode(params, f) - x), axis=-1))
