@@ -186,7 +186,7 @@ def adaptive_keep_count(
     int32 ``[...]`` in ``[1, n]``.
 
   Example:
-    >>> a = 1.0 / jnp.arange(1, 101)              # Zipf over 100 keys
+    >>> a = 1.0 / jnp.arange(1.0, 101.0)            # Zipf over 100 keys
     >>> [int(adaptive_keep_count(a, t)) for t in (0.5, 0.9, 0.975, 1.0)]
     [8, 60, 88, 100]
   """

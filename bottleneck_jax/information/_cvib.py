@@ -145,7 +145,7 @@ def vib_mask_sparsity(mu: Float[Array, "d"], logvar: Float[Array, "d"], *,
   _check_params(fn, mu, logvar)
   V.check_scalar(fn, "threshold", threshold)
   la = logvar - jnp.log(mu * mu + _EPS)
-  return jnp.mean((la >= threshold).astype(jnp.float32))
+  return jnp.mean((la >= float(threshold)).astype(jnp.float32))
 
 
 def vib_mask(h: Float[Array, "b *tokens d"], mu: Float[Array, "d"], logvar: Float[Array, "d"],

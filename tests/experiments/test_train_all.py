@@ -93,7 +93,13 @@ def _train_py(name: str, workdir: Path, steps: int) -> None:
   assert _script().main(args) == 0
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+# The default run checks one experiment per kind of training loop (classifier, retrieval head,
+# concept model, quantiser); the others run with ``-m slow`` (the suite's time budget).
+CORE = ("vib-digits", "splade-toy", "cbm-interventions", "fsq-digits")
+
+
+@pytest.mark.parametrize("name", [n if n in CORE else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(TINY)])
 def test_sharded_resumed_equals_single_device(name, tmp_path, monkeypatch, restore_default_mesh):
   assert jax.device_count() == 8
   # scripts/train.py on a data=4 x fsdp=2 mesh: stopped at half, then continued ...

@@ -10,6 +10,7 @@ from . import _subproc as sp
 ARGS = ("--steps", "30", "--set", "checkpoint_every=15", "--set", "eval_every=15")
 
 
+@pytest.mark.slow
 @pytest.mark.multihost
 def test_two_processes_match_one_process(tmp_path):
   port = sp.free_port()

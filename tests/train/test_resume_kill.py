@@ -16,6 +16,7 @@ STEPS, EVERY = 400, 25
 ARGS = ("--steps", str(STEPS), "--set", f"checkpoint_every={EVERY}", "--set", "eval_every=200")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
   env = sp.env(1)
