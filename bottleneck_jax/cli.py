@@ -597,6 +597,18 @@ def _silence_background() -> None:
   threading.excepthook = lambda _args: None
 
 
+def _print_last_line(line: str) -> None:
+  """Writes a failed run's error line as the last thing on stderr: the process exits right
+  after it, and background threads (a failing Orbax writer) may be mid-way through printing a
+  traceback, so stderr goes to /dev/null first and the line is written to a saved copy."""
+  _silence_background()
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.write(saved, (line + "\n").encode())
+
+
 def _end_program(status: int) -> None:
   """After a failed run, leave at once: never wait for background threads (a failed
   checkpoint writer could block interpreter shutdown) nor print their teardown noise after the
@@ -620,9 +632,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
     status = EXIT_USAGE
   except RunFailure as e:
-    if argv is None:
-      _silence_background()
-    print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
+    if argv is None and args.command == "run":
+      _print_last_line(f"bottleneck-jax {args.command}: error: {e}")
+    else:
+      print(f"bottleneck-jax {args.command}: error: {e}", file=sys.stderr)
     status = e.status
   except KeyboardInterrupt:
     workdir = getattr(args, "workdir", None) or (
