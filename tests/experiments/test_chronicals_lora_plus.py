@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from bottleneck_jax.efficiency import lora_plus
 from bottleneck_jax.experiments import get, run_experiment
@@ -29,6 +30,7 @@ def test_ratio_one_is_plain_adam():
       np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_quick_run(tmp_path):
   exp = get("chronicals-lora-plus")
   assert exp.paper_id == "chronicals" and exp.defaults["ratio"] == 16.0
