@@ -338,6 +338,18 @@ def _check_ids(fn: str, arg: str, x) -> None:
   V.check_integer(fn, arg, x)
 
 
+def _id_pair(fn: str, a_name: str, a, b_name: str, b, pad):
+  """Checks two padded id arrays with one batch shape and an integer ``pad``; returns both as
+  int32."""
+  _check_ids(fn, a_name, a)
+  _check_ids(fn, b_name, b)
+  if a.shape[:-1] != b.shape[:-1]:
+    raise ValueError(f"{fn}: {a_name} and {b_name} must have the same batch shape, got "
+                     f"{V.describe(a)} and {V.describe(b)}")
+  V.check_scalar(fn, "pad", pad, integer=True, static=True)
+  return a.astype(jnp.int32), b.astype(jnp.int32)
+
+
 def token_f1(pred_ids: Int[Array, "*batch lp"], gold_ids: Int[Array, "*batch lg"], *,
              pad: int = -1) -> Float[Array, "*batch"]:
   """Bag-of-tokens F1 between a predicted and a gold answer (SQuAD / HotpotQA evaluation).
@@ -365,13 +377,7 @@ def token_f1(pred_ids: Int[Array, "*batch lp"], gold_ids: Int[Array, "*batch lg"
     Rajpurkar et al., "SQuAD", 2016 (official evaluation script, ``f1_score``).
   """
   fn = "token_f1"
-  _check_ids(fn, "pred_ids", pred_ids)
-  _check_ids(fn, "gold_ids", gold_ids)
-  if pred_ids.shape[:-1] != gold_ids.shape[:-1]:
-    raise ValueError(f"{fn}: pred_ids and gold_ids must have the same batch shape, got "
-                     f"{V.describe(pred_ids)} and {V.describe(gold_ids)}")
-  V.check_scalar(fn, "pad", pad, integer=True, static=True)
-  pred_ids, gold_ids = pred_ids.astype(jnp.int32), gold_ids.astype(jnp.int32)
+  pred_ids, gold_ids = _id_pair(fn, "pred_ids", pred_ids, "gold_ids", gold_ids, pad)
   pv = pred_ids != pad
   gv = gold_ids != pad
   same_p = (pred_ids[..., :, None] == pred_ids[..., None, :]) & pv[..., None, :]
@@ -414,13 +420,7 @@ def document_coverage(retrieved: Int[Array, "*batch m"], gold: Int[Array, "*batc
     Luo et al., "MARAG-R1", 2025, https://arxiv.org/abs/2510.27569 (evidence coverage).
   """
   fn = "document_coverage"
-  _check_ids(fn, "retrieved", retrieved)
-  _check_ids(fn, "gold", gold)
-  if retrieved.shape[:-1] != gold.shape[:-1]:
-    raise ValueError(f"{fn}: retrieved and gold must have the same batch shape, got "
-                     f"{V.describe(retrieved)} and {V.describe(gold)}")
-  V.check_scalar(fn, "pad", pad, integer=True, static=True)
-  retrieved, gold = retrieved.astype(jnp.int32), gold.astype(jnp.int32)
+  retrieved, gold = _id_pair(fn, "retrieved", retrieved, "gold", gold, pad)
   gv = gold != pad
   # count each distinct gold id once: only its first occurrence
   idx = jnp.arange(gold.shape[-1])
