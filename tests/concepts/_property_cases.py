@@ -191,4 +191,36 @@ CASES = [
     Case("oracle_impurity", C.oracle_impurity,
          lambda r: {"c_repr": _f(r, 4, 2), "c_true": jnp.asarray([[0, 1], [1, 0], [0, 0], [1, 1]]),
                     "steps": 2}, ("c_repr", "c_true")),
+    # --- sl-cbm ---
+    Case("slcbm_init", C.slcbm_init,
+         lambda r: {"d_tokens": 3, "n_concepts": 2, "n_classes": 2, "key": KEY},
+         ("d_tokens", "n_concepts", "n_classes")),
+    Case("slcbm_concept_maps", C.slcbm_concept_maps,
+         lambda r: {"params": _slcbm_params(r), "tokens": _f(r, 2, 4, 3)}, ("params", "tokens")),
+    Case("simpool", C.simpool,
+         lambda r: {"params": _slcbm_params(r), "s": _f(r, 2, 4, 2), "q": _f(r, 2, 2)},
+         ("params", "s", "q")),
+    Case("slcbm_apply", C.slcbm_apply,
+         lambda r: {"params": _slcbm_params(r), "tokens": _f(r, 2, 4, 3), "e": _f(r, 2, 5),
+                    "concept_vectors": _f(r, 2, 5), "nec": 1},
+         ("params", "tokens", "e", "concept_vectors")),
+    Case("nec_mask", C.nec_mask, lambda r: {"w": _f(r, 2, 3), "n": 2}, ("w",)),
+    Case("token_concept_entropy", C.token_concept_entropy, lambda r: {"s": _f(r, 2, 4, 3)},
+         ("s",)),
+    Case("slcbm_loss", C.slcbm_loss,
+         lambda r: {"logits": _f(r, 2, 3), "f": _f(r, 2, 2), "s": _f(r, 2, 4, 2),
+                    "y": _i(r, 2, high=3), "c_true": _i(r, 2, 2, high=2)},
+         ("logits", "f", "s", "y", "c_true")),
+    Case("slcbm_contrastive", C.slcbm_contrastive,
+         lambda r: {"f_a": _f(r, 3, 2), "f_b": _f(r, 3, 2)}, ("f_a", "f_b")),
+    Case("class_saliency", C.class_saliency,
+         lambda r: {"w": _f(r, 3, 2), "s": _f(r, 2, 4, 2), "cls": _i(r, 2, high=3)},
+         ("w", "s", "cls")),
+    Case("upsample_token_map", C.upsample_token_map,
+         lambda r: {"maps": _f(r, 2, 4), "grid": (2, 2), "size": (4, 4)}, ("maps",)),
 ]
+
+
+def _slcbm_params(r):
+  return C.SLCBMParams(_f(r, 3, 2), _f(r, 2), _f(r, 2), _f(r, 2), _f(r, 2, 2), _f(r, 2, 2),
+                       _f(r, 2), _f(r, 2), _f(r, 2, 2), _f(r, 2))
