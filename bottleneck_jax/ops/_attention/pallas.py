@@ -52,11 +52,9 @@ def _kernel(*refs, has_seg, has_mask, causal, scale, bq, bk, nk, lk, lk_p):
   qs = qseg_ref[...] if has_seg else None
 
   def body(j, carry):
-    acc, m_prev, l_prev = carry
     j0 = pl.multiple_of(j * bk, bk)
     kt = k_ref[pl.ds(j0, bk), :]
     vt = v_ref[pl.ds(j0, bk), :]
-    s = lax.dot_general(q, kt, _NT, preferred_element_type=F32) * scale
     cols = j0 + lax.broadcasted_iota(jnp.int32, (bq, bk), 1)
     valid = None
     if lk_p != lk:
@@ -71,40 +69,105 @@ def _kernel(*refs, has_seg, has_mask, causal, scale, bq, bk, nk, lk, lk_p):
     if has_mask:
       c = mask_ref[:, pl.ds(j0, bk)] != 0
       valid = c if valid is None else valid & c
-    if valid is not None:
-      s = jnp.where(valid, s, NEG_INF)
-      used = jnp.max(valid.astype(jnp.int32), axis=0) > 0    # keys some query attends
-      vt = jnp.where(used[:, None], vt, jnp.zeros_like(vt))
-    m_new = jnp.maximum(m_prev, jnp.max(s, axis=1))
-    m_safe = jnp.where(m_new == NEG_INF, 0.0, m_new)
-    alpha = jnp.exp(m_prev - m_safe)
-    p = jnp.exp(s - m_safe[:, None])
-    l_new = alpha * l_prev + jnp.sum(p, axis=1)
-    pv = lax.dot_general(p.astype(vt.dtype), vt, _NN, preferred_element_type=F32)
-    return alpha[:, None] * acc + pv, m_new, l_new
+    return online_step(q, kt, vt, valid, carry, scale)
 
   if causal:
     hi = jnp.minimum(nk, lax.div((i + 1) * bq + bk - 1, bk))
   else:
     hi = nk
-  init = (jnp.zeros(q.shape, F32), jnp.full((bq,), NEG_INF, F32), jnp.zeros((bq,), F32))
-  acc, m, l = lax.fori_loop(0, hi, body, init)
+  finish(o_ref, lse_ref, lax.fori_loop(0, hi, body, initial_carry(q)))
+
+
+# -- pieces shared with the block-sparse kernels (ops/_block_sparse_attention/pallas.py) ------
+
+
+def online_step(q, kt, vt, valid, carry, scale):
+  """One key tile of the online softmax: ``carry = (acc [rows, D], m [rows], l [rows])`` (f32)
+  updated with the scores of ``q [rows, D]`` against ``kt [bk, D]``; ``valid [rows, bk]`` (or
+  ``None``: every pair) masks scores to ``-inf``. The running max is shifted by zero while every
+  key so far is masked, and value rows no query attends are zeroed (so a ``NaN`` in a padded or
+  masked value row cannot reach the output through ``0 * NaN``)."""
+  acc, m_prev, l_prev = carry
+  s = lax.dot_general(q, kt, _NT, preferred_element_type=F32) * scale
+  if valid is not None:
+    s = jnp.where(valid, s, NEG_INF)
+    used = jnp.max(valid.astype(jnp.int32), axis=0) > 0    # keys some query attends
+    vt = jnp.where(used[:, None], vt, jnp.zeros_like(vt))
+  m_new = jnp.maximum(m_prev, jnp.max(s, axis=1))
+  m_safe = jnp.where(m_new == NEG_INF, 0.0, m_new)
+  alpha = jnp.exp(m_prev - m_safe)
+  p = jnp.exp(s - m_safe[:, None])
+  l_new = alpha * l_prev + jnp.sum(p, axis=1)
+  pv = lax.dot_general(p.astype(vt.dtype), vt, _NN, preferred_element_type=F32)
+  return alpha[:, None] * acc + pv, m_new, l_new
+
+
+def initial_carry(q):
+  """The online-softmax state before the first key tile of the query tile ``q [rows, D]``."""
+  rows = q.shape[0]
+  return jnp.zeros(q.shape, F32), jnp.full((rows,), NEG_INF, F32), jnp.zeros((rows,), F32)
+
+
+def finish(o_ref, lse_ref, carry):
+  """Writes ``out = acc / l`` and ``lse = m + log l``; rows that attended nothing get ``0`` and
+  ``-inf``."""
+  acc, m, l = carry
   attended = l > 0
   l_safe = jnp.where(attended, l, 1.0)
   o_ref[...] = (acc / l_safe[:, None]).astype(o_ref.dtype)
   lse_ref[...] = jnp.where(attended, m + jnp.log(l_safe), NEG_INF)
 
 
-def check_supported(block_sizes, interpret: bool, platform: str) -> None:
-  """Raises :class:`UnsupportedInput` where the kernel cannot run natively."""
+def triton_check(what: str, block_sizes, interpret: bool, platform: str) -> None:
+  """Raises :class:`UnsupportedInput` where the Pallas kernels of ``what`` cannot run natively:
+  they lower through Triton only (GPU, power-of-two blocks >= 16) or run in interpret mode."""
   if interpret:
     return
   if platform != "gpu":
-    raise UnsupportedInput(f"the Pallas attention kernel lowers through Triton (GPU) or runs in "
+    raise UnsupportedInput(f"{what}: the Pallas kernels lower through Triton (GPU) or run in "
                            f"interpret mode; not natively on {platform!r}")
   if block_sizes is not None and any(b < 16 or b & (b - 1) for b in block_sizes):
-    raise UnsupportedInput(f"the Triton attention kernel needs power-of-two blocks >= 16, got "
+    raise UnsupportedInput(f"{what}: the Triton kernels need power-of-two blocks >= 16, got "
                            f"block_sizes={tuple(block_sizes)}")
+
+
+def query_tiled_call(kernel, args, in_specs, *, batch, heads, blocks, padded, dtype, cost, name,
+                     batched=None):
+  """Runs ``kernel`` on the grid ``(query blocks, batch, heads)`` with the outputs
+  ``out [B, Lq_p, H, D_p]`` (``dtype``) and ``lse [B, H, Lq_p]`` (f32), one ``[bq, D_p]`` /
+  ``[bq]`` tile per program, inside :func:`kernels.batch_shard_map` (``batched``: which
+  arguments carry the batch axis, default all); ``padded = (Lq_p, D_p)``, ``blocks = (bq, bk)``,
+  ``cost(nb)`` the ``(flops, transcendentals, bytes)`` of a batch of ``nb``."""
+  from jax.experimental import pallas as pl
+
+  bq = blocks[0]
+  lq_p, d_p = padded
+
+  def call(*arrays):
+    nb = arrays[0].shape[0]
+    flops, transcendentals, nbytes = cost(nb)
+    return pl.pallas_call(
+        kernel,
+        grid=(lq_p // bq, nb, heads),
+        in_specs=in_specs,
+        out_specs=[pl.BlockSpec((None, bq, None, d_p), lambda i, bi, hi: (bi, i, hi, 0)),
+                   pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i))],
+        out_shape=[jax.ShapeDtypeStruct((nb, lq_p, heads, d_p), dtype),
+                   jax.ShapeDtypeStruct((nb, heads, lq_p), F32)],
+        interpret=kernels.pallas_interpret(),
+        cost_estimate=pl.CostEstimate(flops=flops, transcendentals=transcendentals,
+                                      bytes_accessed=nbytes),
+        name=name,
+    )(*arrays)
+
+  batched = (True,) * len(args) if batched is None else tuple(batched)
+  return kernels.batch_shard_map(call, tuple(args), batched=batched, out_batched=(True, True),
+                                 batch_size=batch)
+
+
+def check_supported(block_sizes, interpret: bool, platform: str) -> None:
+  """Raises :class:`UnsupportedInput` where the kernel cannot run natively."""
+  triton_check("attention kernel", block_sizes, interpret, platform)
 
 
 def pallas_blocks(q, k, block_sizes, interpret):
@@ -118,7 +181,6 @@ def forward(q, k, v, mask, q_seg, kv_seg, *, causal, scale, blocks):
   """``(out, lse)`` by the Pallas kernel; same contract as :func:`.xla.forward`."""
   from jax.experimental import pallas as pl
 
-  interpret = kernels.pallas_interpret()
   b, lq, h, d = q.shape
   lk, hkv = k.shape[1], k.shape[2]
   g = h // hkv
@@ -154,25 +216,13 @@ def forward(q, k, v, mask, q_seg, kv_seg, *, causal, scale, blocks):
                              scale=float(scale), bq=bq, bk=bk, nk=nk, lk=lk, lk_p=lk_p)
   itemsize = jnp.dtype(q.dtype).itemsize
 
-  def call(*arrays):
-    nb = arrays[0].shape[0]
-    return pl.pallas_call(
-        kernel,
-        grid=(nq, nb, h),
-        in_specs=in_specs,
-        out_specs=[pl.BlockSpec((None, bq, None, d_p), lambda i, bi, hi: (bi, i, hi, 0)),
-                   pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i))],
-        out_shape=[jax.ShapeDtypeStruct((nb, lq_p, h, d_p), q.dtype),
-                   jax.ShapeDtypeStruct((nb, h, lq_p), F32)],
-        interpret=interpret,
-        cost_estimate=pl.CostEstimate(
-            flops=4 * nb * h * lq_p * lk_p * d_p, transcendentals=nb * h * lq_p * lk_p,
-            bytes_accessed=itemsize * nb * (2 * lq_p * h + 2 * nq * lk_p * hkv) * d_p),
-        name="attention_fwd",
-    )(*arrays)
+  def cost(nb):
+    return (4 * nb * h * lq_p * lk_p * d_p, nb * h * lq_p * lk_p,
+            itemsize * nb * (2 * lq_p * h + 2 * nq * lk_p * hkv) * d_p)
 
-  out, lse = kernels.batch_shard_map(call, tuple(args), batched=tuple(batched),
-                                     out_batched=(True, True), batch_size=b)
+  out, lse = query_tiled_call(kernel, args, in_specs, batch=b, heads=h, blocks=blocks,
+                              padded=(lq_p, d_p), dtype=q.dtype, cost=cost,
+                              name="attention_fwd", batched=batched)
   return out[:, :lq, :, :d], lse[:, :, :lq]
 
 
@@ -186,4 +236,5 @@ def attention(q, k, v, mask, q_seg, kv_seg, *, causal, scale, block_sizes=None):
                              bwd_blocks)
 
 
-__all__ = ["attention", "check_supported", "forward"]
+__all__ = ["attention", "check_supported", "finish", "forward", "initial_carry", "online_step",
+           "query_tiled_call", "triton_check"]

@@ -29,46 +29,20 @@ from jax import lax
 
 from bottleneck_jax import kernels
 from bottleneck_jax.kernels import blocks as _blocks
-from bottleneck_jax.kernels.dispatch import UnsupportedInput
+from bottleneck_jax.ops._attention.pallas import (
+  finish,
+  initial_carry,
+  online_step,
+  query_tiled_call,
+  triton_check,
+)
 from bottleneck_jax.ops._block_sparse_attention import xla
-from bottleneck_jax.ops._block_sparse_attention.common import F32, NEG_INF, pad_axis
-
-_NT = (((1,), (1,)), ((), ()))
-_NN = (((1,), (0,)), ((), ()))
+from bottleneck_jax.ops._block_sparse_attention.common import F32, pad_axis
 
 
 def check_supported(block_sizes, interpret: bool, platform: str) -> None:
   """Raises :class:`UnsupportedInput` where the kernels cannot run natively."""
-  if interpret:
-    return
-  if platform != "gpu":
-    raise UnsupportedInput(f"the Pallas block-sparse kernels lower through Triton (GPU) or run in "
-                           f"interpret mode; not natively on {platform!r}")
-  if any(b < 16 or b & (b - 1) for b in block_sizes):
-    raise UnsupportedInput(f"the Triton block-sparse kernels need power-of-two blocks >= 16, got "
-                           f"{tuple(block_sizes)}")
-
-
-def _online(q, kt, vt, valid, carry, scale):
-  acc, m_prev, l_prev = carry
-  s = lax.dot_general(q, kt, _NT, preferred_element_type=F32) * scale
-  s = jnp.where(valid, s, NEG_INF)
-  used = jnp.max(valid.astype(jnp.int32), axis=0) > 0
-  vt = jnp.where(used[:, None], vt, jnp.zeros_like(vt))
-  m_new = jnp.maximum(m_prev, jnp.max(s, axis=1))
-  m_safe = jnp.where(m_new == NEG_INF, 0.0, m_new)
-  alpha = jnp.exp(m_prev - m_safe)
-  p = jnp.exp(s - m_safe[:, None])
-  l_new = alpha * l_prev + jnp.sum(p, axis=1)
-  pv = lax.dot_general(p.astype(vt.dtype), vt, _NN, preferred_element_type=F32)
-  return alpha[:, None] * acc + pv, m_new, l_new
-
-
-def _finish(o_ref, lse_ref, acc, m, l):
-  attended = l > 0
-  l_safe = jnp.where(attended, l, 1.0)
-  o_ref[...] = (acc / l_safe[:, None]).astype(o_ref.dtype)
-  lse_ref[...] = jnp.where(attended, m + jnp.log(l_safe), NEG_INF)
+  triton_check("block-sparse attention", block_sizes, interpret, platform)
 
 
 def _prefill_kernel(*refs, has_seg, causal, scale, bq, bk, kk, lk):
@@ -96,17 +70,15 @@ def _prefill_kernel(*refs, has_seg, causal, scale, bq, bk, kk, lk):
     if has_seg:
       ks = kvseg_ref[pl.ds(j0, bk)]
       valid = valid & (qs[:, None] == ks[None, :]) & (qs[:, None] > 0)
-    return _online(q, kt, vt, valid, carry, scale)
+    return online_step(q, kt, vt, valid, carry, scale)
 
-  init = (jnp.zeros(q.shape, F32), jnp.full((bq,), NEG_INF, F32), jnp.zeros((bq,), F32))
-  _finish(o_ref, lse_ref, *lax.fori_loop(0, kk, body, init))
+  finish(o_ref, lse_ref, lax.fori_loop(0, kk, body, initial_carry(q)))
 
 
 def forward(q, k, v, block_idx, block_valid, q_seg, kv_seg, *, causal, scale, blocks):
   """``(out, lse)`` by the prefill kernel; same contract as :func:`.xla.forward`."""
   from jax.experimental import pallas as pl
 
-  interpret = kernels.pallas_interpret()
   b, lq, h, d = q.shape
   lk, hkv = k.shape[1], k.shape[2]
   g = h // hkv
@@ -138,25 +110,13 @@ def forward(q, k, v, block_idx, block_valid, q_seg, kv_seg, *, causal, scale, bl
                              scale=float(scale), bq=bq, bk=bk, kk=kk, lk=lk)
   itemsize = jnp.dtype(q.dtype).itemsize
 
-  def call(*arrays):
-    nb = arrays[0].shape[0]
-    return pl.pallas_call(
-        kernel,
-        grid=(nq, nb, h),
-        in_specs=in_specs,
-        out_specs=[pl.BlockSpec((None, bq, None, d_p), lambda i, bi, hi: (bi, i, hi, 0)),
-                   pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i))],
-        out_shape=[jax.ShapeDtypeStruct((nb, lq_p, h, d_p), q.dtype),
-                   jax.ShapeDtypeStruct((nb, h, lq_p), F32)],
-        interpret=interpret,
-        cost_estimate=pl.CostEstimate(
-            flops=4 * nb * h * lq_p * kk * bk * d_p, transcendentals=nb * h * lq_p * kk * bk,
-            bytes_accessed=itemsize * nb * h * (2 * lq_p + 2 * nq * kk * bk) * d_p),
-        name="block_sparse_attention_fwd",
-    )(*arrays)
+  def cost(nb):
+    return (4 * nb * h * lq_p * kk * bk * d_p, nb * h * lq_p * kk * bk,
+            itemsize * nb * h * (2 * lq_p + 2 * nq * kk * bk) * d_p)
 
-  out, lse = kernels.batch_shard_map(call, tuple(args), batched=(True,) * len(args),
-                                     out_batched=(True, True), batch_size=b)
+  out, lse = query_tiled_call(kernel, args, in_specs, batch=b, heads=h, blocks=blocks,
+                              padded=(lq_p, d_p), dtype=q.dtype, cost=cost,
+                              name="block_sparse_attention_fwd")
   return out[:, :lq, :, :d], lse[:, :, :lq]
 
 
@@ -180,10 +140,9 @@ def _decode_kernel(q_ref, k_ref, v_ref, idx_ref, cnt_ref, o_ref, lse_ref, *, sca
     kt = k_ref[pl.ds(j0, bk), :]
     vt = v_ref[pl.ds(j0, bk), :]
     valid = lax.broadcasted_iota(jnp.int32, (gp, bk), 1) < cnt_ref[e]
-    return _online(q, kt, vt, valid, carry, scale)
+    return online_step(q, kt, vt, valid, carry, scale)
 
-  init = (jnp.zeros(q.shape, F32), jnp.full((gp,), NEG_INF, F32), jnp.zeros((gp,), F32))
-  _finish(o_ref, lse_ref, *lax.fori_loop(0, kk, body, init))
+  finish(o_ref, lse_ref, lax.fori_loop(0, kk, body, initial_carry(q)))
 
 
 def decode_forward(q, k, v, block_idx, block_valid, lengths, *, scale, block_size):
