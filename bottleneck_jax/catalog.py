@@ -309,7 +309,7 @@ _BUILT: dict[str, dict] = {
             "aggregate_features", "generalized_jaccard", "generalized_jaccard_matrix",
             "task_prototype", "score_candidates", "select_top_fraction", "sae_encode",
             "topk_activation", "SparseAutoencoder")],
-        experiments=["sae-synthetic"],
+        experiments=["sae-synthetic", "sae-data-selection"],
         tests=["tests/compression/test_sae_data_selection.py", "tests/compression/test_sae.py"]),
     # --- end of compression ---
     "info-plane": dict(
