@@ -44,6 +44,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
+from bottleneck_jax.kernels import explicit_spec
 from bottleneck_jax.ops import linear_cross_entropy
 from bottleneck_jax.quantize._kmeans import _check_key
 from bottleneck_jax.quantize._kmeans_core import _kmeans
@@ -78,6 +79,16 @@ def _check(fn, h, codebook, token_to_code=_NO_MAP, token_bias=None):
     V.check_floating(fn, "token_bias", token_bias)
     V.check_axis_size(fn, "token_bias", token_bias, 0, token_to_code.shape[0],
                       "token_to_code.shape[0] (V)")
+
+
+def _take(table, idx):
+  """``table[idx]`` of a 1-D table; under an Explicit mesh the result is sharded like ``idx``
+  (a plain ``jnp.take`` with batch-sharded indices cannot resolve its output sharding)."""
+  spec = explicit_spec(idx)
+  if spec is None:
+    return jnp.take(table, idx)
+  spec = tuple(spec) + (None,) * (idx.ndim - len(spec))
+  return table.at[idx].get(out_sharding=jax.sharding.PartitionSpec(*spec))
 
 
 def _log_weights(token_to_code, k, token_bias, dtype, temperature=1.0):
@@ -199,11 +210,11 @@ def vq_logits_cross_entropy(h: Float[Array, "*batch d"], codebook: Float[Array, 
   y = jnp.asarray(targets).astype(jnp.int32)
   k = codebook.shape[0]
   log_w = _log_weights(m, k, token_bias, jnp.float32).astype(h.dtype)
-  code_y = jnp.take(m, y)
+  code_y = _take(m, y)
   base = linear_cross_entropy(h, codebook, code_y, bias=log_w, reduction="none",
                               implementation=implementation)
-  b_y = 0.0 if token_bias is None else jnp.take(jnp.asarray(token_bias), y).astype(jnp.float32)
-  return base + jnp.take(log_w, code_y).astype(jnp.float32) - b_y
+  b_y = 0.0 if token_bias is None else _take(jnp.asarray(token_bias), y).astype(jnp.float32)
+  return base + _take(log_w, code_y).astype(jnp.float32) - b_y
 
 
 def vq_logits_sample(key: Any, h: Float[Array, "*batch d"], codebook: Float[Array, "k d"],
