@@ -481,6 +481,7 @@ _BUILT: dict[str, dict] = {
         functions=[f"{_Q}.{f}" for f in (
             "vq_code_logits", "vq_logits", "vq_logits_cross_entropy", "vq_logits_sample",
             "vq_logits_init_mapping", "VQLogitsHead")] + [f"{_O}.linear_cross_entropy"],
+        experiments=["vq-logits-toy"],
         tests=["tests/quantize/test_vq_logits.py"]),
     "skintokens-fsq": dict(
         functions=[f"{_Q}.{f}" for f in (
