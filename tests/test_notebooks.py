@@ -22,6 +22,16 @@ MARKERS = {
         "forced loss equals the reference loss: True",
         "packing efficiency:",
     ],
+    "08_preference_and_rl.ipynb": [
+        "DPO optimum vs closed form: max abs difference",
+        "mass on the poorly covered arm 0:",
+        "online final regret",
+        "matches NumPy: True",
+        "gradient check, -A_i / (B n_i) on valid tokens: True",
+        "planning tokens:",
+        "HICRA - GRPO on planning tokens:",
+        "semantic entropy of this batch:",
+    ],
 }
 
 
