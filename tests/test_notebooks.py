@@ -22,6 +22,13 @@ MARKERS = {
         "forced loss equals the reference loss: True",
         "packing efficiency:",
     ],
+    "05_codec.ipynb": [
+        "bits per pixel, PSNR",
+        "PSNR at",
+        "resizing at equal dimensionality (16x): PSNR",
+        "energy in the low-pass band",
+        "latents:",
+    ],
     "08_preference_and_rl.ipynb": [
         "DPO optimum vs closed form: max abs difference",
         "mass on the poorly covered arm 0:",
