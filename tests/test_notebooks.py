@@ -22,6 +22,15 @@ MARKERS = {
         "forced loss equals the reference loss: True",
         "packing efficiency:",
     ],
+    "04_quantizers.ipynb": [
+        "FSQ indices -> codes round trip exact: True",
+        "LFQ indices -> codes round trip exact: True",
+        "VQ picks the nearest code: True",
+        "codes used",
+        "reconstructions of",
+        "decoding from FSQ token ids reproduces the reconstruction: True",
+        '"expectation_held"',
+    ],
     "05_codec.ipynb": [
         "bits per pixel, PSNR",
         "PSNR at",
