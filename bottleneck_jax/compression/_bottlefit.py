@@ -30,9 +30,9 @@ Training has two stages:
 
    optionally with the encoder frozen (the "FE" variants: the on-device head stays fixed).
 
-The stages are Optax label maps (:func:`bottlefit_param_labels`, :func:`bottlefit_transform`:
-``"train"`` parameters get the optimizer, ``"freeze"`` ones ``optax.set_to_zero``), not separate
-model classes. What is sent over the channel is the code, optionally quantised with 8-bit min-max
+The stages are Optax label maps (:func:`bottlefit_param_labels`; :func:`bottlefit_transform`
+applies the optimizer to the ``"train"`` parameters and zero updates to the ``"freeze"`` ones),
+not separate model classes. What is sent over the channel is the code, optionally quantised with 8-bit min-max
 affine quantisation (torchdistill's ``quantize_tensor``: ``scale = (max - min) / (2^b - 1)``,
 ``zero_point = trunc(clip(-min / scale, 0, 2^b - 1))``, ``q = round(clip(z / scale +
 zero_point, 0, 2^b - 1))``, ``z' = scale (q - zero_point)``); its size is ``prod(code_shape) b``
@@ -361,13 +361,22 @@ def bottlefit_param_labels(params, *, stage: Literal[1, 2], freeze_encoder: bool
 
 def bottlefit_transform(tx: optax.GradientTransformation, *, stage: Literal[1, 2],
                         freeze_encoder: bool = False) -> optax.GradientTransformation:
-  """``tx`` on the parameters a stage trains, ``optax.set_to_zero()`` on the frozen ones
-  (:func:`bottlefit_param_labels`): frozen parameters stay bit-identical.
+  """``tx`` restricted to the parameters a stage trains (:func:`bottlefit_param_labels`).
+
+  The gradients of the frozen parameters are zeroed before ``tx`` and their updates after it
+  (so weight decay or momentum in ``tx`` cannot move them): frozen parameters stay
+  bit-identical. Unlike ``optax.multi_transform`` the state holds only arrays (no masked
+  nodes), so the transformation works inside ``nnx.Optimizer`` under ``nnx.eval_shape`` and a
+  mesh; the price is that ``tx`` keeps (zero) moments for the frozen parameters too.
 
   Example:
-    >>> import optax
+    >>> import jax.numpy as jnp, optax
     >>> from bottleneck_jax.compression import bottlefit_transform
-    >>> tx = bottlefit_transform(optax.adam(1e-3), stage=1)
+    >>> p = {"head": {"encoder": jnp.ones(2), "decoder": jnp.ones(2)}, "tail": jnp.ones(2)}
+    >>> tx = bottlefit_transform(optax.sgd(0.5), stage=1)
+    >>> u, _ = tx.update(p, tx.init(p), p)
+    >>> u["head"]["encoder"].tolist(), u["tail"].tolist()
+    ([-0.5, -0.5], [0.0, 0.0])
   """
   fn = "bottlefit_transform"
   if not (hasattr(tx, "init") and hasattr(tx, "update")):
@@ -379,9 +388,16 @@ def bottlefit_transform(tx: optax.GradientTransformation, *, stage: Literal[1, 2
     raise TypeError(f"{fn}: freeze_encoder must be a bool, got {type(freeze_encoder).__name__}")
   if stage == 1 and freeze_encoder:
     raise ValueError(f"{fn}: freeze_encoder applies to stage 2 only (stage 1 trains the head)")
-  return optax.multi_transform(
-      {"train": tx, "freeze": optax.set_to_zero()},
-      lambda p: bottlefit_param_labels(p, stage=stage, freeze_encoder=freeze_encoder))
+
+  def zero_frozen_update(updates, state, params=None):
+    del params
+    labels = bottlefit_param_labels(updates, stage=stage, freeze_encoder=freeze_encoder)
+    return jax.tree.map(lambda u, lab: jnp.zeros_like(u) if lab == "freeze" else u,
+                        updates, labels), state
+
+  zero_frozen = optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                             zero_frozen_update)
+  return optax.chain(zero_frozen, tx, zero_frozen)
 
 
 # --------------------------------------------------------------------------------------------
