@@ -344,7 +344,7 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.layer_entropy_global_bins",
                    "bottleneck_jax.information.mi_constraint_step",
                    "bottleneck_jax.information.StochasticMLP"],
-        experiments=["ib-mi-estimators"],
+        experiments=["ib-mi-estimators", "mi-benchmark"],
         tests=["tests/information/test_ib_generalization.py"]),
     "cvib": dict(
         functions=["bottleneck_jax.information.vib_mask",
