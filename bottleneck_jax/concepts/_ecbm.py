@@ -69,7 +69,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jaxtyping import Array, Float, Int
 
@@ -289,8 +288,13 @@ def ecbm_energies(params: ECBMParams, x: Float[Array, "b d"], y_soft: Float[Arra
   _float(fn, "c_soft", c_soft)
   V.check_shape(fn, "c_soft", c_soft, (b, k, 2))
   key = _check_dropout(fn, dropout, key)
-  p = params
-  z_xy, z_xc = _project(p, x, _num(dropout), key)
+  return _soft_energies(params, x, y_soft, c_soft, key, dropout=_num(dropout),
+                        reference_compat=bool(reference_compat))
+
+
+@functools.partial(jax.jit, static_argnames=("dropout", "reference_compat"))
+def _soft_energies(p, x, y_soft, c_soft, key, *, dropout, reference_compat):
+  z_xy, z_xc = _project(p, x, dropout, key)
   ys, cs = y_soft.astype(_F32), c_soft.astype(_F32)
   u_hat = _unit(ys @ p.y_emb.astype(_F32))  # [B, h]
   emb = p.c_emb.astype(_F32)
@@ -345,10 +349,11 @@ def ecbm_train_energies(params: ECBMParams, x: Float[Array, "b d"], c_true: Floa
   _labels01(fn, "c_true", c_true)
   V.check_shape(fn, "c_true", c_true, (x.shape[0], k))
   key = _check_dropout(fn, dropout, key)
-  return _train_energies(params, x, jnp.asarray(c_true).astype(jnp.int32) > 0, _num(dropout),
-                         key)
+  return _train_energies(params, x, jnp.asarray(c_true).astype(_F32) >= 0.5,
+                         dropout=_num(dropout), key=key)
 
 
+@functools.partial(jax.jit, static_argnames=("dropout",))
 def _train_energies(p, x, c_on, dropout, key):
   z_xy, z_xc = _project(p, x, dropout, key)
   u_hat = _unit(p.y_emb.astype(_F32))  # [M, h]
@@ -459,11 +464,17 @@ def ecbm_loss(params: ECBMParams, x: Float[Array, "b d"], c_true: Float[Array, "
     V.check_scalar(fn, "flip", v, low=0, high=1, static=True)
   V.check_scalar(fn, "dropout", dropout, low=0, high=1, high_inclusive=False, static=True)
   key = as_key(key, fn=fn)
+  return _loss(params, x, c_true, y, key, jnp.asarray(lam, _F32),
+               flip=(float(flip[0]), float(flip[1])), dropout=_num(dropout))
+
+
+@functools.partial(jax.jit, static_argnames=("flip", "dropout"))
+def _loss(params, x, c_true, y, key, lam, *, flip, dropout):
   k_drop, k_flip = jax.random.split(key)
   c = (jnp.asarray(c_true).astype(_F32) >= 0.5).astype(jnp.int32)
   y = jnp.asarray(y).astype(jnp.int32)
-  c_aug = _flip(k_flip, c, float(flip[0]), float(flip[1]))
-  e = _train_energies(params, x, c_aug > 0, _num(dropout), k_drop)
+  c_aug = _flip(k_flip, c, flip[0], flip[1])
+  e = _train_energies(params, x, c_aug > 0, dropout=dropout, key=k_drop)
   # the class and concept energies do not depend on c; only the global one sees the flips
   cls_nll = boltzmann_nll(e.cls, y)
   con_nll = jnp.sum(jax.vmap(boltzmann_nll, in_axes=(1, 1))(e.con, c))
@@ -511,8 +522,8 @@ def _infer(p, x, y0, c0, fixed, fixed_logit, hold, lam, lr, patience, min_delta,
            reference_compat):
   """Adam on ``(y_logit, c_logit)`` with per-example early stopping. Every option but
   ``steps`` and ``reference_compat`` is traced, so one compilation serves inference and
-  interventions alike."""
-  tx = optax.adam(lr)
+  interventions alike. Adam as PyTorch's (betas 0.9 / 0.999, epsilon 1e-8), written out."""
+  b1, b2, eps = 0.9, 0.999, 1e-8
 
   def pin(c):
     return jnp.where(fixed[..., None], fixed_logit, c)
@@ -526,7 +537,8 @@ def _infer(p, x, y0, c0, fixed, fixed_logit, hold, lam, lr, patience, min_delta,
 
   v0 = (y0, pin(c0))
   b = x.shape[0]
-  init = (v0, tx.init(v0), jnp.full((b,), jnp.inf, _F32), jnp.zeros((b,), jnp.int32),
+  zeros = jax.tree.map(jnp.zeros_like, v0)
+  init = (v0, (zeros, zeros, jnp.zeros((), _F32)), jnp.full((b,), jnp.inf, _F32), jnp.zeros((b,), jnp.int32),
           jnp.ones((b,), bool), jnp.zeros((b,), jnp.int32))
   held = fixed & hold
 
@@ -534,7 +546,13 @@ def _infer(p, x, y0, c0, fixed, fixed_logit, hold, lam, lr, patience, min_delta,
     v, opt, best, count, active, n = carry
     (_, (obj, e_cls)), g = jax.value_and_grad(objective, has_aux=True)(v)
     g = (g[0], jnp.where(held[..., None], 0.0, g[1]))
-    upd, opt = tx.update(g, opt, v)
+    mu, nu, t = opt
+    t = t + 1.0
+    mu = jax.tree.map(lambda a, b: b1 * a + (1 - b1) * b, mu, g)
+    nu = jax.tree.map(lambda a, b: b2 * a + (1 - b2) * b * b, nu, g)
+    upd = jax.tree.map(
+        lambda a, b: -lr * (a / (1 - b1 ** t)) / (jnp.sqrt(b / (1 - b2 ** t)) + eps), mu, nu)
+    opt = (mu, nu, t)
     a = active.astype(_F32)
     c_new = v[1] + a[:, None, None] * upd[1]
     new = (v[0] + a[:, None] * upd[0], jnp.where(held[..., None], fixed_logit, c_new))
@@ -721,7 +739,12 @@ def ecbm_conditionals(params: ECBMParams, x: Float[Array, "b d"], c: Float[Array
   _check_x(fn, x, d)
   _labels01(fn, "c", c)
   V.check_shape(fn, "c", c, (x.shape[0], k))
-  e = _train_energies(params, x, jnp.asarray(c).astype(_F32) >= 0.5, 0.0, None)
+  return _conditionals(params, x, jnp.asarray(c).astype(_F32) >= 0.5)
+
+
+@jax.jit
+def _conditionals(params, x, c_on):
+  e = _train_energies(params, x, c_on, dropout=0.0, key=None)
   return ECBMConditionals(jax.nn.softmax(-e.cls, -1), jax.nn.softmax(-e.con, -1)[..., 1],
                           jax.nn.softmax(-e.glob, -1))
 
@@ -774,7 +797,11 @@ def concept_importance(y_pred: Int[Array, "n"], c_pred: Float[Array, "n k"], *, 
   _check_nonempty(fn, "c_pred", c_pred, 0, "examples")
   _check_nonempty(fn, "c_pred", c_pred, 1, "concepts")
   V.check_scalar(fn, "n_classes", n_classes, low=1, integer=True)
-  m = int(n_classes)
+  return _importance(y_pred, c_pred, m=int(n_classes))
+
+
+@functools.partial(jax.jit, static_argnames=("m",))
+def _importance(y_pred, c_pred, *, m):
   y = jnp.asarray(y_pred).astype(jnp.int32)
   c = (jnp.asarray(c_pred).astype(_F32) >= 0.5).astype(jnp.int32)
   onehot = jax.nn.one_hot(y, m, dtype=_F32)  # [N, M]; out-of-range classes count nowhere
@@ -786,7 +813,7 @@ def concept_importance(y_pred: Int[Array, "n"], c_pred: Float[Array, "n k"], *, 
   best = jnp.argmax(score, -1)
   has = count > 0
   mode = jnp.where(has[:, None], c[best], 0)
-  prob = jnp.where(has, freq[best] / jnp.maximum(count, 1.0), 0.0)
+  prob = jnp.where(has, freq[best].astype(_F32) / jnp.maximum(count, 1.0), 0.0)
   return ConceptImportance(marginal, mode, prob.astype(_F32), count.astype(jnp.int32))
 
 
