@@ -310,7 +310,8 @@ _BUILT: dict[str, dict] = {
             "task_prototype", "score_candidates", "select_top_fraction", "sae_encode",
             "topk_activation", "SparseAutoencoder")],
         experiments=["sae-synthetic", "sae-data-selection"],
-        tests=["tests/compression/test_sae_data_selection.py", "tests/compression/test_sae.py"]),
+        tests=["tests/compression/test_sae_data_selection.py",
+               "tests/ops/test_sparse_autoencoder.py"]),
     # --- end of compression ---
     "info-plane": dict(
         functions=["bottleneck_jax.information.binned_mi",
@@ -625,11 +626,12 @@ _BUILT: dict[str, dict] = {
         tests=["tests/concepts/test_knobo.py"]),
     "dn-cbm": dict(
         functions=[f"bottleneck_jax.concepts.{f}" for f in (
-            "sae_init", "sae_encode", "sae_decode", "sae_loss", "renorm_decoder",
             "resample_dead", "name_concepts", "sparse_probe_loss", "explanation_size",
-            "SparseAutoencoder")] + [f"{_D}.sparse_dictionary"],
+            "ConceptSAE")] + [f"bottleneck_jax.ops.{f}" for f in (
+            "sae_encode", "sae_decode", "sae_loss", "normalize_decoder")]
+        + [f"{_D}.sparse_dictionary"],
         experiments=["dn-cbm-dictionary"],
-        tests=["tests/concepts/test_dn_cbm.py"]),
+        tests=["tests/concepts/test_dn_cbm.py", "tests/ops/test_sparse_autoencoder.py"]),
     "cbm-input-features": dict(
         functions=[f"bottleneck_jax.concepts.{f}" for f in (
             "class_level_labels", "oracle_impurity", "saliency_grad", "saliency_grad_x_input",

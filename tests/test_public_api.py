@@ -75,18 +75,31 @@ SURFACE = {
         "AttentionOutput": "class",
         "CrossEntropyOutput": "class",
         "FusedRMSNorm": "class",
+        "SAEFeatures": "class",
+        "SAELoss": "class",
+        "SAEMetrics": "class",
+        "SAEParams": "class",
         "apply_rope": "function",
         "attention": "function",
         "block_mask_to_table": "function",
         "block_sparse_attention": "function",
         "block_sparse_decode": "function",
+        "heaviside_step": "function",
+        "init_sae": "function",
+        "jumprelu": "function",
         "linear_cross_entropy": "function",
         "linear_cross_entropy_with_aux": "function",
         "linear_logit_stats": "function",
+        "normalize_decoder": "function",
         "qk_rope": "function",
         "rms_norm": "function",
+        "sae_decode": "function",
+        "sae_encode": "function",
+        "sae_loss": "function",
+        "sae_metrics": "function",
         "swiglu": "function",
         "swiglu_linear": "function",
+        "topk_activation": "function",
     },
     "bottleneck_jax.efficiency": {
         "LexLIPLoss": "class",
@@ -279,6 +292,27 @@ def test_no_public_name_shadows_a_module():
       sub = importlib.import_module(f"{mod.__name__}.{info.name}")
       attr = getattr(mod, info.name, sub)
       assert attr is sub, f"{mod.__name__}.{info.name} is {type(attr).__name__}, not the module"
+
+
+def test_one_public_name_means_one_object_across_the_package():
+  """A name two method namespaces (families, ops, core, data) export is the same object (a
+  re-export), never two different implementations that a user could mix up (e.g. two
+  ``sae_encode`` with different layouts). The catalogue and experiment registries are separate
+  vocabularies (``catalog.get`` / ``experiments.get``)."""
+  seen: dict[str, tuple[str, object]] = {}
+  clashes = []
+  for module in SURFACE:
+    if module.split(".")[-1] in ("bottleneck_jax", "catalog", "experiments", "train", "kernels"):
+      continue
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+      obj = getattr(mod, name)
+      if inspect.ismodule(obj):
+        continue
+      first = seen.setdefault(name, (module, obj))
+      if first[1] is not obj:
+        clashes.append(f"{first[0]}.{name} vs {module}.{name}")
+  assert not clashes, clashes
 
 
 def test_methods_live_in_private_modules():

@@ -72,22 +72,7 @@ from bottleneck_jax.compression._entropy_models import (
   quantize_latents,
   rate_distortion_loss,
 )
-from bottleneck_jax.compression._sae import (
-  SAEFeatures,
-  SAELoss,
-  SAEMetrics,
-  SAEParams,
-  SparseAutoencoder,
-  heaviside_step,
-  init_sae,
-  jumprelu,
-  normalize_decoder,
-  sae_decode,
-  sae_encode,
-  sae_loss,
-  sae_metrics,
-  topk_activation,
-)
+from bottleneck_jax.compression._sae import SparseAutoencoder
 from bottleneck_jax.compression._sae_data_selection import (
   aggregate_features,
   generalized_jaccard,
@@ -117,6 +102,21 @@ from bottleneck_jax.compression._wavelets import (
   wavelet_packet_1d,
   wavelet_packet_2d,
   wavelet_packet_paths,
+)
+from bottleneck_jax.ops import (
+  SAEFeatures,
+  SAELoss,
+  SAEMetrics,
+  SAEParams,
+  heaviside_step,
+  init_sae,
+  jumprelu,
+  normalize_decoder,
+  sae_decode,
+  sae_encode,
+  sae_loss,
+  sae_metrics,
+  topk_activation,
 )
 
 __all__: list[str] = [

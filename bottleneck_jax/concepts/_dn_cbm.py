@@ -18,16 +18,21 @@ naming does not change the bottleneck. (3) *CBM*: a sparse linear probe ``CE + l
 the concept strengths ``f(x)``. Explanations are measured by how many concepts it takes to reach
 90 / 95 / 99 % of an image's total contribution ``w_{y_hat, j} f_j(x)``.
 
-Implemented here: :func:`sae_init`, :func:`sae_encode`, :func:`sae_decode`, :func:`sae_loss`,
-:func:`renorm_decoder`, :func:`resample_dead`, :func:`name_concepts`, :func:`sparse_probe_loss`,
-:func:`explanation_size` and the NNX module :class:`SparseAutoencoder` (returns
-:class:`~bottleneck_jax.core.BottleneckOutput`).
+Implemented here: :func:`resample_dead`, :func:`name_concepts`, :func:`sparse_probe_loss`,
+:func:`explanation_size` and the NNX module :class:`ConceptSAE` (returns
+:class:`~bottleneck_jax.core.BottleneckOutput`). The SAE maths itself is the library's one
+implementation in :mod:`bottleneck_jax.ops` (:func:`~bottleneck_jax.ops.sae_encode`,
+:func:`~bottleneck_jax.ops.sae_decode`, :func:`~bottleneck_jax.ops.sae_loss` with
+``activation="relu"``; parameters :class:`~bottleneck_jax.ops.SAEParams` with ``W_enc [d, h]``
+and dictionary rows ``W_dec [h, d]``): with unit-norm dictionary rows its ReLU sparsity term
+``l1 sum_i f_i ||W_dec,i||`` is the paper's ``l1 |f|_1``.
 
 Departures from the reference code:
 
-* :class:`SparseAutoencoder` normalises its decoder columns in the forward pass (so they are unit
+* :class:`ConceptSAE` normalises its dictionary rows in the forward pass (so they are unit
   norm at every step of any optax loop); the reference renormalises the weights after each step
-  (:func:`renorm_decoder` does that for a hand-written loop).
+  (:func:`~bottleneck_jax.ops.normalize_decoder` does that for a hand-written loop). It starts
+  from unit-norm Gaussian dictionary rows with the encoder their transpose and zero biases.
 * :func:`resample_dead` follows the common recipe of the ``sparse_autoencoder`` library the
   reference uses (dead decoder columns re-initialised to normalised residuals of inputs drawn
   with probability proportional to their squared reconstruction error, encoder rows to the same
@@ -53,156 +58,45 @@ from bottleneck_jax.concepts._cbm import _check_nonempty, _float, _num, _promote
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.ops import SAEParams, sae_decode, sae_encode, sae_loss
 
 
-class SAEParams(NamedTuple):
-  """SAE parameters: ``w_enc[h, d]``, ``b_enc[h]``, ``w_dec[d, h]`` (unit columns),
-  ``b_dec[d]``."""
-
-  w_enc: Array
-  b_enc: Array
-  w_dec: Array
-  b_dec: Array
-
-
-def _unit_cols(w):
-  return w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), 1e-12)
-
-
-def sae_init(d: int, *, expansion: int, key) -> SAEParams:
-  """A fresh SAE with ``h = expansion * d`` latents: unit-norm random decoder columns, encoder
-  its transpose, zero biases.
-
-  Example:
-    >>> import jax
-    >>> from bottleneck_jax.concepts import sae_init
-    >>> p = sae_init(4, expansion=2, key=jax.random.key(0))
-    >>> p.w_enc.shape, p.w_dec.shape
-    ((8, 4), (4, 8))
-  """
-  fn = "sae_init"
-  V.check_scalar(fn, "d", d, low=1, integer=True)
-  V.check_scalar(fn, "expansion", expansion, low=1, integer=True)
-  key = as_key(key, fn=fn)
-  w_dec = _unit_cols(jax.random.normal(key, (d, d * expansion)))
-  return SAEParams(w_dec.T, jnp.zeros(d * expansion), w_dec, jnp.zeros(d))
+def _unit_rows(w):
+  return w / jnp.maximum(jnp.linalg.norm(w, axis=-1, keepdims=True), 1e-12)
 
 
 def _check_params(fn, params):
   if not isinstance(params, SAEParams):
-    raise TypeError(f"{fn}: params must be SAEParams, got {type(params).__name__}")
-  _float(fn, "params.w_enc", params.w_enc, rank=2)
-  _float(fn, "params.w_dec", params.w_dec, rank=2)
-  h, d = params.w_enc.shape
+    raise TypeError(f"{fn}: params must be an SAEParams, got {type(params).__name__}")
+  _float(fn, "params.W_enc", params.W_enc, rank=2)
+  d, h = params.W_enc.shape
   if h < 1 or d < 1:
     raise ValueError(f"{fn}: params must have at least one latent and one input dimension, got "
-                     f"w_enc {list(params.w_enc.shape)}")
-  V.check_shape(fn, "params.w_dec", params.w_dec, (d, h))
+                     f"W_enc {list(params.W_enc.shape)}")
+  V.check_shape(fn, "params.W_dec", params.W_dec, (h, d))
   V.check_shape(fn, "params.b_enc", params.b_enc, (h,))
   V.check_shape(fn, "params.b_dec", params.b_dec, (d,))
   return h, d
-
-
-def sae_encode(params: SAEParams, x: Float[Array, "*batch d"]) -> Float[Array, "*batch h"]:
-  """Concept strengths ``f(x) = relu((x - b_dec) W_enc^T + b_enc)``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import SAEParams, sae_encode
-    >>> p = SAEParams(jnp.eye(2), jnp.zeros(2), jnp.eye(2), jnp.zeros(2))
-    >>> sae_encode(p, jnp.array([1.0, -1.0]))
-    Array([1., 0.], dtype=float32)
-  """
-  fn = "sae_encode"
-  _, d = _check_params(fn, params)
-  _float(fn, "x", x, min_rank=1)
-  V.check_axis_size(fn, "x", x, -1, d, "the SAE's input dimension")
-  dt = _promote(x.dtype, params.w_enc.dtype)
-  return jax.nn.relu((x.astype(dt) - params.b_dec.astype(dt)) @ params.w_enc.astype(dt).T
-                     + params.b_enc.astype(dt))
-
-
-def sae_decode(params: SAEParams, f: Float[Array, "*batch h"]) -> Float[Array, "*batch d"]:
-  """Reconstruction ``x_hat = f W_dec^T + b_dec``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import SAEParams, sae_decode
-    >>> p = SAEParams(jnp.eye(2), jnp.zeros(2), jnp.eye(2), jnp.ones(2))
-    >>> sae_decode(p, jnp.array([1.0, 0.0]))
-    Array([2., 1.], dtype=float32)
-  """
-  fn = "sae_decode"
-  h, _ = _check_params(fn, params)
-  _float(fn, "f", f, min_rank=1)
-  V.check_axis_size(fn, "f", f, -1, h, "the SAE's number of latents")
-  dt = _promote(f.dtype, params.w_dec.dtype)
-  return f.astype(dt) @ params.w_dec.astype(dt).T + params.b_dec.astype(dt)
-
-
-class SAELoss(NamedTuple):
-  """:func:`sae_loss`'s result: ``loss`` and ``aux`` (``mse``: mean over the batch of the
-  squared error summed over dimensions; ``l1``: mean ``|f|_1``; ``l0``: mean number of active
-  latents)."""
-
-  loss: Array
-  aux: dict
-
-
-def sae_loss(params: SAEParams, x: Float[Array, "b d"], *, l1: float = 3e-5) -> SAELoss:
-  """``mean_b |x - x_hat|^2 + l1 * mean_b |f|_1``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import SAEParams, sae_loss
-    >>> p = SAEParams(jnp.eye(2), jnp.zeros(2), jnp.eye(2), jnp.zeros(2))
-    >>> float(sae_loss(p, jnp.array([[1.0, 2.0]]), l1=0.5).loss)
-    1.5
-  """
-  fn = "sae_loss"
-  _, d = _check_params(fn, params)
-  _float(fn, "x", x, rank=2)
-  V.check_axis_size(fn, "x", x, 1, d, "the SAE's input dimension")
-  _check_nonempty(fn, "x", x, 0, "examples")
-  V.check_scalar(fn, "l1", l1, low=0)
-  f = sae_encode(params, x)
-  err = x.astype(f.dtype) - sae_decode(params, f)
-  mse = jnp.mean(jnp.sum(err ** 2, -1))
-  l1n = jnp.mean(jnp.sum(jnp.abs(f), -1))
-  l0 = jnp.mean(jnp.sum((f > 0).astype(jnp.float32), -1))
-  return SAELoss(mse + _num(l1) * l1n, {"mse": mse, "l1": l1n, "l0": l0})
-
-
-def renorm_decoder(params: SAEParams) -> SAEParams:
-  """Projects the decoder columns back to unit norm (after an optimiser step).
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import SAEParams, renorm_decoder
-    >>> p = renorm_decoder(SAEParams(jnp.eye(2), jnp.zeros(2), 3 * jnp.eye(2), jnp.zeros(2)))
-    >>> p.w_dec.tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
-  """
-  _check_params("renorm_decoder", params)
-  return params._replace(w_dec=_unit_cols(params.w_dec))
 
 
 def resample_dead(params: SAEParams, x: Float[Array, "n d"], fire_counts: Int[Array, "h"], *,
                   key, threshold: int = 0) -> SAEParams:
   """Re-initialises dead latents (``fire_counts <= threshold``) from badly reconstructed inputs.
 
+  ``params`` is an :class:`~bottleneck_jax.ops.SAEParams` (``W_enc [d, h]``, ``W_dec [h, d]``).
   For each dead latent an input ``x_i`` is drawn with probability proportional to its squared
-  reconstruction error; the decoder column becomes ``normalise(x_i - x_hat_i)``, the encoder
-  row the same direction scaled to 0.2 of the mean norm of the alive encoder rows, the encoder
-  bias 0. Alive latents are unchanged.
+  reconstruction error; its dictionary row ``W_dec[j]`` becomes ``normalise(x_i - x_hat_i)``, its
+  encoder column ``W_enc[:, j]`` the same direction scaled to 0.2 of the mean norm of the alive
+  encoder columns, its encoder bias 0. Alive latents are unchanged.
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import resample_dead, sae_init
-    >>> p = sae_init(3, expansion=2, key=jax.random.key(0))
+    >>> from bottleneck_jax.concepts import resample_dead
+    >>> from bottleneck_jax.ops import init_sae
+    >>> p = init_sae(0, 3, 6, decoder_init_norm=1.0)
     >>> q = resample_dead(p, jnp.ones((5, 3)), jnp.array([1, 0, 1, 1, 1, 1]), key=jax.random.key(1))
-    >>> bool((q.w_dec[:, 0] == p.w_dec[:, 0]).all())
-    True
+    >>> bool((q.W_dec[0] == p.W_dec[0]).all()), bool((q.W_dec[1] == p.W_dec[1]).all())
+    (True, False)
   """
   fn = "resample_dead"
   h, d = _check_params(fn, params)
@@ -214,21 +108,22 @@ def resample_dead(params: SAEParams, x: Float[Array, "n d"], fire_counts: Int[Ar
   V.check_scalar(fn, "threshold", threshold, low=0, integer=True)
   key = as_key(key, fn=fn)
   xf = x.astype(jnp.float32)
-  resid = xf - sae_decode(params, sae_encode(params, xf)).astype(jnp.float32)
+  p32 = SAEParams(*(a.astype(jnp.float32) for a in params))
+  resid = xf - sae_decode(p32, sae_encode(p32, xf, activation="relu").features)
   err = jnp.sum(resid ** 2, -1)
   p = jnp.where(jnp.sum(err) > 0, err / jnp.maximum(jnp.sum(err), 1e-30), 1.0 / x.shape[0])
   idx = jax.random.choice(key, x.shape[0], (h,), p=p)
   new_dir = resid[idx]
   new_dir = new_dir / jnp.maximum(jnp.linalg.norm(new_dir, axis=-1, keepdims=True), 1e-12)
   dead = fire_counts <= threshold
-  alive_norm = jnp.linalg.norm(params.w_enc.astype(jnp.float32), axis=-1)
+  alive_norm = jnp.linalg.norm(params.W_enc.astype(jnp.float32), axis=0)
   n_alive = jnp.sum((~dead).astype(jnp.float32))
   scale = 0.2 * jnp.where(n_alive > 0, jnp.sum(jnp.where(dead, 0.0, alive_norm))
                           / jnp.maximum(n_alive, 1.0), 1.0)
-  dt = params.w_enc.dtype
-  w_enc = jnp.where(dead[:, None], (scale * new_dir).astype(dt), params.w_enc)
-  w_dec = jnp.where(dead[None, :], new_dir.T.astype(dt), params.w_dec)
-  b_enc = jnp.where(dead, jnp.zeros((), dt), params.b_enc)
+  dt = params.W_enc.dtype
+  w_enc = jnp.where(dead[None, :], (scale * new_dir).T.astype(dt), params.W_enc)
+  w_dec = jnp.where(dead[:, None], new_dir.astype(params.W_dec.dtype), params.W_dec)
+  b_enc = jnp.where(dead, jnp.zeros((), params.b_enc.dtype), params.b_enc)
   return SAEParams(w_enc, b_enc, w_dec, params.b_dec)
 
 
@@ -240,8 +135,9 @@ class Naming(NamedTuple):
   similarity: Array
 
 
-def name_concepts(w_dec: Float[Array, "d h"], vocab_emb: Float[Array, "v d"]) -> Naming:
-  """Names each dictionary vector by its most cosine-similar vocabulary embedding.
+def name_concepts(dictionary: Float[Array, "h d"], vocab_emb: Float[Array, "v d"]) -> Naming:
+  """Names each dictionary vector (a row of an SAE's ``W_dec``) by its most cosine-similar
+  vocabulary embedding.
 
   Example:
     >>> import jax.numpy as jnp
@@ -250,15 +146,15 @@ def name_concepts(w_dec: Float[Array, "d h"], vocab_emb: Float[Array, "v d"]) ->
     [1, 0]
   """
   fn = "name_concepts"
-  _float(fn, "w_dec", w_dec, rank=2)
+  _float(fn, "dictionary", dictionary, rank=2)
   _float(fn, "vocab_emb", vocab_emb, rank=2)
   _check_nonempty(fn, "vocab_emb", vocab_emb, 0, "vocabulary words")
-  _check_nonempty(fn, "w_dec", w_dec, 1, "latents")
-  V.check_axis_size(fn, "vocab_emb", vocab_emb, 1, w_dec.shape[0], "the dictionary dimension")
-  d = _unit_cols(w_dec.astype(jnp.float32))
-  v = vocab_emb.astype(jnp.float32)
-  v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-  sim = v @ d
+  _check_nonempty(fn, "dictionary", dictionary, 0, "latents")
+  V.check_axis_size(fn, "vocab_emb", vocab_emb, 1, dictionary.shape[1],
+                    "the dictionary dimension")
+  d = _unit_rows(dictionary.astype(jnp.float32))
+  v = _unit_rows(vocab_emb.astype(jnp.float32))
+  sim = v @ d.T
   idx = jnp.argmax(sim, 0).astype(jnp.int32)
   return Naming(idx, jnp.max(sim, 0))
 
@@ -327,41 +223,46 @@ def explanation_size(w: Float[Array, "m h"], f: Float[Array, "b h"], y_pred: Int
   return jnp.where(tot > 0, jnp.minimum(count, c.shape[-1]), 0).astype(jnp.int32)
 
 
-class SparseAutoencoder(nnx.Module):
-  """DN-CBM's SAE as a bottleneck layer: ``f = relu(W_enc (x - b_dec) + b_enc)``, decoder
-  columns normalised in the forward pass.
+class ConceptSAE(nnx.Module):
+  """DN-CBM's concept-discovery SAE as a bottleneck layer: ``f = relu((x - b_dec) W_enc +
+  b_enc)`` with unit-norm dictionary rows (normalised in the forward pass); the concept
+  strengths ``f`` are the bottleneck.
 
   ``__call__(x, l1=...)`` returns :class:`~bottleneck_jax.core.BottleneckOutput` with
-  ``z = f``, ``loss = mse + l1 |f|_1`` (batch means), ``bits = L0 log2(h)`` per example and
-  ``aux = {"x_hat", "mse", "l0"}``.
+  ``z = f``, ``loss = mse + l1 |f|_1`` (batch means; :func:`~bottleneck_jax.ops.sae_loss`),
+  ``bits = L0 log2(h)`` per example and ``aux = {"x_hat", "mse", "l0"}``. :attr:`params` are
+  the current :class:`~bottleneck_jax.ops.SAEParams` with unit dictionary rows.
 
   Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from bottleneck_jax.concepts import SparseAutoencoder
-    >>> sae = SparseAutoencoder(4, 2, rngs=nnx.Rngs(0))
+    >>> from bottleneck_jax.concepts import ConceptSAE
+    >>> sae = ConceptSAE(4, 2, rngs=nnx.Rngs(0))
     >>> sae(jnp.ones((3, 4))).z.shape
     (3, 8)
   """
 
   def __init__(self, d: int, expansion: int, *, rngs: nnx.Rngs):
-    p = sae_init(d, expansion=expansion, key=rngs.params())
-    self.w_enc, self.b_enc = nnx.Param(p.w_enc), nnx.Param(p.b_enc)
-    self.w_dec, self.b_dec = nnx.Param(p.w_dec), nnx.Param(p.b_dec)
+    fn = "ConceptSAE"
+    V.check_scalar(fn, "d", d, low=1, integer=True)
+    V.check_scalar(fn, "expansion", expansion, low=1, integer=True)
+    h = int(d) * int(expansion)
+    w_dec = _unit_rows(jax.random.normal(rngs.params(), (int(d), h)).T)
+    self.W_enc, self.b_enc = nnx.Param(w_dec.T), nnx.Param(jnp.zeros(h))
+    self.W_dec, self.b_dec = nnx.Param(w_dec), nnx.Param(jnp.zeros(int(d)))
 
   @property
   def params(self) -> SAEParams:
-    """The current parameters with unit decoder columns."""
-    return SAEParams(self.w_enc[...], self.b_enc[...], _unit_cols(self.w_dec[...]),
+    """The current parameters with unit dictionary rows."""
+    return SAEParams(self.W_enc[...], self.b_enc[...], _unit_rows(self.W_dec[...]),
                      self.b_dec[...])
 
   def __call__(self, x, *, l1: float = 3e-5) -> BottleneckOutput:
     p = self.params
-    f = sae_encode(p, x)
+    r = sae_loss(p, x, activation="relu", l1=l1)
+    f = sae_encode(p, x, activation="relu").features
     x_hat = sae_decode(p, f)
-    mse = jnp.mean(jnp.sum((x - x_hat) ** 2, -1))
     l0 = jnp.sum((f > 0).astype(jnp.float32), -1)
-    loss = mse + l1 * jnp.mean(jnp.sum(jnp.abs(f), -1))
     bits = l0 * math.log2(max(f.shape[-1], 2))
-    return BottleneckOutput(f, loss, bits, {"x_hat": x_hat, "mse": mse, "l0": jnp.mean(l0)})
-
+    return BottleneckOutput(f, r.loss, bits, {"x_hat": x_hat, "mse": r.reconstruction,
+                                              "l0": jnp.mean(l0)})

@@ -8,7 +8,7 @@ vector by its most similar word embedding gives semantically right names.
 
 Setting (spec concepts.md §6 tests 2-3): G5 data: ``d = 32``, 24 unit atoms, each example a
 non-negative combination of 3 random atoms with coefficients U(0.5, 1.5) plus noise 0.01
-(8000 examples). :class:`~bottleneck_jax.concepts.SparseAutoencoder` with ``h = 128`` latents
+(8000 examples). :class:`~bottleneck_jax.concepts.ConceptSAE` with ``h = 128`` latents
 (expansion 4), Adam 1e-3, batches of 512, trained by :func:`bottleneck_jax.train.train` for
 each L1 weight of a small grid; the spec's rule picks the smallest weight whose mean L0 is at
 most 6. An atom is recovered when some decoder column has cosine >= 0.9 with it; a recovered
@@ -40,7 +40,7 @@ PAPER_ID = "dn-cbm"
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-  from bottleneck_jax.concepts import SparseAutoencoder, name_concepts
+  from bottleneck_jax.concepts import ConceptSAE, name_concepts
   from bottleneck_jax.data import sparse_dictionary
   cfg = ctx.config
   d = sparse_dictionary(int(cfg["n"]), seed=int(cfg["data_seed"]))
@@ -55,17 +55,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
       return out.loss, {"mse": out.aux["mse"], "l0": out.aux["l0"]}
 
     res = adam_fit(ctx, f"sae_l1_{lam:g}",
-                   lambda: SparseAutoencoder(dim, int(cfg["expansion"]), rngs=nnx.Rngs(ctx.seed)),
+                   lambda: ConceptSAE(dim, int(cfg["expansion"]), rngs=nnx.Rngs(ctx.seed)),
                    loss, {"x": d.x}, steps=int(cfg["steps"]), lr=float(cfg["lr"]),
                    batch_size=int(cfg["batch_size"]))
-    w_dec, l0 = evaluate(res, lambda mod, x: (mod.params.w_dec, mod(x).aux["l0"]), x=d.x)
+    w_dec, l0 = evaluate(res, lambda mod, x: (mod.params.W_dec, mod(x).aux["l0"]), x=d.x)
     rows.append({"l1": lam, "l0": float(l0), "w_dec": np.asarray(w_dec)})
     if chosen is None and float(l0) <= 6:
       chosen = rows[-1]
   if chosen is None:
     chosen = rows[-1]
   w_dec = chosen["w_dec"]
-  cos = d.atoms @ w_dec  # [atoms, h]
+  cos = d.atoms @ w_dec.T  # [atoms, h]; w_dec holds the dictionary rows [h, d]
   best = np.argmax(cos, 1)
   recovered = cos[np.arange(n_atoms), best] >= 0.9
   vocab = np.concatenate([d.name_emb, d.distractor_emb])

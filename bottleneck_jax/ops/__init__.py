@@ -15,7 +15,11 @@ Every op is one public function with an ``implementation=`` argument (``"referen
   over a large vocabulary without materialising the logits (Cut Cross-Entropy);
 * :func:`rms_norm` (and the NNX :class:`FusedRMSNorm`) — RMSNorm with a lean hand VJP;
 * :func:`swiglu`, :func:`swiglu_linear` — the SwiGLU gate, alone or fused with its projections;
-* :func:`apply_rope`, :func:`qk_rope` — rotary position embeddings with a residual-free VJP.
+* :func:`apply_rope`, :func:`qk_rope` — rotary position embeddings with a residual-free VJP;
+* :func:`sae_encode`, :func:`sae_decode`, :func:`sae_loss` (with :func:`init_sae`,
+  :func:`normalize_decoder`, :func:`sae_metrics`, :func:`topk_activation`, :func:`jumprelu`,
+  :func:`heaviside_step`) — sparse autoencoders (ReLU + L1, TopK, JumpReLU), the dictionary
+  bottleneck of the compression family and of DN-CBM's concept discovery (one implementation).
 """
 
 from bottleneck_jax.ops._attention import AttentionOutput, attention
@@ -32,22 +36,50 @@ from bottleneck_jax.ops._linear_cross_entropy import (
 )
 from bottleneck_jax.ops._rms_norm import FusedRMSNorm, rms_norm
 from bottleneck_jax.ops._rope import apply_rope, qk_rope
+from bottleneck_jax.ops._sparse_autoencoder import (
+    SAEFeatures,
+    SAELoss,
+    SAEMetrics,
+    SAEParams,
+    heaviside_step,
+    init_sae,
+    jumprelu,
+    normalize_decoder,
+    sae_decode,
+    sae_encode,
+    sae_loss,
+    sae_metrics,
+    topk_activation,
+)
 from bottleneck_jax.ops._swiglu import swiglu, swiglu_linear
 
 __all__ = [
     "AttentionOutput",
     "CrossEntropyOutput",
     "FusedRMSNorm",
+    "SAEFeatures",
+    "SAELoss",
+    "SAEMetrics",
+    "SAEParams",
     "apply_rope",
     "attention",
     "block_mask_to_table",
     "block_sparse_attention",
     "block_sparse_decode",
+    "heaviside_step",
+    "init_sae",
+    "jumprelu",
     "linear_cross_entropy",
     "linear_cross_entropy_with_aux",
     "linear_logit_stats",
+    "normalize_decoder",
     "qk_rope",
     "rms_norm",
+    "sae_decode",
+    "sae_encode",
+    "sae_loss",
+    "sae_metrics",
     "swiglu",
     "swiglu_linear",
+    "topk_activation",
 ]

@@ -4,6 +4,7 @@ one row per public function."""
 import jax.numpy as jnp
 
 from bottleneck_jax import concepts as C
+from bottleneck_jax.ops import SAEParams
 from tests._cases import KEY, Case, floats, ints
 
 _f, _i = floats, ints
@@ -159,25 +160,13 @@ CASES = [
     Case("shift_report", C.shift_report, lambda r: {"acc_id": 0.8, "acc_ood": 0.6},
          ("acc_id", "acc_ood")),
     # --- dn-cbm ---
-    Case("sae_init", C.sae_init, lambda r: {"d": 3, "expansion": 2, "key": KEY}, ("d",)),
-    Case("sae_encode", C.sae_encode,
-         lambda r: {"params": C.SAEParams(_f(r, 4, 3), _f(r, 4), _f(r, 3, 4), _f(r, 3)),
-                    "x": _f(r, 2, 3)}, ("params", "x")),
-    Case("sae_decode", C.sae_decode,
-         lambda r: {"params": C.SAEParams(_f(r, 4, 3), _f(r, 4), _f(r, 3, 4), _f(r, 3)),
-                    "f": _f(r, 2, 4)}, ("params", "f")),
-    Case("sae_loss", C.sae_loss,
-         lambda r: {"params": C.SAEParams(_f(r, 4, 3), _f(r, 4), _f(r, 3, 4), _f(r, 3)),
-                    "x": _f(r, 2, 3), "l1": 0.1}, ("params", "x")),
-    Case("renorm_decoder", C.renorm_decoder,
-         lambda r: {"params": C.SAEParams(_f(r, 4, 3), _f(r, 4), _f(r, 3, 4), _f(r, 3))},
-         ("params",)),
     Case("resample_dead", C.resample_dead,
-         lambda r: {"params": C.SAEParams(_f(r, 4, 3), _f(r, 4), _f(r, 3, 4), _f(r, 3)),
+         lambda r: {"params": SAEParams(_f(r, 3, 4), _f(r, 4), _f(r, 4, 3), _f(r, 3)),
                     "x": _f(r, 2, 3), "fire_counts": _i(r, 4, high=2), "key": KEY},
          ("params", "x", "fire_counts")),
     Case("name_concepts", C.name_concepts,
-         lambda r: {"w_dec": _f(r, 3, 4), "vocab_emb": _f(r, 5, 3)}, ("w_dec", "vocab_emb")),
+         lambda r: {"dictionary": _f(r, 4, 3), "vocab_emb": _f(r, 5, 3)},
+         ("dictionary", "vocab_emb")),
     Case("sparse_probe_loss", C.sparse_probe_loss,
          lambda r: {"w": _f(r, 2, 4), "f": _f(r, 3, 4), "y": _i(r, 3, high=2), "lam": 0.5},
          ("w", "f", "y")),

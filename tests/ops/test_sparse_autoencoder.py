@@ -1,4 +1,5 @@
-"""Tests for bottleneck_jax/compression/_sae.py: the SAELens gradient formulas of JumpReLU on a
+"""Tests for bottleneck_jax/ops/_sparse_autoencoder (the SAE maths of the compression family
+and of DN-CBM): the SAELens gradient formulas of JumpReLU on a
 hand-made vector, TopK against a NumPy sort, and the recovery of a known dictionary (spec §6.3)."""
 
 import jax
@@ -7,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from bottleneck_jax.compression import (
+from bottleneck_jax.ops import (
   SAEParams,
   heaviside_step,
   init_sae,
