@@ -31,6 +31,14 @@ MARKERS = {
         "decoding from FSQ token ids reproduces the reconstruction: True",
         '"expectation_held"',
     ],
+    "07_sparse_attention.ipynb": [
+        "Re-ttention error at drift 0.05 / top-k error:",
+        "block-sparse vs masked dense attention: max abs difference",
+        "Qwen3-0.6B",
+        "kinetics-cost expectation_held: True",
+        "WINNER - SIREN:",
+        "fit and spectrum plotted",
+    ],
     "05_codec.ipynb": [
         "bits per pixel, PSNR",
         "PSNR at",
