@@ -638,6 +638,13 @@ _BUILT: dict[str, dict] = {
             "integrated_gradients", "relevance_mass")] + [f"{_D}.two_slot"],
         experiments=["cbm-cooccurrence"],
         tests=["tests/concepts/test_cbm_input_features.py", "tests/concepts/test_saliency.py"]),
+    "sl-cbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "slcbm_init", "slcbm_concept_maps", "simpool", "slcbm_apply", "nec_mask",
+            "token_concept_entropy", "slcbm_loss", "slcbm_contrastive", "class_saliency",
+            "upsample_token_map", "attribution_iou", "SLCBMHead")] + [f"{_D}.concept_sprites"],
+        experiments=["sl-cbm-sprites"],
+        tests=["tests/concepts/test_sl_cbm.py", "tests/concepts/test_saliency.py"]),
     # --- end of concepts ---
 }
 
