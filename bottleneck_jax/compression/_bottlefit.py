@@ -39,8 +39,10 @@ zero_point, 0, 2^b - 1))``, ``z' = scale (q - zero_point)``); its size is ``prod
 bits plus the scale (float32) and the zero point (``b`` bits).
 
 Departures: the code is quantised per example (the reference quantises the whole tensor, at batch
-size 1 on the device, which is the same thing); a constant code gets ``scale = 1`` instead of a
-division by zero; :class:`BottleneckHead` is a small convolutional encoder / decoder without the
+size 1 on the device, which is the same thing); the quantiser's range always includes 0, as
+PyTorch's observers do (the reference's plain min-max clips the top of an all-positive tensor,
+whose zero point is clipped to 0); an all-zero code gets ``scale = 1`` instead of a division by
+zero; :class:`BottleneckHead` is a small convolutional encoder / decoder without the
 BatchNorm layers of the ResNet-152 / DenseNet bottlenecks (the reference's layer stacks are
 specific to those backbones and image sizes); the quantised forward pass of :class:`SplitModel`
 has a straight-through gradient (the reference quantises at inference only).
@@ -203,9 +205,11 @@ def _check_num_bits(fn: str, num_bits) -> None:
 def quantize_code(z: Float[Array, "b *code"], *, num_bits: int = 8) -> QuantizedCode:
   """Min-max affine quantisation of each example's code to ``num_bits`` bits (``<= 8``).
 
-  ``scale = (max - min) / (2^b - 1)`` (``1`` for a constant code),
+  ``scale = (max - min) / (2^b - 1)`` (``1`` for an all-zero code),
   ``zero_point = trunc(clip(-min / scale, 0, 2^b - 1))``,
-  ``q = round(clip(z / scale + zero_point, 0, 2^b - 1))``, min and max taken over each example.
+  ``q = round(clip(z / scale + zero_point, 0, 2^b - 1))``, with ``min = min(0, min_i z_i)`` and
+  ``max = max(0, max_i z_i)`` over each example. The error of :func:`dequantize_code` is at most
+  ``scale`` (``scale / 2`` except at the truncated zero point's end).
 
   Example:
     >>> import jax.numpy as jnp
@@ -223,7 +227,9 @@ def quantize_code(z: Float[Array, "b *code"], *, num_bits: int = 8) -> Quantized
   z = jnp.asarray(z)
   qmax = float(2 ** int(num_bits) - 1)
   axes = tuple(range(1, z.ndim))
-  lo, hi = jnp.min(z, axis=axes), jnp.max(z, axis=axes)
+  # the range always holds 0 (as PyTorch's observers): an all-positive code is not clipped
+  lo = jnp.minimum(jnp.min(z, axis=axes), 0.0)
+  hi = jnp.maximum(jnp.max(z, axis=axes), 0.0)
   scale = jnp.where(hi > lo, (hi - lo) / qmax, jnp.ones_like(lo))
   zp = jnp.trunc(jnp.clip(-lo / scale, 0.0, qmax))
   expand = (slice(None),) + (None,) * (z.ndim - 1)
