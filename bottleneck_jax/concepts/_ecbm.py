@@ -70,11 +70,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.concepts._cbm import _check_nonempty, _float, _labels01, _num
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
+from bottleneck_jax.kernels.sharding import explicit_spec
 
 _F32 = jnp.float32
 _INTERVENE_LOGIT = 5.0  # (onehot - 0.5) * 10, as the reference
@@ -216,6 +218,15 @@ def _g(z, u_hat, w, b):
   return jnp.sum(jax.nn.relu(z + z * u_hat) * w, axis=-1) + b
 
 
+def _like_rows(mask, ref):
+  """``mask`` (a fresh random array, replicated) laid out as ``ref``'s leading axes under an
+  Explicit mesh (elementwise ops there need equal shardings)."""
+  spec = explicit_spec(ref)
+  if spec is None:
+    return mask
+  return jax.sharding.reshard(mask, PartitionSpec(*tuple(spec)[:mask.ndim]))
+
+
 def _project(p, x, dropout, key):
   """Both branches' projections ``z_xy, z_xc`` ``[B, h]`` with (inverted) dropout."""
   x = x.astype(_F32)
@@ -224,8 +235,10 @@ def _project(p, x, dropout, key):
   if dropout > 0:
     k1, k2 = jax.random.split(key)
     keep = 1.0 - dropout
-    z_xy = jnp.where(jax.random.bernoulli(k1, keep, z_xy.shape), z_xy / keep, 0.0)
-    z_xc = jnp.where(jax.random.bernoulli(k2, keep, z_xc.shape), z_xc / keep, 0.0)
+    z_xy = jnp.where(_like_rows(jax.random.bernoulli(k1, keep, z_xy.shape), z_xy), z_xy / keep,
+                     0.0)
+    z_xc = jnp.where(_like_rows(jax.random.bernoulli(k2, keep, z_xc.shape), z_xc), z_xc / keep,
+                     0.0)
   return z_xy, z_xc
 
 
@@ -315,7 +328,7 @@ def _flip(key, c, frac_samples, frac_concepts):
   if n_s == 0 or n_c == 0:
     return c
   k1, k2 = jax.random.split(key)
-  rows = jax.random.permutation(k1, b) < n_s
+  rows = _like_rows(jax.random.permutation(k1, b) < n_s, c)
   cols = jax.random.permutation(k2, k) < n_c
   return jnp.where(rows[:, None] & cols[None, :], 1 - c, c)
 
@@ -525,6 +538,9 @@ def _infer(p, x, y0, c0, fixed, fixed_logit, hold, lam, lr, patience, min_delta,
   interventions alike. Adam as PyTorch's (betas 0.9 / 0.999, epsilon 1e-8), written out."""
   b1, b2, eps = 0.9, 0.999, 1e-8
 
+  # every per-example array laid out as the rows of x (Explicit meshes need equal shardings)
+  y0, c0, fixed, fixed_logit = (_like_rows(a, x) for a in (y0, c0, fixed, fixed_logit))
+
   def pin(c):
     return jnp.where(fixed[..., None], fixed_logit, c)
 
@@ -538,8 +554,9 @@ def _infer(p, x, y0, c0, fixed, fixed_logit, hold, lam, lr, patience, min_delta,
   v0 = (y0, pin(c0))
   b = x.shape[0]
   zeros = jax.tree.map(jnp.zeros_like, v0)
-  init = (v0, (zeros, zeros, jnp.zeros((), _F32)), jnp.full((b,), jnp.inf, _F32), jnp.zeros((b,), jnp.int32),
-          jnp.ones((b,), bool), jnp.zeros((b,), jnp.int32))
+  init = (v0, (zeros, zeros, jnp.zeros((), _F32)),
+          *(_like_rows(a, x) for a in (jnp.full((b,), jnp.inf, _F32), jnp.zeros((b,), jnp.int32),
+                                       jnp.ones((b,), bool), jnp.zeros((b,), jnp.int32))))
   held = fixed & hold
 
   def step(carry, _):
