@@ -279,6 +279,8 @@ def slcbm_apply(params: SLCBMParams, tokens: Float[Array, "*batch n d1"],
   fn = "slcbm_apply"
   k = _check_params(fn, params)
   _float(fn, "tokens", tokens, min_rank=2)
+  V.check_axis_size(fn, "tokens", tokens, -1, params.w_tok.shape[0],
+                    "the token width D1 of params.w_tok")
   _float(fn, "concept_vectors", concept_vectors, rank=2)
   V.check_axis_size(fn, "concept_vectors", concept_vectors, 0, k,
                     "one vector per concept of params")
