@@ -47,12 +47,17 @@ def test_head_distillation_loss_is_the_weighted_sum_of_squared_errors():
   ref_sum = sum(wi * ((a - b) ** 2).sum() for wi, a, b in zip(w, s, t))
   ref_mean = sum(wi * ((a - b) ** 2).mean() for wi, a, b in zip(w, s, t))
   sj, tj = [_f32(a) for a in s], [_f32(a) for a in t]
-  np.testing.assert_allclose(float(head_distillation_loss(sj, tj, weights=w)), ref_sum,
-                             rtol=1e-5)
-  np.testing.assert_allclose(float(head_distillation_loss(sj, tj, weights=w, reduction="mean")),
-                             ref_mean, rtol=1e-5)
+
+  @jax.jit
+  def f(a, b):
+    grads = jax.grad(lambda a, b: head_distillation_loss(a, b, weights=w), argnums=(0, 1))(a, b)
+    return (head_distillation_loss(a, b, weights=w),
+            head_distillation_loss(a, b, weights=w, reduction="mean"), grads)
+
+  total, mean, (gs, gt) = f(sj, tj)
+  np.testing.assert_allclose(float(total), ref_sum, rtol=1e-5)
+  np.testing.assert_allclose(float(mean), ref_mean, rtol=1e-5)
   # d/ds = 2 w (s - t); the teacher's features get no gradient
-  gs, gt = jax.grad(lambda a, b: head_distillation_loss(a, b, weights=w), argnums=(0, 1))(sj, tj)
   for wi, g, a, b in zip(w, gs, s, t):
     np.testing.assert_allclose(np.asarray(g), 2 * wi * (a - b), rtol=1e-4, atol=1e-5)
   assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in gt)
@@ -71,13 +76,15 @@ def test_kd_loss_matches_torchdistill_kdloss_formula():
   lpt, lps = log_softmax(t / temp), log_softmax(s / temp)
   kl = (np.exp(lpt) * (lpt - lps)).sum(-1).mean()  # KLDivLoss(reduction="batchmean")
   ref = alpha * ce + (1 - alpha) * temp**2 * kl
-  got = jax.jit(lambda a, b, c: kd_loss(a, b, c, temperature=temp, alpha=alpha))(
-      _f32(s), _f32(t), jnp.asarray(y, jnp.int32))
+  @jax.jit
+  def f(a, b, c):
+    return (kd_loss(a, b, c, temperature=temp, alpha=alpha), kd_loss(a, b, c, alpha=1.0),
+            jax.grad(kd_loss, argnums=1)(a, b, c))
+
+  got, hard, g = f(_f32(s), _f32(t), jnp.asarray(y, jnp.int32))
   np.testing.assert_allclose(float(got), ref, rtol=1e-5)
   # alpha = 1: plain cross-entropy; the teacher's logits get no gradient
-  np.testing.assert_allclose(float(kd_loss(_f32(s), _f32(t), jnp.asarray(y, jnp.int32),
-                                           alpha=1.0)), ce, rtol=1e-5)
-  g = jax.grad(kd_loss, argnums=1)(_f32(s), _f32(t), jnp.asarray(y, jnp.int32))
+  np.testing.assert_allclose(float(hard), ce, rtol=1e-5)
   assert float(jnp.max(jnp.abs(g))) == 0.0
 
 
@@ -147,34 +154,28 @@ def test_split_model_shapes_and_split_equals_full_forward():
   assert 0 < float(jnp.max(jnp.abs(sent - code))) <= 2 * float(jnp.max(jnp.abs(code))) / 255
 
 
-def _grads_and_params():
-  m = _split_model()
-
-  def loss(mm):
-    return optax.softmax_cross_entropy_with_integer_labels(mm(_X).logits, _Y).mean()
-
-  grads = nnx.jit(nnx.grad(loss))(m)
-  return nnx.to_pure_dict(grads), nnx.to_pure_dict(nnx.state(m, nnx.Param))
-
-
 def test_each_stage_moves_only_its_trainable_parameters():
-  grads, params = _grads_and_params()
+  # a SplitModel's parameter tree, gradients all non-zero
+  params = nnx.to_pure_dict(nnx.state(_split_model(), nnx.Param))
+  grads = jax.tree.map(lambda p: jnp.ones_like(p), params)
   # weight decay and momentum in the optimizer must not move frozen parameters either
   tx = optax.chain(optax.add_decayed_weights(0.1), optax.sgd(0.1, momentum=0.9))
+  stages = {"1": bottlefit_transform(tx, stage=1),
+            "2fe": bottlefit_transform(tx, stage=2, freeze_encoder=True),
+            "2": bottlefit_transform(tx, stage=2)}
 
-  def moved(stage, freeze_encoder=False):
-    t = bottlefit_transform(tx, stage=stage, freeze_encoder=freeze_encoder)
-    upd, _ = jax.jit(lambda g, p: t.update(g, t.init(p), p))(grads, params)
-    new = optax.apply_updates(params, upd)
-    return jax.tree.map(lambda a, b: not np.array_equal(np.asarray(a), np.asarray(b)),
-                        params, new)
+  @jax.jit
+  def new_params(g, p):
+    return {k: optax.apply_updates(p, t.update(g, t.init(p), p)[0]) for k, t in stages.items()}
 
-  ch = moved(1)
-  assert not any(jax.tree.leaves(ch["tail"])) and all(jax.tree.leaves(ch["head"]))
-  ch = moved(2, freeze_encoder=True)
-  assert not any(jax.tree.leaves(ch["head"]["encoder"]))
-  assert all(jax.tree.leaves(ch["head"]["decoder"])) and all(jax.tree.leaves(ch["tail"]))
-  assert all(jax.tree.leaves(moved(2)))
+  out = new_params(grads, params)
+  ch = {k: jax.tree.map(lambda a, b: not np.array_equal(np.asarray(a), np.asarray(b)),
+                        params, v) for k, v in out.items()}
+  assert not any(jax.tree.leaves(ch["1"]["tail"])) and all(jax.tree.leaves(ch["1"]["head"]))
+  assert not any(jax.tree.leaves(ch["2fe"]["head"]["encoder"]))
+  assert all(jax.tree.leaves(ch["2fe"]["head"]["decoder"]))
+  assert all(jax.tree.leaves(ch["2fe"]["tail"]))
+  assert all(jax.tree.leaves(ch["2"]))
   labels = bottlefit_param_labels(params, stage=2, freeze_encoder=True)
   assert set(jax.tree.leaves(labels["head"]["encoder"])) == {"freeze"}
   assert set(jax.tree.leaves(labels["tail"])) == {"train"}
