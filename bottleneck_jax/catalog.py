@@ -298,6 +298,13 @@ _BUILT: dict[str, dict] = {
         experiments=["walloc-images"],
         tests=["tests/compression/test_wavelets.py", "tests/compression/test_entropy_models.py",
                "tests/compression/test_walloc.py", "tests/test_cli_compress.py"]),
+    "bottlefit": dict(
+        functions=[f"bottleneck_jax.compression.{f}" for f in (
+            "head_distillation_loss", "kd_loss", "quantize_code", "dequantize_code", "code_bits",
+            "data_reduction", "bottlefit_param_labels", "bottlefit_transform", "BottleneckHead",
+            "SplitModel")],
+        experiments=["bottlefit-digits"],
+        tests=["tests/compression/test_bottlefit.py"]),
     "ard-vae": dict(
         functions=[f"bottleneck_jax.compression.{f}" for f in (
             "ard_prior_variance", "ard_kl", "ard_vae_loss", "relevance_scores", "relevant_axes",
