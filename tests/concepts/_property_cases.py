@@ -207,9 +207,42 @@ CASES = [
          ("w", "s", "cls")),
     Case("upsample_token_map", C.upsample_token_map,
          lambda r: {"maps": _f(r, 2, 4), "grid": (2, 2), "size": (4, 4)}, ("maps",)),
+    # --- ecbm ---
+    Case("ecbm_init", C.ecbm_init,
+         lambda r: {"key": KEY, "d_in": 3, "n_concepts": 2, "n_classes": 2, "hidden": 2},
+         ("key",)),
+    Case("ecbm_energies", C.ecbm_energies,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "y_soft": _f(r, 4, 2),
+                    "c_soft": _f(r, 4, 2, 2)}, ("params", "x", "y_soft", "c_soft")),
+    Case("ecbm_train_energies", C.ecbm_train_energies,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "c_true": _i(r, 4, 2, high=2)},
+         ("params", "x", "c_true")),
+    Case("boltzmann_nll", C.boltzmann_nll,
+         lambda r: {"energies": _f(r, 3, 4), "target": _i(r, 3, high=4)}, ("energies", "target")),
+    Case("ecbm_loss", C.ecbm_loss,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "c_true": _i(r, 4, 2, high=2),
+                    "y": _i(r, 4, high=2), "key": KEY}, ("params", "x", "c_true", "y")),
+    Case("ecbm_infer", C.ecbm_infer,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "steps": 2}, ("params", "x")),
+    Case("ecbm_intervene", C.ecbm_intervene,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "c_true": _i(r, 4, 2, high=2),
+                    "mask": _i(r, 4, 2, high=2), "steps": 2}, ("params", "x", "c_true", "mask")),
+    Case("ecbm_conditionals", C.ecbm_conditionals,
+         lambda r: {"params": _ecbm_params(r), "x": _f(r, 4, 3), "c": _i(r, 4, 2, high=2)},
+         ("params", "x", "c")),
+    Case("concept_importance", C.concept_importance,
+         lambda r: {"y_pred": _i(r, 4, high=2), "c_pred": _i(r, 4, 2, high=2), "n_classes": 2},
+         ("y_pred", "c_pred")),
 ]
 
 
 def _slcbm_params(r):
   return C.SLCBMParams(_f(r, 3, 2), _f(r, 2), _f(r, 2), _f(r, 2), _f(r, 2, 2), _f(r, 2, 2),
                        _f(r, 2), _f(r, 2), _f(r, 2, 2), _f(r, 2))
+
+
+def _ecbm_params(r):
+  # D = 3 inputs, h = 2 hidden, M = 2 classes, K = 2 concepts
+  return C.ECBMParams(_f(r, 3, 2), _f(r, 2), _f(r, 3, 2), _f(r, 2), _f(r, 2, 2), _f(r, 2, 2, 2),
+                      _f(r, 2), _f(r), _f(r, 2, 2), _f(r, 2), _f(r, 2, 2, 2), _f(r, 2), _f(r, 2),
+                      _f(r))
