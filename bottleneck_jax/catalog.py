@@ -652,6 +652,13 @@ _BUILT: dict[str, dict] = {
             "upsample_token_map", "attribution_iou", "SLCBMHead")] + [f"{_D}.concept_sprites"],
         experiments=["sl-cbm-sprites"],
         tests=["tests/concepts/test_sl_cbm.py", "tests/concepts/test_saliency.py"]),
+    "ecbm": dict(
+        functions=[f"bottleneck_jax.concepts.{f}" for f in (
+            "ecbm_init", "ecbm_energies", "ecbm_train_energies", "boltzmann_nll", "ecbm_loss",
+            "ecbm_infer", "ecbm_intervene", "ecbm_conditionals", "concept_importance",
+            "ECBMHead")] + [f"{_D}.concept_sprites"],
+        experiments=["ecbm-sprites"],
+        tests=["tests/concepts/test_ecbm.py"]),
     # --- end of concepts ---
 }
 
