@@ -51,6 +51,23 @@ CASES = [
     Case("sae_loss", Comp.sae_loss,
          lambda r: {"params": _S, "x": _f(r, 3, 4), "activation": "jumprelu",
                     "threshold": _f(r, 6), "l0": 1.0}, ("params", "x")),
+    # BottleFit
+    Case("head_distillation_loss", Comp.head_distillation_loss,
+         lambda r: {"student_feats": [_f(r, 2, 3)], "teacher_feats": [_f(r, 2, 3)],
+                    "weights": [1.0]}, ("student_feats", "teacher_feats")),
+    Case("kd_loss", Comp.kd_loss,
+         lambda r: {"student_logits": _f(r, 3, 4), "teacher_logits": _f(r, 3, 4),
+                    "labels": _i(r, 3, high=4), "temperature": 2.0, "alpha": 0.5},
+         ("student_logits", "teacher_logits", "labels")),
+    Case("quantize_code", Comp.quantize_code, lambda r: {"z": _f(r, 2, 3), "num_bits": 8},
+         ("z",)),
+    Case("dequantize_code", Comp.dequantize_code,
+         lambda r: {"q": jnp.asarray(r.integers(0, 256, (2, 3)), jnp.uint8), "scale": _f(r, 2),
+                    "zero_point": _i(r, 2, high=256)}, ("q", "scale", "zero_point")),
+    Case("code_bits", Comp.code_bits,
+         lambda r: {"code_shape": (4, 4, 1), "num_bits": 8, "side_bits": 40}, ("code_shape",)),
+    Case("data_reduction", Comp.data_reduction,
+         lambda r: {"code_bytes": 16.0, "input_bytes": 64.0}, ("code_bytes", "input_bytes")),
     # ARD-VAE
     Case("ard_prior_variance", Comp.ard_prior_variance,
          lambda r: {"z_samples": _f(r, 4, 3), "alpha0": 1.0, "beta0": 1.0}, ("z_samples",)),
@@ -168,6 +185,10 @@ CASES = [
 ]
 
 NO_ROW = {
+    "bottlefit_param_labels": "any pytree is valid input; its stage errors are tested in "
+                              "test_bottlefit.py",
+    "bottlefit_transform": "takes an optax transformation; its errors are tested in "
+                           "test_bottlefit.py",
     "available_models": "takes no argument",
     "compress_image": "host-side codec of uint8 images; its errors are tested in test_walloc.py",
     "decompress_image": "host-side codec of files; its errors are tested in test_walloc.py",
