@@ -624,9 +624,9 @@ def ecbm_infer(params: ECBMParams, x: Float[Array, "b d"], *,
     >>> import jax, jax.numpy as jnp
     >>> from bottleneck_jax.concepts import ecbm_infer, ecbm_init
     >>> p = ecbm_init(jax.random.key(0), d_in=5, n_concepts=3, n_classes=2, hidden=4)
-    >>> r = ecbm_infer(p, jnp.ones((2, 5)), steps=5)
+    >>> r = ecbm_infer(p, jnp.ones((1, 5)), steps=5)
     >>> r.y_prob.shape, r.c_prob.shape, r.objective.shape
-    ((2, 2), (2, 3), (5, 2))
+    ((1, 2), (1, 3), (5, 1))
   """
   fn = "ecbm_infer"
   d, h, m, k = _check_params(fn, params)
@@ -696,7 +696,8 @@ def ecbm_intervene(params: ECBMParams, x: Float[Array, "b d"], c_true: Float[Arr
     >>> from bottleneck_jax.concepts import ecbm_init, ecbm_intervene
     >>> p = ecbm_init(jax.random.key(0), d_in=5, n_concepts=3, n_classes=2, hidden=4)
     >>> c = jnp.array([[1, 0, 1]])
-    >>> r = ecbm_intervene(p, jnp.ones((1, 5)), c, jnp.ones((1, 3)), steps=5)
+    >>> r = ecbm_intervene(p, jnp.ones((1, 5)), c, jnp.ones((1, 3)),
+    ...                    c_init=jnp.zeros((1, 3, 2)), steps=5)
     >>> r.c_prob.round(3).tolist()
     [[1.0, 0.0, 1.0]]
   """
@@ -802,8 +803,8 @@ def concept_importance(y_pred: Int[Array, "n"], c_pred: Float[Array, "n k"], *, 
     >>> from bottleneck_jax.concepts import concept_importance
     >>> r = concept_importance(jnp.array([0, 0, 0, 1]),
     ...                        jnp.array([[1, 0], [1, 0], [0, 1], [1, 1]]), n_classes=2)
-    >>> r.marginal.round(3).tolist(), r.joint_mode.tolist()
-    ([[0.667, 0.333], [1.0, 1.0]], [[1, 0], [1, 1]])
+    >>> r.class_count.tolist(), r.joint_mode.tolist(), r.marginal[1].tolist()
+    ([3, 1], [[1, 0], [1, 1]], [1.0, 1.0])
   """
   fn = "concept_importance"
   V.check_integer(fn, "y_pred", y_pred)
@@ -848,13 +849,12 @@ class ECBMHead(nnx.Module):
     dropout: dropout rate of the projections in :meth:`loss` (0.2 in the reference).
     rngs: ``nnx.Rngs``.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from flax import nnx
-    >>> from bottleneck_jax.concepts import ECBMHead
-    >>> head = ECBMHead(5, 3, 2, hidden=4, rngs=nnx.Rngs(0))
-    >>> head.infer(jnp.ones((2, 5)), steps=3).y_prob.shape
-    (2, 2)
+  Example::
+
+    head = ECBMHead(64, n_concepts=6, n_classes=4, hidden=64, rngs=nnx.Rngs(0))
+    loss = head.loss(features, c, y, key=key).loss       # training
+    pred = head.infer(features)                           # gradient inference
+    fixed = head.intervene(features, c, mask, c_init=pred.c_logit)
   """
 
   def __init__(self, d_in: int, n_concepts: int, n_classes: int, *, hidden: int = 512,

@@ -16,8 +16,8 @@ Data: G2 sprites (six coloured sprites on a 24x24 canvas, labels ``y = argmax(c 
 image (its pixels replaced by background noise, the label kept) with probability ``hide = 0.5``,
 so that the image alone cannot tell every concept and the pair correlation is worth knowing.
 
-Model: a two-layer CNN (3x3 convolutions, 16 and 32 channels, ReLU, global max and mean pooling:
-64 features) under an :class:`~bottleneck_jax.concepts.ECBMHead` (hidden 64, dropout 0.2),
+Model: a two-layer CNN (3x3 convolutions, 16 channels and 32 channels at stride 2, ReLU, global
+max and mean pooling: 64 features) under an :class:`~bottleneck_jax.concepts.ECBMHead` (hidden 64, dropout 0.2),
 trained end to end with :func:`~bottleneck_jax.concepts.ecbm_loss` (weights 3 / 1 / 1, the
 reference's flip augmentation 0.2 / 0.2) by Adam through :func:`bottleneck_jax.train.train`.
 Test protocol as the reference: gradient inference (weights 1 / 1 / 0.01, Adam lr 0.1, patience
@@ -86,13 +86,14 @@ def correlated_sprites(n: int, *, agree: float, hide: float, background_noise: f
 
 
 class SpriteECBM(nnx.Module):
-  """Two 3x3 convolutions with ReLU, global max + mean pooling, and an ECBM head."""
+  """Two 3x3 convolutions (the second at stride 2) with ReLU, global max + mean pooling, and an
+  ECBM head."""
 
   def __init__(self, n_concepts: int, n_classes: int, *, hidden: int, dropout: float,
                rngs: nnx.Rngs):
     from bottleneck_jax.concepts import ECBMHead
     self.conv1 = nnx.Conv(3, 16, (3, 3), rngs=rngs)
-    self.conv2 = nnx.Conv(16, 32, (3, 3), rngs=rngs)
+    self.conv2 = nnx.Conv(16, 32, (3, 3), strides=(2, 2), rngs=rngs)
     self.head = ECBMHead(64, n_concepts, n_classes, hidden=hidden, dropout=dropout, rngs=rngs)
 
   def features(self, x):
