@@ -14,9 +14,9 @@ a fixed random linear patch embedding (ViT-style): each 6x6x3 cell becomes a 32-
 (``N = 16`` tokens); the global embedding is the normalised mean token. The concept bank
 ``V[k]`` is the normalised mean token of the cells that hold sprite ``k`` in the training set
 plus noise ``0.3 xi / sqrt(D)`` (a stand-in for a text embedding). Trained through
-:func:`bottleneck_jax.train.train` (Adam): the SL-CBM head (:class:`~bottleneck_jax.concepts.
-SLCBMHead`, loss :func:`~bottleneck_jax.concepts.slcbm_loss` with the reference's weights
-``(1, 1, 5)``), the same head without the entropy term (``lam3 = 0``), and a linear probe on the
+:func:`bottleneck_jax.train.train` (Adam): the SL-CBM head
+(:class:`~bottleneck_jax.concepts.SLCBMHead`, loss :func:`~bottleneck_jax.concepts.slcbm_loss`
+with the reference's weights ``(1, 1, 5)``), the same head without the entropy term (``lam3 = 0``), and a linear probe on the
 mean token. The post-hoc baseline is a PCBM-style concept score ``V_k . mean_n Z_n`` explained
 by gradient x input on the tokens (summed over the token width). Locality is scored on the 4x4
 token grid against the cell that holds each present concept: the pointing game and SL-CBM's soft
