@@ -11,6 +11,9 @@
 * :mod:`~bottleneck_jax.data.synthetic`: procedural data with exact ground-truth mutual
   information (:func:`correlated_gaussians`, the 12-bit set :func:`tishby12`) and exact discrete
   entropy / MI of probability tables.
+* :mod:`~bottleneck_jax.data.smooth_images`: images of rectangles driven by Gaussian latents
+  through a smooth injective map, so image pairs have an exactly known MI
+  (:func:`rectangle_image_pairs`).
 * :mod:`~bottleneck_jax.data.corpus`: a small generated retrieval corpus (texts, term counts,
   dense embeddings, metadata) with corpus-level questions and their exact answers
   (:func:`retrieval_corpus`, :func:`corpus_questions`).
@@ -63,6 +66,12 @@ from bottleneck_jax.data.packing import (
     packed_attention_mask,
 )
 from bottleneck_jax.data.pipeline import batches, to_global
+from bottleneck_jax.data.smooth_images import (
+    RectanglePairs,
+    rectangle_coordinates,
+    rectangle_image_pairs,
+    rectangle_images,
+)
 from bottleneck_jax.data.synthetic import (
     AdditiveUniform,
     CorrelatedGaussians,
@@ -92,6 +101,7 @@ __all__ = [
     "PackingStats",
     "SparseDictionary",
     "TabularConcepts",
+    "RectanglePairs",
     "RetrievalCorpus",
     "Tishby12",
     "TwoSlot",
@@ -115,6 +125,9 @@ __all__ = [
     "load_digits",
     "load_tfds",
     "pack_sequences",
+    "rectangle_coordinates",
+    "rectangle_image_pairs",
+    "rectangle_images",
     "retrieval_corpus",
     "packed_attention_mask",
     "sample_image",
