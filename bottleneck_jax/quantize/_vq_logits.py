@@ -91,6 +91,18 @@ def _take(table, idx):
   return table.at[idx].get(out_sharding=jax.sharding.PartitionSpec(*spec))
 
 
+def _searchsorted(cum, target):
+  """``searchsorted(cum, target, side="right")``; under an Explicit mesh the (small) queries are
+  gathered to every device first and the result resharded like ``target`` (JAX's searchsorted
+  cannot trace batch-sharded queries on an Explicit mesh)."""
+  spec = explicit_spec(target)
+  if spec is None:
+    return jnp.searchsorted(cum, target, side="right")
+  pos = jnp.searchsorted(cum, jax.sharding.reshard(target, jax.sharding.PartitionSpec()),
+                         side="right")
+  return jax.sharding.reshard(pos, spec)
+
+
 def _log_weights(token_to_code, k, token_bias, dtype, temperature=1.0):
   """``log sum_{i in code j} exp(b_i / T)`` per code (``_EMPTY`` for codes without tokens)."""
   m = jnp.asarray(token_to_code).astype(jnp.int32)
@@ -269,10 +281,12 @@ def vq_logits_sample(key: Any, h: Float[Array, "*batch d"], codebook: Float[Arra
   lo = jnp.where(starts > 0, cum[jnp.maximum(starts - 1, 0)], 0.0)
   hi = cum[jnp.maximum(ends - 1, 0)]
   u = jax.random.uniform(k2, code.shape, jnp.float32)
-  target = lo[code] + u * (hi[code] - lo[code])
-  pos = jnp.searchsorted(cum, target, side="right")
-  pos = jnp.clip(pos, starts[code], jnp.maximum(ends[code] - 1, starts[code]))
-  return order[pos].astype(jnp.int32)
+  lo_c, hi_c = _take(lo, code), _take(hi, code)
+  start_c, end_c = _take(starts, code), _take(ends, code)
+  target = lo_c + u * (hi_c - lo_c)
+  pos = _searchsorted(cum, target)
+  pos = jnp.clip(pos, start_c, jnp.maximum(end_c - 1, start_c))
+  return _take(order, pos).astype(jnp.int32)
 
 
 class VQLogitsMapping(NamedTuple):
