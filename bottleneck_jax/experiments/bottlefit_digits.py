@@ -27,6 +27,14 @@ the split point (the teacher's 4x4x32 "layer2" tensor sent at 8 bits: 512 bytes,
 input; the input average-pooled to 4x4 and sent at 8 bits, the same 16 bytes as ``C = 1``,
 classified by the teacher after nearest upsampling) and the same student trained from scratch
 with cross-entropy for the same number of steps.
+
+First full run (CPU, after the expectations were declared): teacher 0.940 (a miss of the spec's
+0.95 at 500 steps); C = 1 student 0.916 after stage 2 (0.884 after stage 1; within 3 points of
+the teacher), 0.916 with the 8-bit code; stage-1 loss down 41.6x; tail bit-identical in stage 1;
+C = 2: 0.936, C = 4: 0.940. Naive alternatives: the teacher's split tensor at 8 bits 0.944 for
+512 bytes; the 4x4 pooled input 0.753 for 16 bytes. The same C = 1 student trained from scratch
+with cross-entropy reached 0.942: on digits the two-stage recipe did not beat plain training of
+the bottlenecked network.
 """
 
 from __future__ import annotations
