@@ -22,6 +22,13 @@ MARKERS = {
         "forced loss equals the reference loss: True",
         "packing efficiency:",
     ],
+    "03_information_plane.ipynb": [
+        "KSG vs truth at N=",
+        "InfoNCE",
+        "rectangle images: truth 1.000",
+        "information plane:",
+        "I(T;Y) last layer:",
+    ],
     "04_quantizers.ipynb": [
         "FSQ indices -> codes round trip exact: True",
         "LFQ indices -> codes round trip exact: True",
