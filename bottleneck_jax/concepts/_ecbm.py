@@ -10,7 +10,8 @@ an input, a concept vector and a class fit together (lower energy = more compati
 shared form
 
 .. math::
-  G(z, u) = w^\\top \\mathrm{ReLU}(z + z \\odot \\hat u) + b, \\qquad \\hat u = u / \\lVert u \\rVert,
+  G(z, u) = w^\\top \\mathrm{ReLU}(z + z \\odot \\hat u) + b,
+  \\qquad \\hat u = u / \\lVert u \\rVert,
 
 the **class energy** is ``E_cls(x, m) = G_cls(z, u_m)`` with learned label embeddings ``u_m``; the
 **concept energy** ``E_con(x, c_k) = G_k(z', v_k^{(c_k)})`` has one head per concept and two
