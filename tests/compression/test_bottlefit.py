@@ -91,7 +91,12 @@ def test_kd_loss_matches_torchdistill_kdloss_formula():
 def test_quantize_code_follows_torchdistill_min_max_quantization():
   z = _R.normal(size=(2, 4, 4, 3)).astype(np.float32)
   z[1] = np.abs(z[1]) + 0.5  # all positive: the range is extended down to 0
-  qc = jax.jit(quantize_code)(_f32(z))
+  @jax.jit
+  def roundtrip(a):
+    qc = quantize_code(a)
+    return qc, dequantize_code(qc.q, qc.scale, qc.zero_point)
+
+  qc, deq = roundtrip(_f32(z))
   assert qc.q.dtype == jnp.uint8 and qc.q.shape == z.shape and qc.scale.shape == (2,)
   for b in range(2):  # torchdistill quantize_tensor, one example, range extended to hold 0
     lo, hi = min(z[b].min(), 0.0), max(z[b].max(), 0.0)
@@ -103,18 +108,15 @@ def test_quantize_code_follows_torchdistill_min_max_quantization():
     diff = np.abs(np.asarray(qc.q[b]).astype(int) - q.astype(int))
     assert diff.max() <= 1 and diff.mean() < 0.05  # float32 vs float64 ties only
   assert int(qc.zero_point[1]) == 0
-  deq = np.asarray(dequantize_code(qc.q, qc.scale, qc.zero_point))
-  err = np.abs(deq - z).reshape(2, -1).max(1)
+  err = np.abs(np.asarray(deq) - z).reshape(2, -1).max(1)
   # signed: <= scale (the truncated zero point shifts the bottom end); all positive: scale / 2
   assert err[0] <= float(qc.scale[0]) * (1 + 1e-4)
   assert err[1] <= float(qc.scale[1]) * (0.5 + 1e-4)
   # an all-zero code: scale 1, exact; a constant negative code: within one step (-lo / scale
   # = 255 up to float32 rounding, truncated)
-  c = quantize_code(jnp.zeros((1, 3), jnp.float32))
-  assert float(c.scale[0]) == 1.0 and c.q.tolist() == [[0, 0, 0]]
-  c = quantize_code(jnp.full((1, 3), -2.0, jnp.float32))
-  np.testing.assert_allclose(np.asarray(dequantize_code(c.q, c.scale, c.zero_point)), -2.0,
-                             atol=2.0 / 255 * 1.0001)
+  c, d = roundtrip(jnp.asarray([[0.0] * 3, [-2.0] * 3], jnp.float32))
+  assert float(c.scale[0]) == 1.0 and c.q[0].tolist() == [0, 0, 0] and d[0].tolist() == [0.0] * 3
+  np.testing.assert_allclose(np.asarray(d[1]), -2.0, atol=2.0 / 255 * 1.0001)
 
 
 def test_code_bits_and_data_reduction_by_hand():
