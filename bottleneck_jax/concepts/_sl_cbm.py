@@ -45,6 +45,7 @@ the lower concept index (``torch.topk`` leaves them unspecified). The SimPool ``
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -133,14 +134,19 @@ def slcbm_init(d_tokens: int, n_concepts: int, n_classes: int, *, key) -> SLCBMP
   V.check_scalar(fn, "d_tokens", d_tokens, low=1, integer=True)
   V.check_scalar(fn, "n_concepts", n_concepts, low=1, integer=True)
   V.check_scalar(fn, "n_classes", n_classes, low=1, integer=True)
-  k0, k1, k2, k3 = jax.random.split(as_key(key, fn=fn), 4)
+  return _init_params(as_key(key, fn=fn), int(d_tokens), int(n_concepts), int(n_classes))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_params(key, d, k, m) -> SLCBMParams:
+  k0, k1, k2, k3 = jax.random.split(key, 4)
   init = jax.nn.initializers.lecun_normal()
-  k, f32 = int(n_concepts), jnp.float32
+  f32 = jnp.float32
   zeros, ones = jnp.zeros((k,), f32), jnp.ones((k,), f32)
   return SLCBMParams(
-      w_tok=init(k0, (int(d_tokens), k), f32), b_tok=zeros, ln_scale=ones, ln_bias=zeros,
+      w_tok=init(k0, (d, k), f32), b_tok=zeros, ln_scale=ones, ln_bias=zeros,
       w_q=init(k1, (k, k), f32), w_k=init(k2, (k, k), f32), head_scale=ones, head_bias=zeros,
-      w_cls=init(k3, (int(n_classes), k), f32), b_cls=jnp.zeros((int(n_classes),), f32))
+      w_cls=init(k3, (m, k), f32), b_cls=jnp.zeros((m,), f32))
 
 
 def slcbm_concept_maps(params: SLCBMParams, tokens: Float[Array, "*batch n d1"], *,

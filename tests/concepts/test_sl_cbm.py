@@ -64,7 +64,10 @@ Z = jnp.asarray(R.standard_normal((B, N, D1)), jnp.float32)
 E = jnp.asarray(R.standard_normal((B, D2)), jnp.float32)
 VV = jnp.asarray(R.standard_normal((K, D2)), jnp.float32)
 P = _params()
-_apply = jax.jit(C.slcbm_apply, static_argnames=("nec", "concept_softmax"))  # one compile each
+# jitted once per configuration: one compile instead of one per eager op (test time)
+_apply = jax.jit(C.slcbm_apply, static_argnames=("nec", "concept_softmax"))
+_entropy = jax.jit(C.token_concept_entropy, static_argnames="already_prob")
+_loss = jax.jit(C.slcbm_loss, static_argnames="lams")
 
 
 @pytest.mark.parametrize("nec", [None, 2])
@@ -82,9 +85,9 @@ def test_apply_matches_numpy_transcription(nec):
 def test_token_permutation_permutes_maps_and_keeps_activations():
   perm = np.array([2, 0, 3, 1])
   a = _apply(P, Z, E, VV)
-  b = _apply(P, Z[:, perm], E, VV)
-  np.testing.assert_allclose(b.s, a.s[:, perm], atol=1e-6)
-  np.testing.assert_allclose(b.attn, a.attn[:, perm], atol=1e-6)
+  b = _apply(P, jnp.asarray(np.asarray(Z)[:, perm]), E, VV)
+  np.testing.assert_allclose(b.s, np.asarray(a.s)[:, perm], atol=1e-6)
+  np.testing.assert_allclose(b.attn, np.asarray(a.attn)[:, perm], atol=1e-6)
   np.testing.assert_allclose(b.f, a.f, atol=1e-5)
   np.testing.assert_allclose(b.logits, a.logits, atol=1e-5)
 
@@ -119,22 +122,20 @@ def test_nec_mask_keeps_the_largest_magnitudes():
 
 
 def test_token_concept_entropy_closed_forms_and_reference():
-  assert float(C.token_concept_entropy(jnp.zeros((2, 5, 4)))) == pytest.approx(5 * np.log(4),
-                                                                               rel=1e-6)
-  onehot = jax.nn.one_hot(jnp.array([[0, 2, 1]]), 3)
-  assert float(C.token_concept_entropy(onehot, already_prob=True)) == pytest.approx(0, abs=1e-6)
-  s = R.standard_normal((3, 4, 5))
+  assert float(_entropy(jnp.zeros((2, 5, 4)))) == pytest.approx(5 * np.log(4), rel=1e-6)
+  onehot = np.eye(4, dtype=np.float32)[R.integers(0, 4, (2, 5))]
+  assert float(_entropy(jnp.asarray(onehot), already_prob=True)) == pytest.approx(0, abs=1e-6)
+  s = R.standard_normal((2, 5, 4))
   p = _softmax(s)
   want = np.mean(-np.sum(p * np.log(p + 1e-10), axis=(1, 2)))
-  assert float(C.token_concept_entropy(jnp.asarray(s, jnp.float32))) == pytest.approx(want,
-                                                                                    rel=1e-5)
+  assert float(_entropy(jnp.asarray(s, jnp.float32))) == pytest.approx(want, rel=1e-5)
 
 
 def test_loss_matches_spss_loss_transcription():
   o = _apply(P, Z, E, VV)
   y = np.array([1, 0])
   c = np.array([[1, 0, 1], [0, 0, 1]])
-  got = C.slcbm_loss(o.logits, o.f, o.s, jnp.asarray(y), jnp.asarray(c), lams=(0.5, 2.0, 3.0))
+  got = _loss(o.logits, o.f, o.s, jnp.asarray(y), jnp.asarray(c), lams=(0.5, 2.0, 3.0))
   lg, f, s = (np.asarray(a, np.float64) for a in (o.logits, o.f, o.s))
   ce = np.mean(-np.log(_softmax(lg)[np.arange(2), y]))
   conc = 1e4 * np.mean(np.abs(1 / (1 + np.exp(-f)) - c))   # scale * L1Loss(sigmoid(f), c)
@@ -150,8 +151,8 @@ def test_contrastive_matches_clip_loss_transcription():
   bn = b / np.linalg.norm(b, axis=1, keepdims=True)
   lg = an @ bn.T / 0.5
   want = np.mean(-np.log(_softmax(lg)[np.arange(4), np.arange(4)]))
-  got = C.slcbm_contrastive(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32),
-                            temperature=0.5)
+  got = jax.jit(C.slcbm_contrastive, static_argnames="temperature")(
+      jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), temperature=0.5)
   assert float(got) == pytest.approx(want, rel=1e-5)
 
 
@@ -178,8 +179,9 @@ def test_oracle_concept_maps_localise_exactly_on_sprites():
   sp = concept_sprites(8, seed=3)
   cells = sp.masks.reshape(8, 6, 4, 6, 4, 6).max(axis=(3, 5))        # [n, K, 4, 4]
   tokens = jnp.asarray(cells.reshape(8, 6, 16).transpose(0, 2, 1))   # [n, 16, K]
-  p = C.slcbm_init(6, 6, 4, key=jax.random.key(0))._replace(w_tok=jnp.eye(6))
-  s = C.slcbm_concept_maps(p, tokens)
+  p = C.SLCBMParams(jnp.eye(6), *(jnp.zeros(sh) for sh in ((6,), (6,), (6,), (6, 6), (6, 6),
+                                                           (6,), (6,), (4, 6), (4,))))
+  s = jax.jit(C.slcbm_concept_maps)(p, tokens)
   maps = jnp.moveaxis(s, -1, 1).reshape(8, 6, 4, 4)
   present = sp.c == 1
   scores = jax.jit(C.region_metrics)
@@ -193,7 +195,7 @@ def test_oracle_concept_maps_localise_exactly_on_sprites():
 
 def test_head_module_is_the_pure_function_and_bank_is_frozen():
   head = C.SLCBMHead(VV, D1, M, nec=2, rngs=nnx.Rngs(0))
-  out = head(Z, E)
+  out = nnx.jit(lambda m, z, e: m(z, e))(head, Z, E)
   ref = _apply(head.params, Z, E, VV, nec=2)
   np.testing.assert_allclose(out.logits, ref.logits, atol=1e-6)
   trained = jax.tree.leaves(nnx.state(head, nnx.Param))
@@ -203,19 +205,19 @@ def test_head_module_is_the_pure_function_and_bank_is_frozen():
 
 def test_named_errors():
   with pytest.raises(ValueError, match="slcbm_apply: concept_vectors must have size 3 on axis 0"):
-    C.slcbm_apply(P, Z, E, VV[:2])
+    C.slcbm_apply(P, Z, E, np.asarray(VV)[:2])
   with pytest.raises(ValueError, match="slcbm_apply: tokens must have size 3 on axis -1"):
-    C.slcbm_apply(P, Z[..., :2], E, VV)
+    C.slcbm_apply(P, np.asarray(Z)[..., :2], E, VV)
   with pytest.raises(ValueError, match="slcbm_apply: e must have batch shape"):
-    C.slcbm_apply(P, Z, E[:1], VV)
+    C.slcbm_apply(P, Z, np.asarray(E)[:1], VV)
   with pytest.raises(ValueError, match="slcbm_loss: f and c_true must have the same shape"):
-    C.slcbm_loss(jnp.zeros((2, 2)), jnp.zeros((2, 3)), jnp.zeros((2, 4, 3)),
-                 jnp.array([0, 1]), jnp.zeros((2, 4)))
+    C.slcbm_loss(np.zeros((2, 2)), np.zeros((2, 3)), np.zeros((2, 4, 3)),
+                 np.array([0, 1]), np.zeros((2, 4)))
   with pytest.raises(ValueError, match="simpool: q must have shape"):
-    C.simpool(P, jnp.zeros((2, 4, 3)), jnp.zeros((2, 4)))
+    C.simpool(P, np.zeros((2, 4, 3)), np.zeros((2, 4)))
   with pytest.raises(ValueError, match="upsample_token_map: grid 3x3"):
-    C.upsample_token_map(jnp.zeros((2, 4)), grid=(3, 3), size=(6, 6))
+    C.upsample_token_map(np.zeros((2, 4)), grid=(3, 3), size=(6, 6))
   with pytest.raises(ValueError, match="attribution_iou: mask must have the shape of attr"):
-    C.attribution_iou(jnp.zeros((2, 4, 4)), jnp.zeros((2, 4, 3)))
+    C.attribution_iou(np.zeros((2, 4, 4)), np.zeros((2, 4, 3)))
   with pytest.raises(TypeError, match="slcbm_concept_maps: params must be an SLCBMParams"):
     C.slcbm_concept_maps(tuple(P), Z)
