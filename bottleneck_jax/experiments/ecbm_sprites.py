@@ -18,8 +18,9 @@ so that the image alone cannot tell every concept and the pair correlation is wo
 
 Model: a two-layer CNN (3x3 convolutions, 16 channels and 32 channels at stride 2, ReLU, global
 max and mean pooling: 64 features) under an :class:`~bottleneck_jax.concepts.ECBMHead`
-(hidden 64, dropout 0.2), trained end to end with :func:`~bottleneck_jax.concepts.ecbm_loss` (weights 3 / 1 / 1, the
-reference's flip augmentation 0.2 / 0.2) by Adam through :func:`bottleneck_jax.train.train`.
+(hidden 64, dropout 0.2), trained end to end with :func:`~bottleneck_jax.concepts.ecbm_loss`
+(weights 3 / 1 / 1, the reference's flip augmentation 0.2 / 0.2) by Adam through
+:func:`bottleneck_jax.train.train`.
 Test protocol as the reference: gradient inference (weights 1 / 1 / 0.01, Adam lr 0.1, patience
 10, delta 1), then interventions (given concepts at logits +-5, class reset, global energy only,
 weight 3). Intervention curve: 0 / 2 / 4 / 6 random concepts (3 draws). Odd-partner gain: the
