@@ -63,6 +63,16 @@ MARKERS = {
         "HICRA - GRPO on planning tokens:",
         "semantic entropy of this batch:",
     ],
+    "06_concepts.ipynb": [
+        "test concept accuracy: mean",
+        "from true concepts",
+        "after intervening on",
+        "intervention curve",
+        "max |mean of concept map x |v_k| - concept logit|:",
+        "relevance mass",
+        "pointing game",
+        "integrated gradients completeness:",
+    ],
 }
 
 
