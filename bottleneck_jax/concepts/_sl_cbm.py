@@ -123,12 +123,12 @@ def _layer_norm(x, scale, bias, epsilon):
 def slcbm_init(d_tokens: int, n_concepts: int, n_classes: int, *, key) -> SLCBMParams:
   """Initial :class:`SLCBMParams`: LeCun-normal weights, zero biases, unit LayerNorm scales.
 
-  Example:
-    >>> import jax
-    >>> from bottleneck_jax.concepts import slcbm_init
-    >>> p = slcbm_init(8, 4, 3, key=jax.random.key(0))
-    >>> p.w_tok.shape, p.w_q.shape, p.w_cls.shape
-    ((8, 4), (4, 4), (3, 4))
+  Example::
+
+    import jax
+    from bottleneck_jax.concepts import slcbm_init
+    p = slcbm_init(8, 4, 3, key=jax.random.key(0))
+    p.w_tok.shape, p.w_q.shape, p.w_cls.shape  # ((8, 4), (4, 4), (3, 4))
   """
   fn = "slcbm_init"
   V.check_scalar(fn, "d_tokens", d_tokens, low=1, integer=True)
@@ -156,12 +156,12 @@ def slcbm_concept_maps(params: SLCBMParams, tokens: Float[Array, "*batch n d1"],
   ``S[..., n, c]`` is concept ``c``'s saliency at patch ``n``; with ``concept_softmax`` each
   token's scores are turned into a distribution over concepts.
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import slcbm_concept_maps, slcbm_init
-    >>> p = slcbm_init(8, 4, 3, key=jax.random.key(0))
-    >>> slcbm_concept_maps(p, jnp.ones((2, 16, 8))).shape
-    (2, 16, 4)
+  Example::
+
+    import jax, jax.numpy as jnp
+    from bottleneck_jax.concepts import slcbm_concept_maps, slcbm_init
+    p = slcbm_init(8, 4, 3, key=jax.random.key(0))
+    slcbm_concept_maps(p, jnp.ones((2, 16, 8))).shape  # (2, 16, 4)
   """
   fn = "slcbm_concept_maps"
   _check_params(fn, params)
@@ -192,13 +192,13 @@ def simpool(params: SLCBMParams, s: Float[Array, "*batch n k"], q: Float[Array, 
   (one head, no projection biases, LayerNorm epsilon 1e-6, as the reference's ``SimPool`` with
   ``gamma=None``).
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import simpool, slcbm_init
-    >>> p = slcbm_init(8, 4, 3, key=jax.random.key(0))
-    >>> out = simpool(p, jnp.ones((2, 16, 4)), jnp.ones((2, 4)))
-    >>> out.f.shape, out.attn.shape, float(out.attn[0].sum())
-    ((2, 4), (2, 16), 1.0)
+  Example::
+
+    import jax, jax.numpy as jnp
+    from bottleneck_jax.concepts import simpool, slcbm_init
+    p = slcbm_init(8, 4, 3, key=jax.random.key(0))
+    out = simpool(p, jnp.ones((2, 16, 4)), jnp.ones((2, 4)))
+    out.f.shape, out.attn.shape, float(out.attn[0].sum())  # ((2, 4), (2, 16), 1.0)
   """
   fn = "simpool"
   k = _check_params(fn, params)
@@ -274,13 +274,14 @@ def slcbm_apply(params: SLCBMParams, tokens: Float[Array, "*batch n d1"],
   Returns:
     An :class:`SLCBMOutput`.
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> from bottleneck_jax.concepts import slcbm_apply, slcbm_init
-    >>> p = slcbm_init(8, 4, 3, key=jax.random.key(0))
-    >>> out = slcbm_apply(p, jnp.ones((2, 16, 8)), jnp.ones((2, 5)), jnp.ones((4, 5)))
-    >>> out.logits.shape, out.f.shape, out.s.shape, out.attn.shape
-    ((2, 3), (2, 4), (2, 16, 4), (2, 16))
+  Example::
+
+    import jax, jax.numpy as jnp
+    from bottleneck_jax.concepts import slcbm_apply, slcbm_init
+    p = slcbm_init(8, 4, 3, key=jax.random.key(0))
+    out = slcbm_apply(p, jnp.ones((2, 16, 8)), jnp.ones((2, 5)), jnp.ones((4, 5)))
+    out.logits.shape, out.f.shape  # ((2, 3), (2, 4))
+    out.s.shape, out.attn.shape  # ((2, 16, 4), (2, 16))
   """
   fn = "slcbm_apply"
   k = _check_params(fn, params)
@@ -316,9 +317,9 @@ def token_concept_entropy(s: Float[Array, "*batch n k"], *, already_prob: bool =
   itself when ``already_prob``). Low when every patch commits to one concept.
 
   Example:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> from bottleneck_jax.concepts import token_concept_entropy
-    >>> round(float(token_concept_entropy(jnp.zeros((1, 3, 4)))), 4)  # 3 log 4
+    >>> round(float(jax.jit(token_concept_entropy)(jnp.zeros((1, 3, 4)))), 4)  # 3 log 4
     4.1589
   """
   fn = "token_concept_entropy"
@@ -364,10 +365,11 @@ def slcbm_loss(logits: Float[Array, "b m"], f: Float[Array, "b k"], s: Float[Arr
     An :class:`SLCBMLoss`.
 
   Example:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> from bottleneck_jax.concepts import slcbm_loss
-    >>> out = slcbm_loss(jnp.zeros((1, 2)), jnp.zeros((1, 2)), jnp.zeros((1, 1, 2)),
-    ...                  jnp.array([0]), jnp.array([[1, 0]]), lams=(1.0, 0.0, 0.0))
+    >>> loss = jax.jit(slcbm_loss, static_argnames="lams")
+    >>> out = loss(jnp.zeros((1, 2)), jnp.zeros((1, 2)), jnp.zeros((1, 1, 2)), jnp.array([0]),
+    ...            jnp.array([[1, 0]]), lams=(1.0, 0.0, 0.0))
     >>> round(float(out.loss), 4), float(out.concept)  # log 2 and 1e4 * 0.5
     (0.6931, 5000.0)
   """
@@ -408,9 +410,9 @@ def slcbm_contrastive(f_a: Float[Array, "b k"], f_b: Float[Array, "b k"], *,
   reference's ``ClipLoss``).
 
   Example:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> from bottleneck_jax.concepts import slcbm_contrastive
-    >>> round(float(slcbm_contrastive(jnp.eye(2), jnp.eye(2))), 4)  # log(1 + e^-1)
+    >>> round(float(jax.jit(slcbm_contrastive)(jnp.eye(2), jnp.eye(2))), 4)  # log(1 + e^-1)
     0.3133
   """
   fn = "slcbm_contrastive"
@@ -504,13 +506,13 @@ class SLCBMHead(nnx.Module):
     concept_softmax: softmax the token scores over concepts.
     rngs: the initialisation keys.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from flax import nnx
-    >>> from bottleneck_jax.concepts import SLCBMHead
-    >>> head = SLCBMHead(jnp.ones((4, 5)), 8, 3, rngs=nnx.Rngs(0))
-    >>> head(jnp.ones((2, 16, 8)), jnp.ones((2, 5))).logits.shape
-    (2, 3)
+  Example::
+
+    import jax.numpy as jnp
+    from flax import nnx
+    from bottleneck_jax.concepts import SLCBMHead
+    head = SLCBMHead(jnp.ones((4, 5)), 8, 3, rngs=nnx.Rngs(0))
+    head(jnp.ones((2, 16, 8)), jnp.ones((2, 5))).logits.shape  # (2, 3)
   """
 
   def __init__(self, concept_vectors, d_tokens: int, n_classes: int, *, nec: int | None = None,
