@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -27,14 +26,20 @@ class Case:
     return self.name
 
 
+def _put(a: np.ndarray) -> jax.Array:
+  """``a`` on the device, converted on the host: ``jax.device_put`` compiles nothing, while
+  ``jnp.asarray`` compiles a copy (and a conversion) for every new shape and dtype."""
+  return jax.device_put(a)
+
+
 def floats(r, *shape):
   """Positive float32 values of ``shape`` (>= 0.1)."""
-  return jnp.asarray(np.abs(r.standard_normal(shape)) + 0.1, jnp.float32)
+  return _put((np.abs(r.standard_normal(shape)) + 0.1).astype(np.float32))
 
 
 def ints(r, *shape, high=3):
   """int32 values in ``[0, high)`` of ``shape``."""
-  return jnp.asarray(r.integers(0, high, shape), jnp.int32)
+  return _put(r.integers(0, high, shape).astype(np.int32))
 
 
 KEY = jax.random.key(0)

@@ -42,7 +42,7 @@ from bottleneck_jax import objectives as Obj
 from bottleneck_jax import ops as O
 from bottleneck_jax import quantize as Q
 from bottleneck_jax.core import distributions as Dist
-from tests._cases import KEY, Case, floats, ints
+from tests._cases import KEY, Case, _put, floats, ints
 
 PKG = Path(__file__).resolve().parents[1] / "bottleneck_jax"
 FAMILIES = (E, I, Q, Comp, C, Att, Arch, Obj)
@@ -225,10 +225,10 @@ def _like(x, shape, r):
   """A new array of ``shape`` with values like ``x``'s (positive floats, small ints, bools)."""
   dt = jnp.dtype(x.dtype)
   if dt == jnp.bool_:
-    return jnp.asarray(r.integers(0, 2, shape).astype(bool))
+    return _put(r.integers(0, 2, shape).astype(bool))
   if jnp.issubdtype(dt, jnp.integer):
-    return jnp.asarray(r.integers(0, 3, shape), dt)
-  return jnp.asarray(np.abs(r.standard_normal(shape)) + 0.1, dt)
+    return _put(r.integers(0, 3, shape).astype(dt))
+  return _put((np.abs(r.standard_normal(shape)) + 0.1).astype(dt))
 
 
 def _perturb(draw, r, x):
@@ -243,7 +243,7 @@ def _perturb(draw, r, x):
       return _like(x, tuple(draw(SIZES) for _ in x.shape), r), kind
     if kind == "dtype":
       dt = draw(st.sampled_from(DTYPES))
-      return jnp.asarray(np.asarray(x, np.float32)).astype(dt), kind
+      return _put(np.asarray(x, np.float32).astype(dt)), kind
     if kind == "list":
       return np.asarray(x).tolist(), kind
     if kind == "empty":
@@ -252,7 +252,7 @@ def _perturb(draw, r, x):
       return _like(x, tuple(shape), r), kind
     if kind == "nan":
       if jnp.issubdtype(x.dtype, jnp.floating):
-        return jnp.full(x.shape, jnp.nan, x.dtype), kind
+        return _put(np.full(x.shape, np.nan, x.dtype)), kind
       return x, kind
     return (1.0 if kind == "scalar" else None), kind
   if isinstance(x, list):  # lengths / sequences
