@@ -210,6 +210,12 @@ def ecbm_init(key, *, d_in: int, n_concepts: int, n_classes: int, hidden: int = 
       w_glob=unif((h,), h), b_glob=unif((), h))
 
 
+def _f32(tree):
+  """Every array of ``tree`` as float32 (the energies are computed in float32; one dtype
+  means one compilation of the jitted cores)."""
+  return jax.tree.map(lambda a: jnp.asarray(a).astype(_F32), tree)
+
+
 def _unit(u):
   return u / jnp.maximum(jnp.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
 
@@ -302,7 +308,8 @@ def ecbm_energies(params: ECBMParams, x: Float[Array, "b d"], y_soft: Float[Arra
   _float(fn, "c_soft", c_soft)
   V.check_shape(fn, "c_soft", c_soft, (b, k, 2))
   key = _check_dropout(fn, dropout, key)
-  return _soft_energies(params, x, y_soft, c_soft, key, dropout=_num(dropout),
+  return _soft_energies(_f32(params), _f32(x), _f32(y_soft), _f32(c_soft), key,
+                        dropout=_num(dropout),
                         reference_compat=bool(reference_compat))
 
 
@@ -363,7 +370,7 @@ def ecbm_train_energies(params: ECBMParams, x: Float[Array, "b d"], c_true: Floa
   _labels01(fn, "c_true", c_true)
   V.check_shape(fn, "c_true", c_true, (x.shape[0], k))
   key = _check_dropout(fn, dropout, key)
-  return _train_energies(params, x, jnp.asarray(c_true).astype(_F32) >= 0.5,
+  return _train_energies(_f32(params), _f32(x), jnp.asarray(c_true).astype(_F32) >= 0.5,
                          dropout=_num(dropout), key=key)
 
 
@@ -478,7 +485,8 @@ def ecbm_loss(params: ECBMParams, x: Float[Array, "b d"], c_true: Float[Array, "
     V.check_scalar(fn, "flip", v, low=0, high=1, static=True)
   V.check_scalar(fn, "dropout", dropout, low=0, high=1, high_inclusive=False, static=True)
   key = as_key(key, fn=fn)
-  return _loss(params, x, c_true, y, key, jnp.asarray(lam, _F32),
+  return _loss(_f32(params), _f32(x), jnp.asarray(c_true).astype(_F32),
+               jnp.asarray(y).astype(jnp.int32), key, jnp.asarray(lam, _F32),
                flip=(float(flip[0]), float(flip[1])), dropout=_num(dropout))
 
 
@@ -660,7 +668,8 @@ def ecbm_infer(params: ECBMParams, x: Float[Array, "b d"], *,
     c0 = c_init.astype(_F32)
   # no patience: a count that never reaches it
   pat = steps + 1 if patience is None else int(patience)
-  return _infer(params, x, y0, c0, fixed, fixed_logit, jnp.asarray(not reference_compat),
+  return _infer(_f32(params), _f32(x), y0, c0, fixed, fixed_logit,
+                jnp.asarray(not reference_compat),
                 jnp.asarray(lam, _F32), jnp.asarray(lr, _F32), jnp.asarray(pat, jnp.int32),
                 jnp.asarray(min_delta, _F32), steps=int(steps),
                 reference_compat=bool(reference_compat))
@@ -752,7 +761,7 @@ def ecbm_conditionals(params: ECBMParams, x: Float[Array, "b d"], c: Float[Array
   _check_x(fn, x, d)
   _labels01(fn, "c", c)
   V.check_shape(fn, "c", c, (x.shape[0], k))
-  return _conditionals(params, x, jnp.asarray(c).astype(_F32) >= 0.5)
+  return _conditionals(_f32(params), _f32(x), jnp.asarray(c).astype(_F32) >= 0.5)
 
 
 @jax.jit
