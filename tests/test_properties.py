@@ -173,7 +173,7 @@ CASES = [
     Case("mine_lower_bound", I.mine_lower_bound,
          lambda r: {"scores": _f(r, 3, 3), "state": I.mine_init(), "decay": 0.9},
          ("scores", "state")),
-    Case("ksg_mutual_information", I.ksg_mutual_information,
+    Case("ksg_mi", I.ksg_mi,
          lambda r: {"x": _f(r, 4, 2), "y": _f(r, 4), "k": 2}, ("x", "y")),
     # core.distributions
     Case("diag_gaussian_kl_std_normal", Dist.diag_gaussian_kl_std_normal,

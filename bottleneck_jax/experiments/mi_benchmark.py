@@ -12,7 +12,7 @@ For each task, dimension and sample size ``N`` the estimators run on ``seeds`` i
 samples; the table holds the mean estimate, its bias (mean minus truth), the standard deviation
 over seeds and the root-mean-square error. Estimators (all in nats):
 
-* ``ksg``: :func:`~bottleneck_jax.information.ksg_mutual_information` (KSG algorithm 1, ``k``);
+* ``ksg``: :func:`~bottleneck_jax.information.ksg_mi` (KSG algorithm 1, ``k``);
 * ``kl``: ``H(X) + H(Y) - H(X, Y)`` with three Kozachenko-Leonenko entropies
   (:func:`~bottleneck_jax.information.kl_entropy`, ``k``);
 * ``lossy``: :func:`~bottleneck_jax.information.lossy_mi` with PCA to the full dimension
@@ -102,7 +102,7 @@ def make_estimators(*, k: int, num_bins: int):
       js_lower_bound,
       kde_entropy_upper,
       kl_entropy,
-      ksg_mutual_information,
+      ksg_mi,
       lossy_mi,
       nwj_lower_bound,
   )
@@ -118,7 +118,7 @@ def make_estimators(*, k: int, num_bins: int):
     low = jnp.min(z) - 1.0
     codes = adaptive_bin_codes(z - low, num_bins=num_bins, low=0.0)
     out = {
-        "ksg": ksg_mutual_information(x, y, k=k),
+        "ksg": ksg_mi(x, y, k=k),
         "kl": kl_entropy(x, k=k) + kl_entropy(y, k=k) - kl_entropy(xy, k=k),
         "lossy": lossy_mi(x, y, x_components=dx, y_components=dy),
         "gaussian": gaussian_mi(jnp.cov(xy.T).reshape(dx + dy, dx + dy), dx=dx),
@@ -188,7 +188,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
   import jax.numpy as jnp
 
   from bottleneck_jax.data import additive_uniform, correlated_gaussians
-  from bottleneck_jax.information import ksg_mutual_information
+  from bottleneck_jax.information import ksg_mi
 
   cfg = ctx.config
   k, seeds = int(cfg["k"]), int(cfg["seeds"])
@@ -232,7 +232,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
               **{e: float(np.mean(v)) for e, v in samples.items() if v})
       step += 1
   # the KSG tolerance check: KSG only, 1-D tasks, the spec's sample sizes and seed counts
-  ksg = jax.jit(lambda x, y: ksg_mutual_information(x, y, k=k))
+  ksg = jax.jit(lambda x, y: ksg_mi(x, y, k=k))
   ksg_rows = []
   for n, ns in zip((int(v) for v in cfg["ksg_sizes"]), (int(v) for v in cfg["ksg_seeds"])):
     for task, params in (("gaussian", cfg["rhos"]), ("uniform", cfg["epsilons"])):

@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
-from bottleneck_jax.information._mi_estimators import ksg_mutual_information
+from bottleneck_jax.information._mi_estimators import ksg_mi
 
 
 class PCA(NamedTuple):
@@ -144,7 +144,7 @@ def lossy_mi(x: Float[Array, "n dx"], y: Float[Array, "n dy"], *, x_components: 
     V.check_scalar(fn, arg, q, low=1, high=min(a.shape), integer=True, static=True)
   zx = pca_transform(x, pca_fit(x, num_components=x_components), whiten=True)
   zy = pca_transform(y, pca_fit(y, num_components=y_components), whiten=True)
-  return ksg_mutual_information(zx, zy.astype(zx.dtype), k=k)
+  return ksg_mi(zx, zy.astype(zx.dtype), k=k)
 
 
 def noisy_forward(layers: Sequence[Callable[[Array], Array]], x: Float[Array, "b d"], *, key,

@@ -32,7 +32,7 @@ KSG (Kraskov et al., estimator 1) is non-parametric: with ``eps_i`` the distance
 Implemented here (all values in **nats**; :func:`to_bits` converts):
 :func:`critic_scores`, :func:`infonce_lower_bound`, :func:`nwj_lower_bound`,
 :func:`dv_lower_bound`, :func:`js_lower_bound`, :func:`mine_init` / :func:`mine_lower_bound`,
-:func:`ksg_mutual_information`, :func:`to_bits`.
+:func:`ksg_mi`, :func:`to_bits`.
 
 Departures / choices:
 - The marginal terms use the ``B (B - 1)`` off-diagonal pairs, as Poole et al.'s reference code
@@ -392,8 +392,8 @@ def _chebyshev(a):
   return jnp.max(jnp.abs(a[:, None, :] - a[None, :, :]), axis=-1)
 
 
-def ksg_mutual_information(x: Float[Array, "n dx"], y: Float[Array, "n dy"], *,
-                           k: int = 3) -> Float[Array, ""]:
+def ksg_mi(x: Float[Array, "n dx"], y: Float[Array, "n dy"], *,
+           k: int = 3) -> Float[Array, ""]:
   """The Kraskov-Stögbauer-Grassberger estimator of ``I(X;Y)`` (algorithm 1), in nats.
 
   .. math::
@@ -416,16 +416,16 @@ def ksg_mutual_information(x: Float[Array, "n dx"], y: Float[Array, "n dy"], *,
   Example:
     >>> import jax
     >>> from bottleneck_jax.data import correlated_gaussians
-    >>> from bottleneck_jax.information import ksg_mutual_information
+    >>> from bottleneck_jax.information import ksg_mi
     >>> x, y, mi = correlated_gaussians(400, rho=0.9, key=jax.random.key(0))
-    >>> abs(float(ksg_mutual_information(x, y, k=3)) - mi) < 0.15
+    >>> abs(float(ksg_mi(x, y, k=3)) - mi) < 0.15
     True
 
   References:
     Kraskov, Stögbauer, Grassberger, "Estimating mutual information", Phys. Rev. E 69, 066138,
     2004, https://arxiv.org/abs/cond-mat/0305641.
   """
-  fn = "ksg_mutual_information"
+  fn = "ksg_mi"
   V.check_floating(fn, "x", x)
   V.check_floating(fn, "y", y)
   V.check_rank(fn, "x", x, (1, 2))

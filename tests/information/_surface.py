@@ -58,7 +58,7 @@ SURFACE = {
     "kde_entropy_upper": "function",
     "kde_mi": "function",
     "kl_entropy": "function",
-    "ksg_mutual_information": "function",
+    "ksg_mi": "function",
     "layer_entropy_global_bins": "function",
     "logspaced_epochs": "function",
     "lossy_mi": "function",

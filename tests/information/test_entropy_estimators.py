@@ -31,7 +31,7 @@ from bottleneck_jax.information import (
     kde_entropy_upper,
     kde_mi,
     kl_entropy,
-    ksg_mutual_information,
+    ksg_mi,
     row_entropy,
     to_bits,
 )
@@ -208,7 +208,7 @@ def test_ksg_on_additive_uniform_noise():
   # spec §1.4 at N = 5000: 0.935 (truth 0.943) for eps = 0.25; here N = 2000, tolerance 0.05
   x, y, mi = additive_uniform(2000, epsilon=0.25, key=8)
   assert x.shape == (2000, 1) and float(jnp.max(jnp.abs(y - x))) <= 0.25
-  assert float(ksg_mutual_information(x, y, k=3)) == pytest.approx(mi, abs=0.05)
+  assert float(ksg_mi(x, y, k=3)) == pytest.approx(mi, abs=0.05)
 
 
 # ----------------------------------------------------------------------------------- errors

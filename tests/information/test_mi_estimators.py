@@ -24,7 +24,7 @@ from bottleneck_jax.information import (
     dv_lower_bound,
     infonce_lower_bound,
     js_lower_bound,
-    ksg_mutual_information,
+    ksg_mi,
     mine_init,
     mine_lower_bound,
     nwj_lower_bound,
@@ -34,7 +34,7 @@ from bottleneck_jax.information import (
 B = 8  # small score matrices
 BIG_B, REPS = 256, 8  # the statistical checks: 8 replicate batches of 256 pairs
 KSG_N = 500
-_ksg = jax.jit(ksg_mutual_information, static_argnames="k")
+_ksg = jax.jit(ksg_mi, static_argnames="k")
 # jitted once each (one compilation per shape instead of one per primitive)
 _infonce, _nwj, _dv, _js = (jax.jit(f) for f in (infonce_lower_bound, nwj_lower_bound,
                                                   dv_lower_bound, js_lower_bound))
@@ -290,7 +290,7 @@ def test_ksg_vmaps_over_replicates_and_takes_rank_1():
   mi_cc = pytest.importorskip("sklearn.feature_selection._mutual_info")._compute_mi_cc
   x, y, _ = correlated_gaussians(2 * 40, dim=1, rho=0.9, key=3)
   xs, ys = x.reshape(2, 40), y.reshape(2, 40)
-  got = jax.jit(jax.vmap(functools.partial(ksg_mutual_information, k=1)))(xs, ys)
+  got = jax.jit(jax.vmap(functools.partial(ksg_mi, k=1)))(xs, ys)
   for r in range(2):
     want = mi_cc(np.asarray(xs[r], np.float64), np.asarray(ys[r], np.float64), 1)
     assert want > 0.3  # scikit-learn clips at 0: stay clear of it
@@ -332,18 +332,18 @@ def test_mine_validation():
 
 def test_ksg_and_critic_validation():
   x = jnp.ones((5, 2))
-  with pytest.raises(ValueError, match=r"ksg_mutual_information: k must be < N \(the number"):
-    ksg_mutual_information(x, x, k=5)
-  with pytest.raises(ValueError, match="ksg_mutual_information: k must be >= 1"):
-    ksg_mutual_information(x, x, k=0)
-  with pytest.raises(ValueError, match="ksg_mutual_information: x and y must have the same"):
-    ksg_mutual_information(x, jnp.ones((4, 2)))
-  with pytest.raises(ValueError, match="ksg_mutual_information: x must have rank 1 or 2"):
-    ksg_mutual_information(jnp.ones((5, 2, 1)), x)
-  with pytest.raises(TypeError, match="ksg_mutual_information: y must have the dtype of x"):
-    ksg_mutual_information(x, jnp.ones((5, 2), jnp.bfloat16))
-  with pytest.raises(TypeError, match="ksg_mutual_information: x must have a floating"):
-    ksg_mutual_information(jnp.ones((5, 2), jnp.int32), x)
+  with pytest.raises(ValueError, match=r"ksg_mi: k must be < N \(the number"):
+    ksg_mi(x, x, k=5)
+  with pytest.raises(ValueError, match="ksg_mi: k must be >= 1"):
+    ksg_mi(x, x, k=0)
+  with pytest.raises(ValueError, match="ksg_mi: x and y must have the same"):
+    ksg_mi(x, jnp.ones((4, 2)))
+  with pytest.raises(ValueError, match="ksg_mi: x must have rank 1 or 2"):
+    ksg_mi(jnp.ones((5, 2, 1)), x)
+  with pytest.raises(TypeError, match="ksg_mi: y must have the dtype of x"):
+    ksg_mi(x, jnp.ones((5, 2), jnp.bfloat16))
+  with pytest.raises(TypeError, match="ksg_mi: x must have a floating"):
+    ksg_mi(jnp.ones((5, 2), jnp.int32), x)
   with pytest.raises(ValueError, match="critic_scores: critic_fn must return a scalar"):
     critic_scores(x, x, lambda a, b: a * b)
   with pytest.raises(TypeError, match="critic_scores: critic_fn must be callable"):
