@@ -40,7 +40,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
-from bottleneck_jax.quantize._nearest_code.common import gather_rows, segment_sum
+from bottleneck_jax.kernels.sharding import segment_sum, take
 
 METRICS = ("inner", "cosine", "l2")
 REDUCES = ("mean", "sum")
@@ -48,7 +48,7 @@ GRAD_MODES = ("aeloss", "base", "vqvae")
 
 
 def _combine(codebook, ids, reduce):
-  codes = gather_rows(codebook, jnp.maximum(ids, 0))                 # [N, k, D]
+  codes = take(codebook, jnp.maximum(ids, 0))                 # [N, k, D]
   codes = jnp.where((ids >= 0)[..., None], codes, 0.0)
   out = jnp.sum(codes, axis=-2)
   return out / ids.shape[-1] if reduce == "mean" else out

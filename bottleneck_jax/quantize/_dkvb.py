@@ -44,10 +44,11 @@ from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.kernels.sharding import take
 from bottleneck_jax.quantize._kmeans import _check_key
 from bottleneck_jax.quantize._kmeans_core import _kmeans
 from bottleneck_jax.quantize._nearest_code import METRICS, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise
+from bottleneck_jax.quantize._nearest_code.common import normalise
 
 
 def _check_proj(fn, z, proj):
@@ -209,7 +210,7 @@ def dkvb(z: Float[Array, "*batch m"], proj: Float[Array, "c m dk"],
         dist = jnp.sum(kk * kk, -1)[None, :] - 2.0 * (a @ kk.T)
       return lax.top_k(-dist, topk)[1].astype(jnp.int32)
     idx = jax.vmap(head)(flat, keys)                                 # [C, N, topk]
-  fetched = jax.vmap(gather_rows)(values, idx)   # [C, N, topk, dv]
+  fetched = jax.vmap(take)(values, idx)   # [C, N, topk, dv]
   head_values = jnp.mean(fetched, axis=2)                            # [C, N, dv]
   head_values = jnp.moveaxis(head_values, 0, 1).reshape(*batch, c, values.shape[-1])
   indices = jnp.moveaxis(idx, 0, 1).reshape(*batch, c, topk)

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bottleneck_jax.kernels.sharding import segment_sum, take
 from bottleneck_jax.quantize._nearest_code import nearest_code
-from bottleneck_jax.quantize._nearest_code.common import normalise, segment_sum, take_rows
+from bottleneck_jax.quantize._nearest_code.common import normalise
 
 
 def _kmeans(key, x, k, iters, metric, implementation):
@@ -18,7 +19,7 @@ def _kmeans(key, x, k, iters, metric, implementation):
     init = jax.random.choice(key, n, (k,), replace=False)
   else:
     init = jax.random.randint(key, (k,), 0, n)
-  means = take_rows(x, init)
+  means = take(x, init)
   if metric == "cosine":
     means = normalise(means)
 
@@ -44,7 +45,7 @@ def _replace(key, state, x, threshold):
   k = state.codebook.shape[0]
   dead = state.cluster_size < threshold
   pick = jax.random.randint(key, (k,), 0, x.shape[0])
-  sample = take_rows(x, pick)
+  sample = take(x, pick)
   thr = jnp.asarray(threshold, state.codebook.dtype)
   return state._replace(cluster_size=jnp.where(dead, thr, state.cluster_size),
                         embed_avg=jnp.where(dead[:, None], sample * thr, state.embed_avg),

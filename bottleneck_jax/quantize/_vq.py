@@ -51,9 +51,10 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.kernels.sharding import segment_sum, take
 from bottleneck_jax.quantize._kmeans_core import _kmeans, _replace
 from bottleneck_jax.quantize._nearest_code import METRICS, check_codebook, nearest_code
-from bottleneck_jax.quantize._nearest_code.common import gather_rows, normalise, segment_sum
+from bottleneck_jax.quantize._nearest_code.common import normalise
 
 
 def _bits(z, k: int, dtype):
@@ -161,7 +162,7 @@ def _quantize(z, codebook, metric, grad, implementation):
   nc = nearest_code(z, codebook, metric=metric, implementation=implementation)
   if metric == "cosine":
     z, codebook = normalise(z), normalise(codebook)
-  q = gather_rows(codebook, nc.indices)
+  q = take(codebook, nc.indices)
   codebook_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(z) - q))
   commitment_loss = jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
   if grad == "rotation":

@@ -44,7 +44,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
-from bottleneck_jax.kernels import explicit_spec
+from bottleneck_jax.kernels.sharding import searchsorted, take
 from bottleneck_jax.ops import linear_cross_entropy
 from bottleneck_jax.quantize._kmeans import _check_key
 from bottleneck_jax.quantize._kmeans_core import _kmeans
@@ -79,28 +79,6 @@ def _check(fn, h, codebook, token_to_code=_NO_MAP, token_bias=None):
     V.check_floating(fn, "token_bias", token_bias)
     V.check_axis_size(fn, "token_bias", token_bias, 0, token_to_code.shape[0],
                       "token_to_code.shape[0] (V)")
-
-
-def _take(table, idx):
-  """``table[idx]`` of a 1-D table; under an Explicit mesh the result is sharded like ``idx``
-  (a plain ``jnp.take`` with batch-sharded indices cannot resolve its output sharding)."""
-  spec = explicit_spec(idx)
-  if spec is None:
-    return jnp.take(table, idx)
-  spec = tuple(spec) + (None,) * (idx.ndim - len(spec))
-  return table.at[idx].get(out_sharding=jax.sharding.PartitionSpec(*spec))
-
-
-def _searchsorted(cum, target):
-  """``searchsorted(cum, target, side="right")``; under an Explicit mesh the (small) queries are
-  gathered to every device first and the result resharded like ``target`` (JAX's searchsorted
-  cannot trace batch-sharded queries on an Explicit mesh)."""
-  spec = explicit_spec(target)
-  if spec is None:
-    return jnp.searchsorted(cum, target, side="right")
-  pos = jnp.searchsorted(cum, jax.sharding.reshard(target, jax.sharding.PartitionSpec()),
-                         side="right")
-  return jax.sharding.reshard(pos, spec)
 
 
 def _log_weights(token_to_code, k, token_bias, dtype, temperature=1.0):
@@ -222,11 +200,11 @@ def vq_logits_cross_entropy(h: Float[Array, "*batch d"], codebook: Float[Array, 
   y = jnp.asarray(targets).astype(jnp.int32)
   k = codebook.shape[0]
   log_w = _log_weights(m, k, token_bias, jnp.float32).astype(h.dtype)
-  code_y = _take(m, y)
+  code_y = take(m, y)
   base = linear_cross_entropy(h, codebook, code_y, bias=log_w, reduction="none",
                               implementation=implementation)
-  b_y = 0.0 if token_bias is None else _take(jnp.asarray(token_bias), y).astype(jnp.float32)
-  return base + _take(log_w, code_y).astype(jnp.float32) - b_y
+  b_y = 0.0 if token_bias is None else take(jnp.asarray(token_bias), y).astype(jnp.float32)
+  return base + take(log_w, code_y).astype(jnp.float32) - b_y
 
 
 def vq_logits_sample(key: Any, h: Float[Array, "*batch d"], codebook: Float[Array, "k d"],
@@ -281,12 +259,12 @@ def vq_logits_sample(key: Any, h: Float[Array, "*batch d"], codebook: Float[Arra
   lo = jnp.where(starts > 0, cum[jnp.maximum(starts - 1, 0)], 0.0)
   hi = cum[jnp.maximum(ends - 1, 0)]
   u = jax.random.uniform(k2, code.shape, jnp.float32)
-  lo_c, hi_c = _take(lo, code), _take(hi, code)
-  start_c, end_c = _take(starts, code), _take(ends, code)
+  lo_c, hi_c = take(lo, code), take(hi, code)
+  start_c, end_c = take(starts, code), take(ends, code)
   target = lo_c + u * (hi_c - lo_c)
-  pos = _searchsorted(cum, target)
+  pos = searchsorted(cum, target, side="right")
   pos = jnp.clip(pos, start_c, jnp.maximum(end_c - 1, start_c))
-  return _take(order, pos).astype(jnp.int32)
+  return take(order, pos).astype(jnp.int32)
 
 
 class VQLogitsMapping(NamedTuple):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-
-from bottleneck_jax.kernels import explicit_spec
 
 NORM_EPS = 1e-6
 
@@ -29,27 +26,3 @@ def compute_dtype(dtype):
   dtype = jnp.dtype(dtype)
   return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
 
-
-def gather_rows(table, idx):
-  """``table[idx]`` (rows); under an Explicit mesh the rows come out sharded like ``idx``."""
-  spec = explicit_spec(idx)
-  if spec is None:
-    return jnp.take(table, idx, axis=0)
-  spec = tuple(spec) + (None,) * (idx.ndim - len(spec))
-  return table.at[idx].get(out_sharding=jax.sharding.PartitionSpec(*spec, None))
-
-
-def segment_sum(values, idx, num_segments):
-  """``jax.ops.segment_sum`` (indices outside ``[0, num_segments)`` dropped) that also works when
-  ``idx`` is sharded on an Explicit mesh (the per-code result is replicated)."""
-  if explicit_spec(idx) is None:
-    return jax.ops.segment_sum(values, idx, num_segments=num_segments)
-  out = jnp.zeros((num_segments, *values.shape[1:]), values.dtype)
-  return out.at[idx].add(values, mode="drop", out_sharding=jax.sharding.PartitionSpec())
-
-
-def take_rows(x, idx):
-  """``x[idx]`` (rows) replicated, also when ``x`` is row-sharded on an Explicit mesh."""
-  if explicit_spec(x) is None:
-    return jnp.take(x, idx, axis=0)
-  return x.at[idx].get(out_sharding=jax.sharding.PartitionSpec())

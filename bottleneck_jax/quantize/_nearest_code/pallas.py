@@ -28,9 +28,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from bottleneck_jax.kernels import next_power_of_2, pallas_interpret, round_up
+from bottleneck_jax.kernels.sharding import take
 from bottleneck_jax.quantize._nearest_code.common import (
     compute_dtype,
-    gather_rows,
     normalise,
     row_distance,
 )
@@ -104,5 +104,5 @@ def nearest_code(z, codebook, *, metric, block_size=None):
     idx = jnp.zeros((0,), jnp.int32)
   else:
     idx = _search(jax.lax.stop_gradient(z), jax.lax.stop_gradient(codebook), metric, block_size)
-  code = gather_rows(codebook, idx)
+  code = take(codebook, idx)
   return idx, row_distance(z, code, metric).astype(out_dtype)

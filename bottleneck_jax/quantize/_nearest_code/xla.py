@@ -14,9 +14,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from bottleneck_jax.kernels import round_up
+from bottleneck_jax.kernels.sharding import take
 from bottleneck_jax.quantize._nearest_code.common import (
     compute_dtype,
-    gather_rows,
     normalise,
     row_distance,
 )
@@ -64,5 +64,5 @@ def nearest_code(z, codebook, *, metric, block_size=None):
   if metric == "cosine":
     z, codebook = normalise(z), normalise(codebook)
   idx = _search(jax.lax.stop_gradient(z), jax.lax.stop_gradient(codebook), metric, block)
-  code = gather_rows(codebook, idx)
+  code = take(codebook, idx)
   return idx, row_distance(z, code, metric).astype(out_dtype)
