@@ -13,7 +13,7 @@ What is printed (markdown tables):
 1. **temporary memory of forward + backward** at the target size, from
    ``jax.jit(f).lower(*ShapeDtypeStructs).compile().memory_analysis().temp_size_in_bytes``.
    Nothing is allocated or run: the programs are only compiled. f32 inputs, because on CPU bf16
-   inputs make XLA upcast and hoist the whole weight (spec efficiency.md §8.1). On CPU the Pallas
+   inputs make XLA upcast and hoist the whole weight (the project's test plan). On CPU the Pallas
    path only exists in interpret mode, whose memory says nothing about a GPU kernel: n/a.
    For ``ce`` a second table compares with the plain implementation a user would otherwise
    write (``x @ w.T`` + optax ``softmax_cross_entropy_with_integer_labels``) and, when it

@@ -7,7 +7,7 @@ of a pretrained network and training it in two stages (head distillation, then f
 knowledge distillation) reaches 77.1 % data compression at most 0.6 % top-1 accuracy loss on
 ImageNet.
 
-Recipe (spec compression.md §5.3, a reconstructed design): the 8x8 digits (1347 train / 450
+Recipe (the project's test plan, a reconstructed design): the 8x8 digits (1347 train / 450
 test). A teacher CNN, ``conv 3x3 (1 -> 16) . conv 3x3/2 (16 -> 32)`` = the split point "layer2"
 (4x4x32), then ``conv 3x3 (32 -> 32)`` = "layer3", global average pooling and a linear
 classifier, trained with cross-entropy (Adam 1e-3). The student replaces the teacher's head by a
@@ -345,19 +345,19 @@ BOTTLEFIT_DIGITS = register(Experiment(
     expectations=(
         Expectation("teacher_test_accuracy", ">=", 0.95, reads=("teacher_steps",),
                     quick_value=0.9,
-                    source="spec compression.md §5.3: the teacher CNN reaches >= 95 % test "
+                    source="the project's test plan: the teacher CNN reaches >= 95 % test "
                            "accuracy"),
         Expectation("stage1_loss_ratio", ">=", 10.0, reads=("stage1_steps",),
-                    source="spec compression.md §5.3: the stage-1 feature loss drops >= 10x"),
+                    source="the project's test plan: the stage-1 feature loss drops >= 10x"),
         Expectation("student_test_accuracy", ">=", Ref("teacher_test_accuracy", offset=-0.03),
                     reads=("code_channels", "stage1_steps", "stage2_steps"),
-                    source="spec compression.md §5.3: after stage 2 (KD) the student is within "
+                    source="the project's test plan: after stage 2 (KD) the student is within "
                            "3 points of the teacher at 75 % data reduction"),
         Expectation("quantization_accuracy_change", "<=", 0.01, reads=("code_channels",),
-                    source="spec compression.md §5.3: 8-bit code quantisation changes the "
+                    source="the project's test plan: 8-bit code quantisation changes the "
                            "accuracy by <= 1 point"),
         Expectation("tail_unchanged_stage1", "==", True,
-                    source="spec compression.md §5.3 / the reference: the tail is frozen in "
+                    source="the project's test plan / the reference: the tail is frozen in "
                            "stage 1 (bit-identical)"),
     ),
     run=run_bottlefit,

@@ -144,7 +144,7 @@ BOTTLENECK_SAMPLING_TOY = register(Experiment(
     },
     expectations=(
         Expectation("cost_ratio", "<=", 0.6, reads=("stages",),
-                    source="spec attention-architecture.md §6.3: these stages cost 0.531 of "
+                    source="the project's test plan: these stages cost 0.531 of "
                            "the baseline (1.88x)"),
         Expectation("frechet_bottleneck", "<=", Ref("frechet_baseline", offset=0.02),
                     reads=("stages", "num_samples", "baseline_shift"),

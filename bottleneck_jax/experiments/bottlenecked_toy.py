@@ -140,7 +140,7 @@ register(Experiment(
     expectations=(
         Expectation("mse_processor_trained", "<", Ref("mse_processor_init"),
                     reads=("steps", "lr"),
-                    source="spec attention-architecture.md 5.3 test 6: the loss must decrease"),
+                    source="the project's test plan: the loss must decrease"),
         Expectation("mse_processor_trained", "<=", Ref("mse_frozen_backbone", offset=0.02),
                     reads=("steps", "lr"),
                     source="spec 5.3 test 6: no regression vs the backbone without the "

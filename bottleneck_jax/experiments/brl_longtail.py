@@ -157,7 +157,7 @@ register(Experiment(
     },
     expectations=(
         Expectation("tail_improvement", ">", 0.0, reads=("imb", "epochs", "step_epoch"),
-                    source="spec objectives.md §10 test 4: DRW + action-aware loss raises "
+                    source="the project's test plan: DRW + action-aware loss raises "
                            "tail-class accuracy vs plain CE (10 seeds, mean improvement > 0)"),
     ),
     run=run,

@@ -7,7 +7,7 @@ instance-level labels of concepts that do not always co-occur, a CBM's concept s
 the concept's region; when concepts always co-occur a predictor may read one concept off
 another's pixels, and inter-concept leakage (OIS) is higher.
 
-Setting (spec concepts.md §8 test 3): G3 two-slot images (16x32, one object per half; concepts
+Setting (the project's test plan): G3 two-slot images (16x32, one object per half; concepts
 ``[L_circle, L_red, R_circle, R_red]``), 4000 training and 1000 test images, in two modes:
 ``independent`` (four fair coins) and ``cooccur`` with ``p = 1`` (``R_red = L_circle``). The
 concept predictor is linear on the pixels (one logistic regression per concept, BCE), trained by
@@ -109,11 +109,11 @@ register(Experiment(
     },
     expectations=(
         Expectation("independent_relevance_mass", ">=", 0.8,
-                    source="spec concepts.md §8 test 3: independent >= 0.8"),
+                    source="the project's test plan: independent >= 0.8"),
         Expectation("relevance_mass_drop", ">=", 0.15,
-                    source="spec concepts.md §8 test 3: a drop >= 0.15 under co-occurrence"),
+                    source="the project's test plan: a drop >= 0.15 under co-occurrence"),
         Expectation("cooccur_ois", ">", Ref("independent_ois"),
-                    source="spec concepts.md §8 test 3: OIS(cooccur) > OIS(independent)"),
+                    source="the project's test plan: OIS(cooccur) > OIS(independent)"),
     ),
     run=run,
     defaults={"checkpoint_every": 0, "keep": 2, "n_train": 4000, "n_test": 1000, "data_seed": 0,

@@ -5,7 +5,7 @@ Claim: replacing predicted concepts by their true values at test time raises tas
 helps independent models (head trained on true concepts) most: on CUB the independent model
 gains the most from intervening on attribute groups.
 
-Recipe (spec concepts.md §1, CPU test 2): G1-Koh data (``K = 12`` fair concepts, ``M = 4``
+Recipe (the project's test plan): G1-Koh data (``K = 12`` fair concepts, ``M = 4``
 classes, ``y = argmax(c R)``, ``x = c A + 0.45 eps`` in ``D = 64``), 4000 training and 2000 test
 examples. Concept predictor: a linear layer per concept trained with the concept loss
 (independent logistic regressions). Independent head: linear, trained on the true concepts;
@@ -132,11 +132,11 @@ register(Experiment(
     },
     expectations=(
         Expectation("independent_full", ">=", 0.97, reads=("ns",),
-                    source="spec concepts.md §1 test 2 (measured 0.992)"),
+                    source="the project's test plan (measured 0.992)"),
         Expectation("independent_min_step", ">=", -0.01,
-                    source="spec concepts.md §1 test 2: the curve is non-decreasing (tol 0.01)"),
+                    source="the project's test plan: the curve is non-decreasing (tol 0.01)"),
         Expectation("sequential_full", "<", 0.97, reads=("ns",),
-                    source="spec concepts.md §1 test 2: sequential full intervention 0.955 < "
+                    source="the project's test plan: sequential full intervention 0.955 < "
                            "independent (paper: interventions help independent models most)"),
     ),
     run=run,

@@ -146,7 +146,7 @@ register(Experiment(
     expectations=(
         Expectation("negclip_hard_negative_accuracy", ">=", 0.9, quick_value=0.7,
                     reads=("steps", "noise", "num_values"),
-                    source="spec objectives.md §11 test 2: NegCLIP reaches hard-negative "
+                    source="the project's test plan: NegCLIP reaches hard-negative "
                            "accuracy >= 0.9 on the synthetic chart task (1k steps)"),
     ),
     run=run,

@@ -130,10 +130,10 @@ register(Experiment(
     expectations=(
         Expectation("gradient_descent_test_mse", "<=", Ref("uniform_test_mse"),
                     reads=("steps", "lr", "num_subsets"),
-                    source="spec objectives.md §7 test 2: optimised weights <= uniform average"),
+                    source="the project's test plan: optimised weights <= uniform average"),
         Expectation("uniform_test_mse", "<=", Ref("worst_single_test_mse"),
                     reads=("num_subsets",),
-                    source="spec objectives.md §7 test 2: uniform average <= worst single"),
+                    source="the project's test plan: uniform average <= worst single"),
         Expectation("gradient_descent_test_mse", "<=", Ref("best_single_test_mse"),
                     reads=("steps", "lr", "num_subsets"),
                     source="paper / kai0 README: the merged model beats the models trained on "

@@ -179,7 +179,7 @@ register(Experiment(
                     reads=("tokens", "vocab", "hidden", "block_size"),
                     source="paper abstract: logits memory 5 GB -> 135 MB (37x)"),
         Expectation("max_rel_diff", "<=", 1e-5, reads=("check_block_size",),
-                    source="spec efficiency.md: f32 statistics, the fused loss and gradients "
+                    source="the project's test plan: f32 statistics, the fused loss and gradients "
                            "equal the reference up to rounding"),
     ),
     run=run,

@@ -284,7 +284,7 @@ register(Experiment(
                     source="paper abstract: BFD packing recovers 60-75% of the compute wasted "
                            "on padding"),
         Expectation("packing_exact", "==", True,
-                    source="spec efficiency.md: packed batches with per-segment positions and "
+                    source="the project's test plan: packed batches with per-segment positions and "
                            "labels (correctness, not a paper number)"),
     ),
     run=run,

@@ -6,7 +6,7 @@ Conditional Information Bottleneck", 2026 (arXiv 2603.08462). Claims: the CIB re
 answer), a length penalty is the special case of a uniform prior, and a semantic prior prices
 tokens by their surprisal, which moves the accuracy/compression trade-off.
 
-The bandit (specs/information.md §10, analytic): tokens {A (essential), F (filler), E (end)}
+The bandit (the project's test plan, analytic): tokens {A (essential), F (filler), E (end)}
 with a unigram prior ``Q(A) = .2, Q(F) = .6, Q(E) = .2`` (V = 3) and four candidate traces:
 ``E`` (R = 0), ``AAE`` (R = 1), ``FAFAE`` (R = 1), ``FFE`` (R = 0). A softmax policy over the
 traces is trained by exact gradient ascent (SGD, lr 0.5) on ``J = E_pi[R - beta C]`` for the

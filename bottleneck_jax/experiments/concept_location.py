@@ -82,10 +82,10 @@ register(Experiment(
         Expectation("clm_colour_model", ">=", 0.99, reads=("radius",),
                     source="issue #12: a model looking at the right pixels scores 1.0"),
         Expectation("clm_shifted_model", "<=", 0.01, reads=("radius", "shift"),
-                    source="issue #12 / spec concepts.md §9 test 4: maps rolled by half the "
+                    source="issue #12 / the project's test plan: maps rolled by half the "
                            "image score 0.0"),
         Expectation("clm_oracle", ">=", 0.99, reads=("radius",),
-                    source="spec concepts.md §9 test 4: oracle maps score 1.0"),
+                    source="the project's test plan: oracle maps score 1.0"),
     ),
     run=run,
     defaults={"n_images": 500, "data_seed": 0, "radius": 3.0, "shift": 12},

@@ -6,7 +6,7 @@ https://arxiv.org/abs/2303.02846 (code shesshan/CVIB). The self-pruned network's
 (Dai et al. 2018) are meant to discard features that are irrelevant to the label (the source of
 spurious correlations) while keeping the accuracy.
 
-Mechanism toy (specs/information.md §4, CPU test 5): 32 input channels, 4 informative
+Mechanism toy (the project's test plan): 32 input channels, 4 informative
 (``y = 1[x_0 + x_1 - x_2 - x_3 > 0]``) and 28 pure noise, all standard normal; a
 :class:`~bottleneck_jax.information.VIBMask` over the 32 channels followed by a 2-layer MLP
 (32-64-2), trained with cross-entropy plus ``lambda_kl * KL`` (``lambda_kl = 1e-2``), and the

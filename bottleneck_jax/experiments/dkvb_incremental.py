@@ -172,10 +172,10 @@ DKVB_INCREMENTAL = register(Experiment(
     },
     expectations=(
         Expectation("dkvb_accuracy", ">=", 0.85, quick_value=0.7, reads=("steps", "heads", "keys"),
-                    source="spec quantize.md §3.2: DKVB (C=8, K=64) >= 0.85 (measured 0.90)"),
+                    source="the project's test plan: DKVB (C=8, K=64) >= 0.85 (measured 0.90)"),
         Expectation("dkvb_accuracy", ">=", Ref("mlp_accuracy", offset=0.35),
                     reads=("steps", "heads", "keys"),
-                    source="spec quantize.md §3.2: DKVB >= sequential MLP + 0.35"),
+                    source="the project's test plan: DKVB >= sequential MLP + 0.35"),
         Expectation("keys_frozen", "==", True,
                     source="paper §3: keys are frozen after initialisation"),
     ),

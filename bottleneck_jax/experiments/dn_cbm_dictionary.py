@@ -6,7 +6,7 @@ Automated Concept Discovery", ECCV 2024, https://arxiv.org/abs/2407.14499. Claim
 without labels on image embeddings discovers concept directions, and naming each dictionary
 vector by its most similar word embedding gives semantically right names.
 
-Setting (spec concepts.md §6 tests 2-3): G5 data: ``d = 32``, 24 unit atoms, each example a
+Setting (the project's test plan-3): G5 data: ``d = 32``, 24 unit atoms, each example a
 non-negative combination of 3 random atoms with coefficients U(0.5, 1.5) plus noise 0.01
 (8000 examples). :class:`~bottleneck_jax.concepts.ConceptSAE` with ``h = 128`` latents
 (expansion 4), Adam 1e-3, batches of 512, trained by :func:`bottleneck_jax.train.train` for
@@ -98,11 +98,11 @@ register(Experiment(
     },
     expectations=(
         Expectation("atoms_recovered", ">=", 0.9, reads=("l1_grid", "steps"),
-                    source="spec concepts.md §6 test 2"),
+                    source="the project's test plan"),
         Expectation("named_right", ">=", 0.9, reads=("l1_grid", "steps"),
-                    source="spec concepts.md §6 test 3"),
+                    source="the project's test plan"),
         Expectation("l0", "<=", 6.0, reads=("l1_grid",),
-                    source="spec concepts.md §6 test 2: L1 weight chosen so that L0 is in "
+                    source="the project's test plan: L1 weight chosen so that L0 is in "
                            "[3, 6]"),
     ),
     run=run,

@@ -221,11 +221,11 @@ register(Experiment(
     },
     expectations=(
         Expectation("full_intervention_accuracy", ">=", 0.95, reads=("ns",),
-                    source="spec concepts.md §5 test 3 (all concepts given, y a function of c)"),
+                    source="the project's test plan (all concepts given, y a function of c)"),
         Expectation("odd_partner_gain", ">=", 0.03, reads=("agree", "hide"),
-                    source="spec concepts.md §5 test 4 (correlated-concept correction)"),
+                    source="the project's test plan (correlated-concept correction)"),
         Expectation("curve_min_step", ">=", -0.01, reads=("ns",),
-                    source="spec concepts.md §1 test 2 tolerance; paper: interventions improve "
+                    source="the project's test plan tolerance; paper: interventions improve "
                            "accuracy"),
     ),
     run=run,

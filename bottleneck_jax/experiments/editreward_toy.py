@@ -117,7 +117,7 @@ EDITREWARD_TOY = register(Experiment(
     },
     expectations=(
         Expectation("test_pairwise_accuracy", ">=", 0.9,
-                    source="spec objectives.md, EditReward test 3 (within 2k Adam steps)"),
+                    source="the project's test plan (within 2k Adam steps)"),
     ),
     run=run,
     defaults={"dim": 8, "train_pairs": 2048, "test_pairs": 1024, "data_seed": 0, "lr": 0.01,

@@ -129,7 +129,7 @@ class Expectation:
     value: the threshold: a finite number, a bool (with ``==``/``!=``), or a :class:`Ref` to
       another measured metric.
     source: where the threshold comes from, fixed before measuring (``"paper Table 2"``,
-      ``"spec information.md, Deep VIB"``); never loosened after.
+      ``"the project's test plan, Deep VIB"``); never loosened after.
     reads: the configuration keys the verdict depends on (``("beta", "steps")``); each must be
       a key of the experiment's defaults.
     quick_value: the threshold of a quick (smoke-test) run, if it differs; a quick run is never

@@ -151,9 +151,9 @@ FSQ_DIGITS = register(Experiment(
              "perplexity": Metric("exp entropy of the training tokens' codes", low=1)},
     expectations=(
         Expectation("test_mse", "<=", 0.020, quick_value=0.05, reads=("steps", "hidden"),
-                    source="spec quantize.md §5.3: FSQ test MSE <= 0.020 (measured 0.017)"),
+                    source="the project's test plan: FSQ test MSE <= 0.020 (measured 0.017)"),
         Expectation("code_usage", ">=", 0.70, quick_value=0.2, reads=("steps", "tokens"),
-                    source="spec quantize.md §5.3: FSQ uses >= 70 % of its codes (measured "
+                    source="the project's test plan: FSQ uses >= 70 % of its codes (measured "
                            "76-78 %)"),
     ),
     run=run_fsq_digits,
@@ -180,10 +180,10 @@ VQ_DIGITS = register(Experiment(
     },
     expectations=(
         Expectation("vq_ste_usage", "<", Ref("fsq_usage"), reads=("steps",),
-                    source="spec quantize.md §5.3: VQ-EMA-STE usage below FSQ usage "
+                    source="the project's test plan: VQ-EMA-STE usage below FSQ usage "
                            "(measured 43 % vs 78 %)"),
         Expectation("best_fix_usage_gain", ">=", 0.20, quick_value=0.0, reads=("steps",),
-                    source="spec quantize.md §5.3: rotation trick or k-means + restarts raise "
+                    source="the project's test plan: rotation trick or k-means + restarts raise "
                            "usage by >= 20 points (measured 75 % and 94 % vs 43 %)"),
     ),
     run=run_vq_digits,
@@ -278,12 +278,12 @@ SKINTOKENS_SKINNING = register(Experiment(
              "tokens_roundtrip_exact": "decoding the tokens reproduces the forward exactly"},
     expectations=(
         Expectation("test_l1", "<=", 0.025, quick_value=0.08, reads=("steps", "levels", "tokens"),
-                    source="spec quantize.md §3.1: FSQ L1 <= 0.025 (measured 0.0166)"),
+                    source="the project's test plan: FSQ L1 <= 0.025 (measured 0.0166)"),
         Expectation("support_recall", ">=", 0.98, quick_value=0.8,
                     reads=("steps", "levels", "tokens"),
-                    source="spec quantize.md §3.1: support recall >= 0.98 (measured 0.998)"),
+                    source="the project's test plan: support recall >= 0.98 (measured 0.998)"),
         Expectation("tokens_roundtrip_exact", "==", True,
-                    source="spec quantize.md §3.1: indices -> codes -> decoder equals the "
+                    source="the project's test plan: indices -> codes -> decoder equals the "
                            "quantised forward"),
     ),
     run=run_skintokens,

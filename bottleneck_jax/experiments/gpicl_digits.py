@@ -157,7 +157,7 @@ def run_gpicl_digits(ctx: RunContext) -> dict[str, Any]:
           "chance": 1.0 / int(config["n_classes"])}
 
 
-_SRC = "spec attention-architecture.md §7.3 (proposed thresholds)"
+_SRC = "the project's test plan (proposed thresholds)"
 
 GPICL_DIGITS = register(Experiment(
     name="gpicl-digits",

@@ -148,7 +148,7 @@ GRPO_HICRA_TOY = register(Experiment(
     },
     expectations=(
         Expectation("hicra_updates_to_90", "<=", Ref("grpo_updates_to_90"),
-                    source="spec objectives.md, HICRA test 5 (assert <=, report ratio)"),
+                    source="the project's test plan (assert <=, report ratio)"),
     ),
     run=run,
     defaults={"contexts": 4, "plans": 4, "group": 8, "seeds": 10, "alpha": 0.2, "lr": 1.0,

@@ -5,7 +5,7 @@ CoRL 2024, https://arxiv.org/abs/2305.18464. Claim: maximising ``I(Z;E) - beta I
 the history representation keep the privileged (changeable-dynamics) information and discard
 the rest; ``beta`` trades the two.
 
-Hidden-parameter toy (specs/information.md §9, CPU test 2, no RL): each episode draws
+Hidden-parameter toy (the project's test plan, no RL): each episode draws
 ``e ~ U[0.5, 2]^2``; the 4-D state follows ``s_{t+1} = A(e) s_t + B a_t + 0.01 eps`` with random
 actions, where ``A(e)`` is block-diagonal with two damped rotations of angular speeds
 ``e_1 * 0.3`` and ``e_2 * 0.3`` (damping 0.98) and ``B`` a fixed random ``4 x 2`` matrix; the

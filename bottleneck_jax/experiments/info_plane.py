@@ -7,7 +7,7 @@ keeping I(T;Y) close to H(Y) = 0.99916 bits (compression). Chelombiev, Houghton 
 "Adaptive Estimators Show Information Compression in Deep Neural Networks", ICLR 2019: fixed
 [-1, 1] bins cannot measure unbounded (ReLU) layers; entropy-based adaptive binning can.
 
-Recipe (IDNNs defaults, specs/information.md §6): the 4096 rows of
+Recipe (IDNNs defaults, the project's test plan): the 4096 rows of
 :func:`~bottleneck_jax.data.tishby12`, a seeded 80 % training split, the 12-10-7-5-4-3-2 network
 (:class:`~bottleneck_jax.information.LayerwiseMLP`, truncated-normal ``1/sqrt(fan_in)`` init,
 zero biases), Adam 4e-4, batches of 256, trained by :func:`bottleneck_jax.train.train`. The

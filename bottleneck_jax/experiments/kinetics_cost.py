@@ -30,7 +30,7 @@ from bottleneck_jax.experiments.registry import (
 
 PAPER_ID = "kinetics"
 SIZES = ("0.6B", "1.7B", "4B", "8B", "14B", "32B")
-# spec attention-architecture.md 2.4 (reference formulas), units 1e12: dense total and
+# the project's test plan (reference formulas), units 1e12: dense total and
 # block top-k total at L_in = 128, L_gen = 32768, N = 1.
 GOLDEN = {"0.6B": (3.508e4, 9562.0), "8B": (4.573e4, 1.281e4), "32B": (8.306e4, 2.412e4)}
 
@@ -103,7 +103,7 @@ register(Experiment(
     expectations=(
         Expectation("golden_max_rel_err", "<=", 2e-3,
                     reads=("l_in", "l_gen", "local", "block_size", "topk_blocks"),
-                    source="spec attention-architecture.md 2.4 golden values (4 significant "
+                    source="the project's test plan golden values (4 significant "
                            "digits)"),
         Expectation("memory_to_compute_0.6B", ">=", 100.0, reads=("l_in", "l_gen"),
                     source="paper: KV memory dominates small-model test-time cost; spec 2.4 "

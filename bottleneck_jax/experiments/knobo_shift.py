@@ -6,7 +6,7 @@ age, hospital ... correlated with the label in training, reversed at test time) 
 predictors grounded on separate report data, a linear head on concept probabilities - keeps its
 out-of-domain accuracy, beating fine-tuned / linear-probe models by 32.4 % on average.
 
-Recipe (spec concepts.md §7): G4 data (variant ``knobo``): ``x = c A + 1.5 s a + 0.45 eps`` (12
+Recipe (the project's test plan): G4 data (variant ``knobo``): ``x = c A + 1.5 s a + 0.45 eps`` (12
 concepts, 4 classes, ``D = 64``) with the spurious ``s`` present with probability ``p`` in classes
 {0, 1} and ``1 - p`` in {2, 3}. The concept probes
 (:func:`~bottleneck_jax.concepts.fit_concept_probes`) are trained on a separate, unconfounded
@@ -119,10 +119,10 @@ register(Experiment(
     },
     expectations=(
         Expectation("ood_gain_over_probe", ">=", 0.15, reads=("p_train",),
-                    source="spec concepts.md §7: OOD(KnoBo) - OOD(probe) >= 0.15 (measured "
+                    source="the project's test plan: OOD(KnoBo) - OOD(probe) >= 0.15 (measured "
                            "0.785 vs 0.556)"),
         Expectation("knobo_gap", "<=", 0.06, reads=("p_train",),
-                    source="spec concepts.md §7: gap(KnoBo) <= 0.06 (measured 0.821 / 0.785)"),
+                    source="the project's test plan: gap(KnoBo) <= 0.06 (measured 0.821 / 0.785)"),
     ),
     run=run,
     defaults={"checkpoint_every": 0, "keep": 2, "n_train": 4000, "n_test": 2000, "p_train": 0.95,

@@ -6,7 +6,7 @@ objective ``alpha sum MI(c) + beta * coverage`` picks discriminative concepts (M
 coverage term (facility location on concept-text similarity) discourages near-duplicates; too
 much coverage weight picks concepts that describe nothing of the class.
 
-Setting (spec concepts.md §3 test 3): G1 embeddings with CLIP's positive cone (``cone = 2``;
+Setting (the project's test plan): G1 embeddings with CLIP's positive cone (``cone = 2``;
 12 concepts, 4 classes, 2000 images). Each class's candidate pool: its 3 signature concepts
 (text vectors), 3 near-duplicates of its first signature concept (``A_k + 0.05 xi``, in the cone)
 and 3 random directions. MI scores from the class-concept similarities of the cone'd vectors;
@@ -123,16 +123,16 @@ register(Experiment(
     },
     expectations=(
         Expectation("distinct_beta_0", "<", 3.0, reads=("betas",),
-                    source="spec concepts.md §3 test 3: beta = 0 picks duplicates (2.25 of 3)"),
+                    source="the project's test plan: beta = 0 picks duplicates (2.25 of 3)"),
         Expectation("distinct_beta_6", "==", 3.0, reads=("betas",),
-                    source="spec concepts.md §3 test 3: beta = 4-8 picks 3 distinct"),
+                    source="the project's test plan: beta = 4-8 picks 3 distinct"),
         Expectation("random_beta_6", "==", 0.0, reads=("betas",),
-                    source="spec concepts.md §3 test 3: beta = 4-8 picks no random direction"),
+                    source="the project's test plan: beta = 4-8 picks no random direction"),
         Expectation("random_beta_64", ">", 0.0, reads=("betas",),
-                    source="spec concepts.md §3 test 3: a large beta picks random directions "
+                    source="the project's test plan: a large beta picks random directions "
                            "(0.5 per class at beta = 32)"),
         Expectation("mi_signature", ">", Ref("mi_random"),
-                    source="spec concepts.md §3 test 3: signature MI 1.29e-5 > random 0.94e-6"),
+                    source="the project's test plan: signature MI 1.29e-5 > random 0.94e-6"),
     ),
     run=run,
     defaults={"n_images": 2000, "data_seed": 0, "betas": [0, 6, 64]},

@@ -5,7 +5,7 @@ Compression", ICLR 2024, https://arxiv.org/abs/2305.08013. Claims: compressing h
 variables before a non-parametric estimator gives accurate MI on synthetic data with a
 predefined MI (compression injective on the support), and lossy compression gives a lower bound.
 
-Measurement only (specs/information.md §8, CPU test 1): latent pairs ``(xi, eta)`` in
+Measurement only (the project's test plan): latent pairs ``(xi, eta)`` in
 ``R^2 x R^2`` with ``I = {0.5, 1, 2}`` nats (:func:`~bottleneck_jax.data.correlated_gaussians`,
 two correlated components), embedded in ``R^32``: ``X = tanh(xi A^T / 2) + 1e-3 noise``,
 ``Y = eta B^T + 1e-3 noise`` with random orthonormal ``A``, ``B``; ``N = 5000``. Estimates:

@@ -163,15 +163,15 @@ register(Experiment(
     },
     expectations=(
         Expectation("single_aggregate_coverage", "<", 1.0, reads=("k", "n_docs"),
-                    source="spec objectives.md §6 test 2: a single top-k retriever (k=5) "
+                    source="the project's test plan: a single top-k retriever (k=5) "
                            "cannot reach coverage 1.0"),
         Expectation("multi_aggregate_coverage", "==", 1.0, reads=("n_docs",),
-                    source="spec objectives.md §6 test 2: coverage(filter) = 1"),
+                    source="the project's test plan: coverage(filter) = 1"),
         Expectation("multi_aggregate_exact", "==", 1.0, reads=("n_docs",),
-                    source="spec objectives.md §6 test 2: aggregation questions answered exactly "
+                    source="the project's test plan: aggregation questions answered exactly "
                            "via filter + aggregate"),
         Expectation("single_aggregate_exact", "<", 1.0, reads=("k", "n_docs"),
-                    source="spec objectives.md §6 test 2: ... and only via them"),
+                    source="the project's test plan: ... and only via them"),
         Expectation("single_lookup_exact", ">=", 0.9, reads=("k", "n_docs"),
                     source="paper §1: the bottleneck is specific to corpus-level questions; a "
                            "single retriever answers local ones"),

@@ -300,14 +300,14 @@ register(Experiment(
     expectations=(
         Expectation("ksg_max_bias_small_n", "<", 0.03, quick_value=0.06,
                     reads=("ksg_sizes", "ksg_seeds", "rhos", "k"),
-                    source="spec information.md §1.4: KSG N=1000, k=3, 10 seeds, "
+                    source="the project's test plan: KSG N=1000, k=3, 10 seeds, "
                            "|mean - truth| < 0.03 (rho = 0, 0.5, 0.9)"),
         Expectation("ksg_max_bias_large_n", "<", 0.02, quick_value=0.05,
                     reads=("ksg_sizes", "ksg_seeds", "rhos", "k"),
-                    source="spec information.md §1.4: KSG N=5000, < 0.02 (rho = 0.5, 0.9)"),
+                    source="the project's test plan: KSG N=5000, < 0.02 (rho = 0.5, 0.9)"),
         Expectation("ksg_max_bias_uniform", "<", 0.05, quick_value=0.08,
                     reads=("ksg_sizes", "ksg_seeds", "epsilons", "k"),
-                    source="spec information.md §1.4: KSG additive uniform N=5000, < 0.05"),
+                    source="the project's test plan: KSG additive uniform N=5000, < 0.05"),
         Expectation("infonce_max_excess_over_log_n", "<=", 0.0,
                     source="Poole et al. 2019: the InfoNCE estimate is at most log B"),
     ),

@@ -5,7 +5,7 @@ https://arxiv.org/abs/2205.15480. Claim (Sec. 5): global model editing - deletin
 user knows to be spurious from the interpretable head - improves accuracy on a shifted domain
 without any target-domain data, close to retraining without the concept.
 
-Recipe (spec concepts.md §2 test 5): G4 data (variant ``pcbm``): G1 embeddings (12 concepts, 4
+Recipe (the project's test plan): G4 data (variant ``pcbm``): G1 embeddings (12 concepts, 4
 classes, ``D = 64``) plus a spurious feature ``s`` with ``P(s = 1 | y = 0) = p`` and
 ``P(s = 1 | y != 0) = 1 - p`` added along a fixed direction; ``p = 0.97`` for training (4000
 examples), ``p = 0.5`` for the shifted test and ``p = 0`` for the reversed test (2000 each). The
@@ -135,9 +135,9 @@ register(Experiment(
     },
     expectations=(
         Expectation("shifted_gain", ">=", 0.15, reads=("p_train",),
-                    source="spec concepts.md §2 test 5 (measured 0.648 -> 0.828)"),
+                    source="the project's test plan (measured 0.648 -> 0.828)"),
         Expectation("shifted_prune_vs_retrain", "<=", 0.03, reads=("p_train",),
-                    source="spec concepts.md §2 test 5 (prune 0.828 vs retrain 0.835)"),
+                    source="the project's test plan (prune 0.828 vs retrain 0.835)"),
     ),
     run=run,
     defaults={"checkpoint_every": 0, "keep": 2, "n_train": 4000, "n_test": 2000, "p_train": 0.97,

@@ -157,7 +157,7 @@ register(Experiment(
     },
     expectations=(
         Expectation("fau_high_rr", "<", Ref("fau_low_rr"), reads=("rr_low", "rr_high", "steps"),
-                    source="spec objectives.md §8 test 3 (direction only): RR = 8 from step 0 "
+                    source="the project's test plan (direction only): RR = 8 from step 0 "
                            "ends with a lower critic FAU than RR = 0.5"),
     ),
     run=run,

@@ -37,7 +37,7 @@ Example::
                                                 low=0, high=1),
                "test_bits": Metric("KL(p(z|x) || N(0, I)) / ln 2 on the test set", low=0)},
       expectations=(
-          Expectation("test_accuracy", ">=", 0.93, source="spec information.md, Deep VIB",
+          Expectation("test_accuracy", ">=", 0.93, source="the project's test plan, Deep VIB",
                       reads=("beta",), quick_value=0.8),
           Expectation("test_accuracy", ">=", Ref("deterministic_accuracy", offset=-0.01),
                       source="paper Sec. 4.1"),

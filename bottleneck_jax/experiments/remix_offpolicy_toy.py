@@ -213,9 +213,9 @@ REMIX_OFFPOLICY_TOY = register(Experiment(
     },
     expectations=(
         Expectation("mix_rollouts_to_target", "<", Ref("grpo_rollouts_to_target"),
-                    source="spec objectives.md, ReMix test 3"),
+                    source="the project's test plan"),
         Expectation("remix_final_reward", ">=", Ref("mix_final_reward", offset=-0.02),
-                    source="spec objectives.md, ReMix test 3"),
+                    source="the project's test plan"),
     ),
     run=run,
     defaults={"group": 8, "seeds": 10, "n_off": 2, "utd": 2, "beta": 0.01, "lam": 0.5,

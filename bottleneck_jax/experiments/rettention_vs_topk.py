@@ -118,7 +118,7 @@ register(Experiment(
     expectations=(
         Expectation("max_ratio_small_drift", "<=", 0.25,
                     reads=("seq_len", "keep_ratio", "qk_variance", "drifts"),
-                    source="spec attention-architecture.md 3.4: err_rett <= 0.25 err_topk for "
+                    source="the project's test plan: err_rett <= 0.25 err_topk for "
                            "delta <= 0.1 (prototype: 0.034 vs 0.745 at delta = 0.05)"),
         Expectation("err_rettention_no_drift", "<", 1e-5,
                     source="spec 3.4: the same-step sparse output equals dense"),

@@ -194,13 +194,13 @@ register(Experiment(
         Expectation("repo_style_mse", ">", 4.0, reads=("n", "m", "d"),
                     source="paper: graph-blind final stage MSE > 4.0"),
         Expectation("linear_mse", "<", Ref("repo_style_mse"), reads=("n", "m", "d"),
-                    source="spec objectives.md §9 test 3: the corrected design beats the "
+                    source="the project's test plan: the corrected design beats the "
                            "repo-style design (strict)"),
         Expectation("gcn_mse", "<", Ref("linear_mse"), reads=("steps", "lr", "hidden"),
-                    source="spec objectives.md §9 test 3: Graph R-learner MSE < linear final "
+                    source="the project's test plan: Graph R-learner MSE < linear final "
                            "stage"),
         Expectation("gcn_mse", "<", 0.5, reads=("steps", "lr", "hidden"),
-                    source="spec objectives.md §9 test 3: GCN final-stage MSE < 0.5"),
+                    source="the project's test plan: GCN final-stage MSE < 0.5"),
     ),
     run=run,
     defaults={"n": 1000, "d": 10, "m": 4, "hidden": 32, "lr": 1e-2, "steps": 300, "seeds": 3,

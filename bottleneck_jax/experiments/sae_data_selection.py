@@ -7,7 +7,7 @@ generalised Jaccard similarity between sparse-autoencoder features of each sampl
 of a few target-task exemplars, and fine-tuning on the top 5 %, gives better target-task
 performance than other selections (random among them).
 
-Proxy (spec compression.md §7.3): ``m = 256`` concepts (random unit atoms) in ``d = 12``
+Proxy (the project's test plan): ``m = 256`` concepts (random unit atoms) in ``d = 12``
 dimensions, superposed; 16 tasks own 10 concepts each and 96 concepts are shared. A sample of task
 ``t`` has 4 tokens, each the sum of 2 distinct concepts of ``t`` and 1 shared concept with
 amplitudes U(0.5, 2); its label is ``y = w_t . mean_tokens(x) + noise`` with a task-specific
@@ -177,7 +177,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
   return out
 
 
-_SRC = "spec compression.md §7.3"
+_SRC = "the project's test plan"
 
 SAE_DATA_SELECTION = register(Experiment(
     name="sae-data-selection",

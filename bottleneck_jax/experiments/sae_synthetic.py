@@ -134,12 +134,12 @@ SAE_SYNTHETIC = register(Experiment(
     },
     expectations=(
         Expectation("mmcs_min", ">=", 0.98, reads=("steps", "d_sae"), quick_value=0.8,
-                    source="spec compression.md §6.3: d_sae = 128 gives MMCS about 0.999, "
+                    source="the project's test plan: d_sae = 128 gives MMCS about 0.999, "
                            "asserted >= 0.98"),
         Expectation("recovered_min", ">=", 0.95, reads=("steps", "d_sae"), quick_value=0.5,
-                    source="spec compression.md §6.3: 100 % atoms recovered, asserted >= 95 %"),
+                    source="the project's test plan: 100 % atoms recovered, asserted >= 95 %"),
         Expectation("l0", "==", 3.0, reads=("k",),
-                    source="spec compression.md §6.3: L0 == k exactly"),
+                    source="the project's test plan: L0 == k exactly"),
     ),
     run=run,
     defaults={"checkpoint_every": 0, "keep": 2, "seeds": 3, "atoms": 64, "dim": 32, "k": 3,

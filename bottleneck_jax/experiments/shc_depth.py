@@ -222,7 +222,7 @@ def run_shc_depth(ctx: RunContext) -> dict[str, Any]:
   }
 
 
-_SRC = "spec attention-architecture.md §9.3"
+_SRC = "the project's test plan"
 
 SHC_DEPTH = register(Experiment(
     name="shc-depth",

@@ -8,7 +8,7 @@ a per-token concept entropy loss, gives concept saliency maps with substantially
 (soft IoU with the concept's region) than post-hoc CBMs explained with gradient saliency, at
 competitive accuracy; the entropy regulariser makes each patch commit to one concept.
 
-Setting (spec concepts.md §10 test 3): G2 sprite images (24x24, 6 sprites of distinct colour and
+Setting (the project's test plan): G2 sprite images (24x24, 6 sprites of distinct colour and
 shape on a 4x4 grid of 6x6 cells, labels ``argmax(c R)`` over 4 classes). The frozen encoder is
 a fixed random linear patch embedding (ViT-style): each 6x6x3 cell becomes a 32-d token
 (``N = 16`` tokens); the global embedding is the normalised mean token. The concept bank
@@ -238,17 +238,17 @@ register(Experiment(
     },
     expectations=(
         Expectation("slcbm_pointing", ">=", 0.95, reads=("steps", "lams"),
-                    source="spec concepts.md §10 test 3: pointing-game hit >= 0.95"),
+                    source="the project's test plan: pointing-game hit >= 0.95"),
         Expectation("slcbm_iou", ">=", 0.6, reads=("steps", "lams"),
-                    source="spec concepts.md §10 test 3: soft IoU >= 0.6"),
+                    source="the project's test plan: soft IoU >= 0.6"),
         Expectation("slcbm_iou", ">", Ref("baseline_iou"), reads=("steps", "lams"),
                     source="paper abstract: substantially better locality than post-hoc "
                            "explanations"),
         Expectation("accuracy_gap", ">=", -0.02, reads=("steps",),
-                    source="spec concepts.md §10 test 3: accuracy within 0.02 of a linear "
+                    source="the project's test plan: accuracy within 0.02 of a linear "
                            "probe on mean tokens"),
         Expectation("entropy_drop", ">", 0.0, reads=("lams",),
-                    source="spec concepts.md §10 test 3: raising lam3 lowers token entropy"),
+                    source="the project's test plan: raising lam3 lowers token entropy"),
     ),
     run=run,
     defaults={"checkpoint_every": 0, "keep": 2, "n_train": 4000, "n_test": 1000,

@@ -7,7 +7,7 @@ training-free Concept Matrix Search (CMS) improves on CLIP zero-shot classificat
 datasets (ImageNet 77.82 vs 76.20, CIFAR-100 62.95 vs 52.84, ViT-L/14), by matching an image's
 concept profile to each class's concept profile instead of its single class-name embedding.
 
-Setting (spec concepts.md §4 test 3): G1 embeddings with CLIP's positive cone (12 concepts, 4
+Setting (the project's test plan): G1 embeddings with CLIP's positive cone (12 concepts, 4
 classes, 2000 test images); concept texts near the true concept directions; class-name texts
 ``normalise(P[m] A + nu zeta)`` with noise ``nu`` in {0, 0.5, 1}. Zero-shot: argmax of the
 image-class cosine; CMS: :func:`~bottleneck_jax.concepts.concept_matrix_search`. Measured by the
@@ -69,7 +69,7 @@ register(Experiment(
     },
     expectations=(
         Expectation("cms_gain_nu_0.5", ">", 0.1, reads=("noises",),
-                    source="spec concepts.md §4 test 3: CMS > zero-shot + 0.1 at nu = 0.5 "
+                    source="the project's test plan: CMS > zero-shot + 0.1 at nu = 0.5 "
                            "(measured 0.685 vs 0.540)"),
     ),
     run=run,

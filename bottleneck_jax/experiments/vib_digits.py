@@ -5,7 +5,7 @@ https://arxiv.org/abs/1612.00410. On MNIST (K=256, beta=1e-3) the paper reports 
 error (a deterministic network of the same architecture: 1.38 %) while the encoder transmits a
 few tens of bits per image; raising beta lowers the rate I(X;Z) and, past a point, the accuracy.
 
-Recipe (specs/information.md §2, CPU learning test): the 8x8 digits (1347 train / 450 test,
+Recipe (the project's test plan): the 8x8 digits (1347 train / 450 test,
 stratified split with seed 0), an MLP encoder 64-256-256-2K with K=32 and
 ``sigma = softplus(rho - 5)``, a linear softmax decoder, Adam 1e-3, mini-batches of 128, the
 analytic KL as the rate, one sample of z per training example, and 12 samples at test time
@@ -218,7 +218,7 @@ VIB_DIGITS = register(Experiment(
     },
     expectations=(
         Expectation("test_accuracy", ">=", 0.93, quick_value=0.8, reads=("beta", "steps"),
-                    source="spec information.md §2: beta = 1e-3 reaches test accuracy >= 0.93"),
+                    source="the project's test plan: beta = 1e-3 reaches test accuracy >= 0.93"),
         Expectation("test_accuracy", ">=", Ref("deterministic_test_accuracy", offset=-0.01),
                     reads=("beta",),
                     source="paper Sec. 4.1: VIB at beta = 1e-3 keeps the accuracy of a "
@@ -249,11 +249,11 @@ VIB_DIGITS_SWEEP = register(Experiment(
         Expectation("rate_falls_monotonically", "==", True, reads=("betas",),
                     source="paper Fig. 1: the rate falls as beta grows"),
         Expectation("max_beta", ">=", 1.0, reads=("betas",),
-                    source="spec information.md §2: the collapse is checked at beta = 1"),
+                    source="the project's test plan: the collapse is checked at beta = 1"),
         Expectation("bits_at_max_beta", "<", 0.5, reads=("betas",),
-                    source="spec information.md §2: beta = 1 collapses the rate below 0.5 bit"),
+                    source="the project's test plan: beta = 1 collapses the rate below 0.5 bit"),
         Expectation("accuracy_at_max_beta", "<", 0.3, reads=("betas",),
-                    source="spec information.md §2: beta = 1 collapses the accuracy below 0.3"),
+                    source="the project's test plan: beta = 1 collapses the accuracy below 0.3"),
     ),
     run=run_vib_sweep,
     defaults={**_COMMON, "betas": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "steps": 2000},

@@ -259,15 +259,15 @@ WALLOC_IMAGES = register(Experiment(
     },
     expectations=(
         Expectation("gain_over_resize_db", ">", 2.0, reads=("latent_dims",),
-                    source="issue 11 / spec compression.md §0.4: beats resizing by > 2 dB "
+                    source="issue 11 / the project's test plan: beats resizing by > 2 dB "
                            "(linear PCA bound +2.4 dB on astronaut)", quick_value=0.0),
         Expectation("psnr", ">=", 27.4, reads=("latent_dims",),
-                    source="spec compression.md §3.3: trained linear WaLLoC C_z = 12 on "
+                    source="the project's test plan: trained linear WaLLoC C_z = 12 on "
                            "astronaut >= 27.4 dB", quick_value=22.0),
         Expectation("psnr", ">=", Ref("jpeg_psnr_at_bpp", offset=-3.5),
-                    source="spec compression.md §3.3: within 3.5 dB of JPEG at matched bpp"),
+                    source="the project's test plan: within 3.5 dB of JPEG at matched bpp"),
         Expectation("payload_over_model_bits", "<=", 1.01,
-                    source="spec compression.md §2.5: the bitstream within 1 % of the model's "
+                    source="the project's test plan: the bitstream within 1 % of the model's "
                            "bits"),
     ),
     run=run_walloc_images,

@@ -153,10 +153,10 @@ WINNER_SIREN = register(Experiment(
     expectations=(
         Expectation("psnr_gap_min", ">=", 15.0, reads=("steps", "num_samples", "width"),
                     quick_value=5.0,
-                    source="spec attention-architecture.md §8.3: psnr_winner >= psnr_siren + "
+                    source="the project's test plan: psnr_winner >= psnr_siren + "
                            "15 dB for both seeds"),
         Expectation("siren_psnr_max", "<", 20.0, reads=("steps", "num_samples", "width"),
-                    source="spec attention-architecture.md §8.3: psnr_siren < 20 dB (stuck "
+                    source="the project's test plan: psnr_siren < 20 dB (stuck "
                            "near predicting 0)"),
         Expectation("winner_psnr_min", ">=", Ref("siren_psnr_max", offset=15.0),
                     reads=("steps", "num_samples", "width"),

@@ -30,7 +30,7 @@ from bottleneck_jax.attention import (
 )
 from bottleneck_jax.ops import attention
 
-# spec attention-architecture.md 2.4: I = 562.5, L_in = 128, L_gen = 32768, N = 1, units 1e12
+# the project's test plan: I = 562.5, L_in = 128, L_gen = 32768, N = 1, units 1e12
 GOLDEN = {"0.6B": (173.4, 3.491e4, 3.508e4, 9562), "8B": (855.9, 4.488e4, 4.573e4, 1.281e4),
           "32B": (3282, 7.978e4, 8.306e4, 2.412e4)}
 

@@ -1,4 +1,4 @@
-"""Furby et al.: class-level labels vs NumPy, the OIS of spec concepts.md §8 test 1 (exact
+"""Furby et al.: class-level labels vs NumPy, the OIS of the project's test plan (exact
 construction: 0.395), and identity representations scoring ~0."""
 
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Aysel et al. metrics: exact values on constructed cases (spec concepts.md §9)."""
+"""Aysel et al. metrics: exact values on constructed cases (the project's test plan)."""
 
 import jax.numpy as jnp
 import numpy as np

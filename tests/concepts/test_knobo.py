@@ -1,5 +1,5 @@
 """KnoBo: the prior loss exactly, probes vs scikit-learn, and the concept bottleneck surviving a
-reversed confounder where a linear probe on embeddings does not (spec concepts.md §7)."""
+reversed confounder where a linear probe on embeddings does not (the project's test plan)."""
 
 import jax.numpy as jnp
 import numpy as np

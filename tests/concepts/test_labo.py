@@ -1,5 +1,5 @@
 """LaBo: MI score vs a NumPy transcription of the reference, NaN guard, greedy facility
-location vs brute force, logits and the association prior (spec concepts.md §3)."""
+location vs brute force, logits and the association prior (the project's test plan)."""
 
 import itertools
 

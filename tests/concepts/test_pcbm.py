@@ -1,5 +1,5 @@
 """PCBM: margins vs NumPy, CAV recovery, accuracy parity with a linear probe, sparsity picks the
-signature concepts, edits (spec concepts.md §2, on G1 data)."""
+signature concepts, edits (the project's test plan, on G1 data)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """SL-CBM: NumPy transcriptions of the reference code's formulas, invariances, constructed
-locality cases with known answers, jit / vmap / grad, and named errors (spec concepts.md §10)."""
+locality cases with known answers, jit / vmap / grad, and named errors (the project's test plan)."""
 
 import jax
 import jax.numpy as jnp

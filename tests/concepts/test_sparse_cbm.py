@@ -1,5 +1,5 @@
 """Sparse-CBM: Gumbel-softmax laws, the CBL losses vs NumPy transcriptions of the reference
-(quirks included), Concept Matrix Search vs NumPy (spec concepts.md §4)."""
+(quirks included), Concept Matrix Search vs NumPy (the project's test plan)."""
 
 import jax
 import jax.numpy as jnp
