@@ -90,7 +90,7 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
-from bottleneck_jax.kernels.sharding import explicit_spec
+from bottleneck_jax.kernels.sharding import explicit_spec, replicate, take
 
 ESTIMATORS = ("wta", "crs", "exact")
 _FLOOR = 1e-6
@@ -367,15 +367,6 @@ def _forward(x2, w, b):
   return y.astype(x2.dtype)
 
 
-def _take_rows(a, idx):
-  """``a[idx]`` along axis 0; on an Explicit mesh the gathered rows (``a``'s rows may be
-  sharded) come back replicated over the row axis."""
-  spec = explicit_spec(a)
-  if spec is None:
-    return jnp.take(a, idx, axis=0)
-  return a.at[idx].get(out_sharding=jax.sharding.PartitionSpec(None, *spec[1:]))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _linear(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
   del k, estimator, probe_type, probe, key, grad_norms
@@ -390,11 +381,10 @@ def _linear_fwd(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
     saved = (x2, None)
   else:
     p = _probs(x2, grad_norms)
-    if explicit_spec(p) is not None:  # sampling is global over the n rows: replicate p [n]
-      p = jax.sharding.reshard(p, jax.sharding.PartitionSpec())
+    p = replicate(p)  # sampling is global over the n rows: replicate p [n]
     sample = (wta_crs_sample(p, k=k, key=key) if estimator == "wta"
               else crs_sample(p, k=k, key=key))
-    x_sel = (_take_rows(x2, sample.indices).astype(jnp.float32)
+    x_sel = (take(x2, sample.indices).astype(jnp.float32)
              * sample.scales[:, None]).astype(x2.dtype)
     saved = (x_sel, sample.indices)
   bias_like = None if b is None else jnp.zeros((0,), b.dtype)
@@ -405,7 +395,7 @@ def _linear_fwd(k, estimator, probe_type, x2, w, b, probe, key, grad_norms):
 def _linear_bwd(k, estimator, probe_type, res, g):
   del k, estimator
   (x_rows, idx), w, bias_like, probe_like = res
-  g_rows = g if idx is None else _take_rows(g, idx)
+  g_rows = g if idx is None else take(g, idx)
   dw = _matmul(x_rows, g_rows, ((0,), (0,)), w.dtype, explicit_spec(w))
   dx = _matmul(g, w, ((1,), (1,)), g.dtype)
   db = None if bias_like is None else jnp.sum(g.astype(jnp.float32), axis=0).astype(

@@ -54,7 +54,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from bottleneck_jax.core import validation as V
-from bottleneck_jax.information._entropy_estimators import _replicated
+from bottleneck_jax.kernels.sharding import replicate
 
 DENOMINATORS = ("sq_of_sum", "sum_of_sq")
 
@@ -83,7 +83,7 @@ def _check_rows(fn: str, names, arrays) -> None:
 
 
 def _sqdist(a, b):
-  a, b = _replicated(a), _replicated(b)
+  a, b = replicate(a), replicate(b)
   d2 = (jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2.0 * a @ b.T)
   return jnp.maximum(d2, 0.0)
 

@@ -44,7 +44,7 @@ from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.core.units import LN2
-from bottleneck_jax.information._entropy_estimators import _replicated
+from bottleneck_jax.kernels.sharding import replicate
 
 MODES = ("sample", "hard", "weighted", "mean")
 _EPS = 1e-8
@@ -241,7 +241,7 @@ def _check_views(fn, name_a, a, name_b, b) -> None:
 
 
 def _cross_view(anchors, others, temperature):
-  anchors, others = _replicated(anchors), _replicated(others)
+  anchors, others = replicate(anchors), replicate(others)
   na = anchors / jnp.maximum(jnp.linalg.norm(anchors, axis=-1, keepdims=True), 1e-8)
   nb = others / jnp.maximum(jnp.linalg.norm(others, axis=-1, keepdims=True), 1e-8)
   s = na @ nb.T / temperature

@@ -59,22 +59,11 @@ from jax.scipy.special import digamma
 from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
+from bottleneck_jax.kernels.sharding import replicate
 
 # ------------------------------------------------------------------------------------------
 # private helpers
 # ------------------------------------------------------------------------------------------
-
-
-def _replicated(a):
-  """Under an Explicit mesh, replicates a batch-sharded array before pairwise ``N x N`` work
-  (each row is compared with every other row; a sharded ``a[:, None] - a[None]`` is illegal)."""
-  try:
-    spec = jax.typeof(a).sharding.spec
-  except (AttributeError, TypeError):
-    return a
-  if any(s is not None for s in spec):
-    return jax.sharding.reshard(a, jax.sharding.PartitionSpec())
-  return a
 
 
 def _check_samples(fn: str, arg: str, x, *, allow_1d: bool = True) -> None:
@@ -199,7 +188,7 @@ def kl_entropy(x: Float[Array, "n d"], *, k: int = 3,
   if k >= n:
     raise ValueError(f"{fn}: k must be < N (the number of samples, {n}), got {k}")
   k = int(k)
-  x2 = _replicated(x).reshape(n, -1)
+  x2 = replicate(x).reshape(n, -1)
   d = x2.shape[1]
 
   def kth(idx, rows):
@@ -314,8 +303,8 @@ def discrete_mi(a_codes: Int[Array, "n da"], b_codes: Int[Array, "n db"]) -> Flo
 
 def _kde_row_logmeans(h, var, labels, block_size):
   """Per row: log (1/N) sum_j exp(-|h_i-h_j|^2 / 2var) (and the same within the row's class)."""
-  h = _replicated(h)
-  labels = None if labels is None else _replicated(labels)
+  h = replicate(h)
+  labels = None if labels is None else replicate(labels)
   n = h.shape[0]
   sq = jnp.sum(h * h, axis=1)
 
@@ -500,7 +489,7 @@ def club_upper_bound(mu: Float[Array, "n d"], logvar: Float[Array, "n d"],
   if len({jnp.dtype(a.dtype) for a in (mu, logvar, y)}) != 1:
     raise TypeError(f"{fn}: mu, logvar and y must have the same dtype, got "
                     f"{V.describe(mu)}, {V.describe(logvar)}, {V.describe(y)}")
-  mu, logvar, y = _replicated(mu), _replicated(logvar), _replicated(y)
+  mu, logvar, y = replicate(mu), replicate(logvar), replicate(y)
   inv = jnp.exp(-logvar)
   positive = -0.5 * jnp.sum((mu - y) ** 2 * inv, axis=-1)
   # mean_j (y_j - mu_i)^2 = mean(y^2) - 2 mu_i mean(y) + mu_i^2, per coordinate

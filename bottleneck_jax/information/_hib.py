@@ -42,7 +42,7 @@ from bottleneck_jax.core.distributions import diag_gaussian_kl_std_normal
 from bottleneck_jax.core.rng import as_key
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.core.units import LN2
-from bottleneck_jax.information._entropy_estimators import _replicated
+from bottleneck_jax.kernels.sharding import replicate
 
 
 def _check_pair(fn, z, e_emb, w):
@@ -64,7 +64,7 @@ def _check_pair(fn, z, e_emb, w):
 
 
 def _nce(z, e_emb, w, temperature):
-  z, e_emb = _replicated(z), _replicated(e_emb)
+  z, e_emb = replicate(z), replicate(e_emb)
   g = (z @ w @ e_emb.T) / temperature
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(g, jnp.arange(z.shape[0])))
 

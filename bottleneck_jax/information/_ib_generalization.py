@@ -45,7 +45,8 @@ from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.distributions import diag_gaussian_kl_std_normal
 from bottleneck_jax.core.types import BottleneckOutput
 from bottleneck_jax.core.units import LN2
-from bottleneck_jax.information._entropy_estimators import _replicated, _row_entropy
+from bottleneck_jax.information._entropy_estimators import _row_entropy
+from bottleneck_jax.kernels.sharding import replicate
 
 BOUNDS = ("mixture", "jensen")
 _LOG_2PI = math.log(2 * math.pi)
@@ -66,7 +67,7 @@ def _check_encoder(fn: str, z, mu, std) -> None:
 
 def _log_q_matrix(z, mu, std):
   """l[i, j] = log N(z_i; mu_j, diag std_j^2)."""
-  z, mu, std = _replicated(z), _replicated(mu), _replicated(std)
+  z, mu, std = replicate(z), replicate(mu), replicate(std)
   inv = 1.0 / std
   quad = jnp.sum(((z[:, None, :] - mu[None, :, :]) * inv[None, :, :]) ** 2, axis=-1)
   return -0.5 * quad - jnp.sum(jnp.log(std), axis=-1)[None, :] - 0.5 * z.shape[1] * _LOG_2PI
@@ -137,7 +138,7 @@ def conditional_gaussian_encoder_mi(z: Float[Array, "m k"], mu: Float[Array, "m 
   V.check_integer(fn, "labels", labels)
   V.check_shape(fn, "labels", labels, (z.shape[0],))
   lq = _log_q_matrix(z, mu, std)
-  labels = _replicated(labels)
+  labels = replicate(labels)
   same = labels[:, None] == labels[None, :]
   count = jnp.sum(same, axis=1).astype(z.dtype)
   lse = jax.nn.logsumexp(jnp.where(same, lq, -jnp.inf), axis=1)
