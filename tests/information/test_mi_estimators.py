@@ -34,7 +34,7 @@ from bottleneck_jax.information import (
 B = 8  # small score matrices
 BIG_B, REPS = 256, 8  # the statistical checks: 8 replicate batches of 256 pairs
 KSG_N = 500
-_ksg = jax.jit(ksg_mi, static_argnames="k")
+_ksg = jax.jit(ksg_mi, static_argnames=("k", "block_size"))
 # jitted once each (one compilation per shape instead of one per primitive)
 _infonce, _nwj, _dv, _js = (jax.jit(f) for f in (infonce_lower_bound, nwj_lower_bound,
                                                   dv_lower_bound, js_lower_bound))
@@ -295,6 +295,33 @@ def test_ksg_vmaps_over_replicates_and_takes_rank_1():
     want = mi_cc(np.asarray(xs[r], np.float64), np.asarray(ys[r], np.float64), 1)
     assert want > 0.3  # scikit-learn clips at 0: stay clear of it
     assert float(got[r]) == pytest.approx(want, abs=2e-4)
+
+
+def _np_ksg(x, y, k):
+  """KSG algorithm 1 by brute force in NumPy on the same float32 values (max-norm, strict <)."""
+  x, y = (np.asarray(a, np.float32).reshape(len(a), -1) for a in (x, y))
+  n = len(x)
+  dx = np.abs(x[:, None, :] - x[None, :, :]).max(-1)
+  dy = np.abs(y[:, None, :] - y[None, :, :]).max(-1)
+  nx, ny = np.zeros(n), np.zeros(n)
+  for i in range(n):
+    others = np.arange(n) != i
+    eps = np.sort(np.maximum(dx[i], dy[i])[others])[k - 1]
+    nx[i] = np.sum(dx[i][others] < eps)
+    ny[i] = np.sum(dy[i][others] < eps)
+  return (special.digamma(k) + special.digamma(n)
+          - np.mean(special.digamma(nx + 1) + special.digamma(ny + 1)))
+
+
+def test_ksg_blocks_equal_numpy_brute_force_with_ties_and_a_ragged_last_block():
+  # N = 37 rows in blocks of 5 (7 full blocks and a remainder of 2); coordinates on a coarse grid
+  # so that many distances tie with eps_i (the strict < must drop them) and some eps_i are 0.
+  r = np.random.default_rng(5)
+  x = (r.integers(0, 6, (37, 2)) * 0.25).astype(np.float32)
+  y = (x[:, :1] + r.integers(0, 3, (37, 1)) * 0.25).astype(np.float32)
+  want = _np_ksg(x, y, 3)
+  got = jax.jit(functools.partial(ksg_mi, k=3, block_size=5))(jnp.asarray(x), jnp.asarray(y))
+  assert float(got) == pytest.approx(want, abs=1e-5)
 
 
 # --------------------------------------------------------------------- validation
