@@ -41,6 +41,7 @@ from bottleneck_jax.experiments.registry import (
     RunContext,
     register,
 )
+from bottleneck_jax.kernels.sharding import take
 
 PAPER_ID = "lpgnas"
 
@@ -88,14 +89,6 @@ class QuantGCN(nnx.Module):
     return 0.5 * (self.l1.expected_weight_bits() + self.l2.expected_weight_bits())
 
 
-def _take(logits, idx):
-  from bottleneck_jax.kernels import explicit_spec
-  spec = explicit_spec(idx)
-  if spec is None:
-    return jnp.take(logits, idx, axis=0)
-  return logits.at[idx].get(out_sharding=jax.sharding.PartitionSpec(spec[0], None))
-
-
 def _forward(model, *, stop_arch: bool, stop_weights: bool):
   from bottleneck_jax.quantize import ArchParam
   graphdef, arch, params, rest = nnx.split(model, ArchParam, nnx.Param, ...)
@@ -125,9 +118,9 @@ def _train_gcn(ctx: RunContext, graph, name: str, w_cands, a_cands, *, seed: int
     del key
     if not search:
       logits = model()
-      loss = _ce(_take(logits, batch["node"]), batch["y"])
+      loss = _ce(take(logits, batch["node"]), batch["y"])
       return loss, {"train_ce": loss}
-    train_ce = _ce(_take(_forward(model, stop_arch=True, stop_weights=False), batch["node"]),
+    train_ce = _ce(take(_forward(model, stop_arch=True, stop_weights=False), batch["node"]),
                    batch["y"])
     val_logits = _forward(model, stop_arch=False, stop_weights=True)
     val_ce = _ce(jnp.take(val_logits, val, axis=0), jnp.take(y_all, val))

@@ -43,7 +43,7 @@ from bottleneck_jax.experiments.registry import (
     RunContext,
     register,
 )
-from bottleneck_jax.kernels.sharding import explicit_spec
+from bottleneck_jax.kernels.sharding import explicit_spec, take
 
 # ------------------------------------------------------------------------------------------------
 # Procedural corpus
@@ -88,15 +88,6 @@ def make_corpus(*, n_docs: int, vocab: int, topics: int, topic_words: int, doc_l
 # ------------------------------------------------------------------------------------------------
 
 
-def embed_lookup(table, tokens):
-  """``table[tokens]``; on an Explicit mesh the rows come out sharded like ``tokens``."""
-  spec = explicit_spec(tokens)
-  if spec is None:
-    return jnp.take(table, tokens, axis=0)
-  spec = tuple(spec) + (None,) * (tokens.ndim - len(spec))
-  return table.at[tokens].get(out_sharding=jax.sharding.PartitionSpec(*spec, None))
-
-
 class ContextEncoder(nnx.Module):
   """Token embedding + positions -> masked-mean context mixing -> MLM-style transform.
 
@@ -115,7 +106,7 @@ class ContextEncoder(nnx.Module):
 
   def __call__(self, tokens):
     mask = tokens > 0
-    x = embed_lookup(self.embed.embedding[...], tokens) + self.pos[...][: tokens.shape[1]]
+    x = take(self.embed.embedding[...], tokens) + self.pos[...][: tokens.shape[1]]
     m = mask[..., None].astype(x.dtype)
     ctx = jnp.sum(x * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
     x = self.ln1(x + jax.nn.gelu(self.mix(ctx)))

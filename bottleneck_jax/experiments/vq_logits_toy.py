@@ -49,7 +49,7 @@ from bottleneck_jax.experiments.registry import (
     RunContext,
     register,
 )
-from bottleneck_jax.kernels.sharding import explicit_spec
+from bottleneck_jax.kernels.sharding import take
 
 PAPER_ID = "vq-logits"
 
@@ -89,15 +89,6 @@ def exact_cross_entropy(nxt: np.ndarray, logits: np.ndarray) -> float:
   return float(-(nxt * logq).sum(1).mean())
 
 
-def _lookup(table, tokens):
-  """``table[tokens]``; on an Explicit mesh the rows come out sharded like ``tokens``."""
-  spec = explicit_spec(tokens)
-  if spec is None:
-    return jnp.take(table, tokens, axis=0)
-  spec = tuple(spec) + (None,) * (tokens.ndim - len(spec))
-  return table.at[tokens].get(out_sharding=jax.sharding.PartitionSpec(*spec, None))
-
-
 class BigramLM(nnx.Module):
   """Embedding -> MLP -> ``d``-dimensional hidden state -> a full or a VQ-Logits head."""
 
@@ -115,7 +106,7 @@ class BigramLM(nnx.Module):
       self.vq = VQLogitsHead(dim, num_codes, vocab, rngs=rngs)
 
   def hidden(self, tokens):
-    return self.fc2(jax.nn.gelu(self.fc1(_lookup(self.embed.embedding[...], tokens))))
+    return self.fc2(jax.nn.gelu(self.fc1(take(self.embed.embedding[...], tokens))))
 
   def __call__(self, tokens):
     """Vocabulary logits ``[*batch, V]``."""
