@@ -42,6 +42,7 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.types import BottleneckOutput
+from bottleneck_jax.kernels.sharding import take
 from bottleneck_jax.quantize._fsq import _check_levels, fsq, fsq_indices_to_codes
 from bottleneck_jax.quantize._nearest_code import METRICS
 from bottleneck_jax.quantize._vq import (
@@ -193,8 +194,7 @@ def residual_vq_decode(indices: Int[Array, "*batch q"], codebooks: Float[Array, 
   V.check_axis_size(fn, "indices", indices, -1, codebooks.shape[0], "codebooks.shape[0] (Q)")
   idx = jnp.asarray(indices).astype(jnp.int32)
   codebooks = jnp.asarray(codebooks)
-  codes = jax.vmap(lambda cb, i: jnp.where((i >= 0)[..., None], jnp.take(cb, jnp.maximum(i, 0),
-                                                                         axis=0), 0.0),
+  codes = jax.vmap(lambda cb, i: jnp.where((i >= 0)[..., None], take(cb, jnp.maximum(i, 0)), 0.0),
                    in_axes=(0, -1))(codebooks, idx)
   return jnp.sum(codes, axis=0).astype(codebooks.dtype)
 
@@ -260,7 +260,7 @@ def residual_vq_ema_update(state: VQEMAState, z: Float[Array, "*batch d"],
 
   def level(residual, xs):
     cb, i = xs
-    q = jnp.where((i >= 0)[:, None], jnp.take(cb, jnp.maximum(i, 0), axis=0), 0.0)
+    q = jnp.where((i >= 0)[:, None], take(cb, jnp.maximum(i, 0)), 0.0)
     return residual - q, residual
 
   _, residuals = lax.scan(level, x, (state.codebook, idx))              # [Q, N, d] inputs
