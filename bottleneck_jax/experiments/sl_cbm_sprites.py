@@ -22,7 +22,7 @@ by gradient x input on the tokens (summed over the token width). Locality is sco
 token grid against the cell that holds each present concept: the pointing game and SL-CBM's soft
 IoU (:func:`~bottleneck_jax.concepts.attribution_iou`: negative values clamped, max-normalised).
 
-Expectations (fixed before the first run): the spec's pointing >= 0.95, soft IoU >= 0.6,
+Expectations (fixed before the first run): the test plan's pointing >= 0.95, soft IoU >= 0.6,
 accuracy within 0.02 of the linear probe, lower token entropy with the entropy term; and, the
 paper's claim, a higher soft IoU than the post-hoc baseline.
 
