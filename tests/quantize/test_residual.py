@@ -144,3 +144,20 @@ def test_validation():
     residual_fsq(z, levels=[2, 5], num_levels=2)
   with pytest.raises(ValueError, match="residual_vq_decode: indices must have size 2"):
     residual_vq_decode(jnp.zeros((3, 3), jnp.int32), cbs)
+
+
+def test_decode_under_an_explicit_mesh_with_batch_sharded_indices():
+  """train()'s default mesh: batch-sharded indices (with -1 entries) decode to the NumPy sum of
+  codebook rows, sharded like the batch (this used to raise a sharding error)."""
+  from jax.sharding import AxisType
+  from jax.sharding import PartitionSpec as P
+  rng = np.random.default_rng(11)
+  cbs = rng.standard_normal((3, 5, 4)).astype(np.float32)
+  idx = rng.integers(-1, 5, (8, 3)).astype(np.int32)
+  expected = sum(np.where(idx[:, i:i + 1] >= 0, cbs[i][np.maximum(idx[:, i], 0)], 0.0)
+                 for i in range(3))
+  mesh = jax.make_mesh((4, 2), ("data", "fsdp"), axis_types=(AxisType.Explicit,) * 2)
+  with jax.set_mesh(mesh):
+    out = jax.jit(residual_vq_decode)(jax.device_put(idx, P(("data", "fsdp"))),
+                                      jax.device_put(cbs, P()))
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-6, atol=1e-6)
