@@ -59,6 +59,7 @@ from bottleneck_jax.concepts._cbm import _check_nonempty, _float, _labels01, _nu
 from bottleneck_jax.concepts._pcbm import BankVariable
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.rng import as_key
+from bottleneck_jax.kernels.sharding import take
 
 _ENTROPY_TINY = 1e-10
 
@@ -454,7 +455,7 @@ def class_saliency(w: Float[Array, "m k"], s: Float[Array, "*batch n k"],
     raise ValueError(f"{fn}: cls must have shape {list(np.shape(s)[:-2])} (one class per map), "
                      f"got {list(np.shape(cls))}")
   dt = _promote(w.dtype, s.dtype)
-  rows = jnp.take(w.astype(dt), cls, axis=0)  # [*batch, K]
+  rows = take(w.astype(dt), jnp.asarray(cls))  # [*batch, K]; batch-sharded cls on a mesh too
   return jnp.einsum("...nk,...k->...n", s.astype(dt), rows)
 
 

@@ -221,3 +221,20 @@ def test_named_errors():
     C.attribution_iou(np.zeros((2, 4, 4)), np.zeros((2, 4, 3)))
   with pytest.raises(TypeError, match="slcbm_concept_maps: params must be an SLCBMParams"):
     C.slcbm_concept_maps(tuple(P), Z)
+
+
+def test_class_saliency_under_an_explicit_mesh_with_batch_sharded_classes():
+  """Batch-sharded maps and classes on train()'s Explicit mesh give the NumPy ``s @ w[cls]``."""
+  from jax.sharding import AxisType
+  from jax.sharding import PartitionSpec as P
+  rng = np.random.default_rng(4)
+  w = rng.standard_normal((3, 4)).astype(np.float32)
+  s = rng.standard_normal((8, 5, 4)).astype(np.float32)
+  cls = rng.integers(0, 3, 8).astype(np.int32)
+  mesh = jax.make_mesh((4, 2), ("data", "fsdp"), axis_types=(AxisType.Explicit,) * 2)
+  with jax.set_mesh(mesh):
+    out = jax.jit(C.class_saliency)(jax.device_put(w, P()),
+                                    jax.device_put(s, P(("data", "fsdp"))),
+                                    jax.device_put(cls, P(("data", "fsdp"))))
+  np.testing.assert_allclose(np.asarray(out), np.einsum("bnk,bk->bn", s, w[cls]), rtol=1e-5,
+                             atol=1e-6)
