@@ -201,17 +201,17 @@ LPGNAS_GRAPH = register(Experiment(
     expectations=(
         Expectation("w4a8_accuracy", ">=", Ref("fp32_accuracy", offset=-0.01),
                     reads=("steps", "seeds"),
-                    source="spec quantize.md §3.5: W4A8 within 0.01 of fp32 (0.955 vs 0.955); "
+                    source="the project's test plan: W4A8 within 0.01 of fp32 (0.955 vs 0.955); "
                            "paper: W4A8 is the safe floor of naive GNN quantisation"),
         Expectation("a4_accuracy", "<=", Ref("fp32_accuracy", offset=-0.03),
                     reads=("steps", "seeds"),
-                    source="spec quantize.md §3.5: 4-bit activations cost >= 0.03"),
+                    source="the project's test plan: 4-bit activations cost >= 0.03"),
         Expectation("w2_accuracy", "<=", Ref("fp32_accuracy", offset=-0.2),
                     reads=("steps", "seeds"),
-                    source="spec quantize.md §3.5: fix2.1 weights cost >= 0.2"),
+                    source="the project's test plan: fix2.1 weights cost >= 0.2"),
         Expectation("search_penalised_bits", "<", Ref("search_free_bits"),
                     reads=("search_gamma", "steps"),
-                    source="spec quantize.md §3.5: the size penalty lowers the expected weight "
+                    source="the project's test plan: the size penalty lowers the expected weight "
                            "bits (prototype: 13.6 -> 1.0 bits at gamma = 0.05)"),
     ),
     run=run_lpgnas_graph,

@@ -223,14 +223,14 @@ VQ_LOGITS_TOY = register(Experiment(
     },
     expectations=(
         Expectation("k16_gap", ">=", Ref("k64_gap"), reads=("codes", "steps"),
-                    source="spec quantize.md §3.4 test (d): the CE gap to the full softmax "
+                    source="the project's test plan: the CE gap to the full softmax "
                            "is monotone in K"),
         Expectation("k64_gap", ">=", Ref("k512_gap"), reads=("codes", "steps"),
-                    source="spec quantize.md §3.4 test (d): the CE gap to the full softmax "
+                    source="the project's test plan: the CE gap to the full softmax "
                            "is monotone in K"),
         Expectation("abs_gap_at_full_k", "<=", 0.02, quick_value=0.1,
                     reads=("codes", "steps", "vocab"),
-                    source="spec quantize.md §3.4 test (d): zero gap (within noise) at K = V; "
+                    source="the project's test plan: zero gap (within noise) at K = V; "
                            "0.02 nats (2 % perplexity) is our noise bound, fixed before "
                            "measuring"),
     ),
