@@ -169,7 +169,7 @@ def _decode(graphdef, state, u):
 
 
 def encode_latents(codec: WaLLoCCodec, image: np.ndarray) -> tuple[np.ndarray, tuple]:
-  """Integer latents ``[h, w, C_z]`` (int32) of a uint8 image, and the padding spec."""
+  """Integer latents ``[h, w, C_z]`` (int32) of a uint8 image, and the test plan."""
   img = _as_uint8_image("encode_latents", image)
   rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
   x = jnp.asarray(rgb, jnp.float32)[None] / 255.0 - 0.5

@@ -524,7 +524,7 @@ class WTACRSLinear(nnx.Module):
   a :class:`WTACRSGradNorms` cache of the fixed shape ``num_rows`` (the training input's
   ``x.shape[:-1]``; fixed at construction so that a checkpoint restores into
   ``nnx.eval_shape`` of the constructor). Inputs of another shape (evaluation batches) run
-  stateless (``p ∝ ‖x_i‖``) and leave the cache alone. The default is stateless, as the spec
+  stateless (``p ∝ ‖x_i‖``) and leave the cache alone. The default is stateless, as the test plan
   recommends: on shuffled data row ``i`` of the previous batch is another example, and the
   ``wta-crs-memory`` experiment measured lower accuracy with the cache than without.
 

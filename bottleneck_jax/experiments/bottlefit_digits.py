@@ -28,7 +28,7 @@ input; the input average-pooled to 4x4 and sent at 8 bits, the same 16 bytes as 
 classified by the teacher after nearest upsampling) and the same student trained from scratch
 with cross-entropy for the same number of steps.
 
-First full run (CPU, after the expectations were declared): teacher 0.940 (a miss of the spec's
+First full run (CPU, after the expectations were declared): teacher 0.940 (a miss of the test plan's
 0.95 at 500 steps); C = 1 student 0.916 after stage 2 (0.884 after stage 1; within 3 points of
 the teacher), 0.916 with the 8-bit code; stage-1 loss down 41.6x; tail bit-identical in stage 1;
 C = 2: 0.936, C = 4: 0.940. Naive alternatives: the teacher's split tensor at 8 bits 0.944 for
@@ -325,7 +325,7 @@ BOTTLEFIT_DIGITS = register(Experiment(
         "training lengths in steps (1000 + 500 at batch 64) instead of 10 + 10 epochs",
         "no data augmentation (the reference: RandomResizedCrop and flips)",
         "data reduction against 8-bit raw pixels (64 bytes), not a JPEG file",
-        "the accuracy threshold is the spec's 3 points (the paper's 0.6 % is on ImageNet)",
+        "the accuracy threshold is the test plan's 3 points (the paper's 0.6 % is on ImageNet)",
     ),
     metric="student_test_accuracy",
     metrics={

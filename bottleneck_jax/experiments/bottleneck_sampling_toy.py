@@ -19,7 +19,7 @@ Sample quality: the Fréchet distance between ``N(0, diag(true e))`` and a Gauss
 samples' per-coefficient mean and variance, over all ``H^2`` DCT coefficients at full
 resolution (the data's own basis, so this is the FID of the toy), divided by the total data
 variance. Schedules: the baseline is the Euler sampler at full resolution with ``steps`` steps
-and SD3 shift ``baseline_shift``; the bottleneck schedule is the spec's
+and SD3 shift ``baseline_shift``; the bottleneck schedule is the test plan's
 ``(1.0, 4, 1.0, 3), (0.5, 12, 0.8, 3), (1.0, 8, 0.6, 6)`` (scale, steps, start level, shift).
 Cost: attention-only ``(s^2 T)^2`` per step (:func:`~bottleneck_jax.architecture.sampling_cost`).
 Also reported (not judged): a full-resolution sampler with about the bottleneck schedule's cost.
@@ -132,7 +132,7 @@ BOTTLENECK_SAMPLING_TOY = register(Experiment(
         "the exact velocity of a Gaussian random field instead of a pretrained transformer",
         "32x32 single-channel samples; quality is the Fréchet distance in the field's own basis "
         "instead of ImageReward / CLIP / human studies",
-        "the spec's stage schedule (the paper's presets were not retrievable)",
+        "the test plan's stage schedule (the paper's presets were not retrievable)",
         "cost counts attention only (tokens squared), as the paper's speed-up does not",
     ),
     metric="cost_ratio",

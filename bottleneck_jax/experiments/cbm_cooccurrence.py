@@ -13,7 +13,7 @@ Setting (the project's test plan): G3 two-slot images (16x32, one object per hal
 concept predictor is linear on the pixels (one logistic regression per concept, BCE), trained by
 :func:`bottleneck_jax.train.train` (Adam). Saliency of ``L_circle``: gradient x input summed over
 colour channels (absolute values); its relevance mass inside the left half, averaged over the
-test images; OIS of the predicted probabilities on the test set. Expected by the spec:
+test images; OIS of the predicted probabilities on the test set. Expected by the test plan:
 independent relevance mass >= 0.8, a drop >= 0.15 under co-occurrence, and a higher OIS.
 
 First full run: relevance mass 0.68 (independent) vs 0.27 (co-occurring), a drop of 0.41; but

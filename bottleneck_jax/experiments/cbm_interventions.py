@@ -13,7 +13,7 @@ sequential head: linear, trained on the frozen predictor's probabilities. Random
 on 0/3/6/9/12 concepts (5 draws each), probability space. Every model is trained by
 :func:`bottleneck_jax.train.train` (Adam).
 
-Measured by the spec's NumPy prototype before this declaration: independent 0.760 / 0.795 /
+Measured by the test plan's NumPy prototype before this declaration: independent 0.760 / 0.795 /
 0.838 / 0.899 / 0.992, sequential 0.762 / ... / 0.955; concept accuracy 0.845.
 A first run here with 1500 Adam steps at lr 1e-2 missed (independent full 0.9695): the head had
 not converged (it scored 0.9695 on the true concepts, where the linear rule allows 1.0); the

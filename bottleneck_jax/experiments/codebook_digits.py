@@ -6,7 +6,7 @@ Neural Networks", ICML 2024 (https://arxiv.org/abs/2310.17230). Claims: snapping
 to a few codes costs little performance ("modest degradation"), the codes are interpretable, and
 activating a code steers the network's behaviour.
 
-Recipe (the quantize spec's CPU test, fixed before measuring): scikit-learn digits (stratified
+Recipe (the test plan's CPU test, fixed before measuring): scikit-learn digits (stratified
 split, seed 0), MLP 64 -> 128 (GELU) -> LayerNorm -> codebook layer (K = 256 codes, top-k = 1,
 inner-product scores, mean of the codes, aeloss backward) -> linear head; Adam 1e-3, batch 128,
 2000 steps; the same network without the codebook as the baseline. Intervention: for each class

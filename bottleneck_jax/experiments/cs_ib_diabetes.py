@@ -100,9 +100,9 @@ register(Experiment(
     },
     expectations=(
         Expectation("i_cs_cs_ib", "<", Ref("i_cs_cs_ib_beta0"), reads=("beta",),
-                    source="spec §3 test 5: beta > 0 gives lower I_CS(x, t) than beta = 0"),
+                    source="the test plan: beta > 0 gives lower I_CS(x, t) than beta = 0"),
         Expectation("rmse_cs_ib", "<=", Ref("rmse_cs_ib_beta0", scale=1.15), reads=("beta",),
-                    source="spec §3 test 5: RMSE within 15 % of beta = 0"),
+                    source="the test plan: RMSE within 15 % of beta = 0"),
         Expectation("rmse_cs_ib", "<=", Ref("rmse_mse", scale=1.05),
                     source="paper Table 2 (our reading): CS-IB's RMSE is on par with or "
                            "better than MSE-trained baselines; within 5 %"),

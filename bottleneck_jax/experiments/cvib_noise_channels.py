@@ -120,13 +120,13 @@ register(Experiment(
     expectations=(
         Expectation("noise_pruned_fraction", ">=", 0.9, quick_value=0.1, reads=("steps",
                                                                                 "kl_weight"),
-                    source="spec §4 test 5: >= 90 % of the noise channels pruned after 2k "
+                    source="the test plan: >= 90 % of the noise channels pruned after 2k "
                            "steps at lambda_kl = 1e-2"),
         Expectation("informative_kept", "==", True, reads=("kl_weight",),
-                    source="spec §4 test 5: all informative channels kept"),
+                    source="the test plan: all informative channels kept"),
         Expectation("test_accuracy_masked", ">=", Ref("test_accuracy_unmasked", offset=-0.02),
                     reads=("steps",),
-                    source="spec §4 test 5: accuracy within 2 % of the unmasked model"),
+                    source="the test plan: accuracy within 2 % of the unmasked model"),
     ),
     run=run_cvib_noise,
     defaults={"channels": 32, "hidden": 64, "n_train": 4000, "n_test": 1000, "lr": 3e-3,

@@ -7,7 +7,7 @@ and only the values trained, an input updates only the few values it fetches, so
 on a stream of new classes (no task boundaries, no replay) keeps the old ones, where an MLP
 trained on the same stream forgets them.
 
-Recipe (the quantize spec's CPU test, fixed before measuring): 8 Gaussian blobs in 2-D
+Recipe (the test plan's CPU test, fixed before measuring): 8 Gaussian blobs in 2-D
 (``sklearn.datasets.make_blobs``, std 0.8, standardised; 2400 points, 1600 train / 800 test),
 4 stages of 2 new classes each, ``steps`` Adam steps per stage on that stage's classes only
 (batch 64), accuracy on all 8 classes at the end. DKVB: ``C = 8`` heads with random 2x2

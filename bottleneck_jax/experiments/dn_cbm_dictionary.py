@@ -10,10 +10,10 @@ Setting (the project's test plan-3): G5 data: ``d = 32``, 24 unit atoms, each ex
 non-negative combination of 3 random atoms with coefficients U(0.5, 1.5) plus noise 0.01
 (8000 examples). :class:`~bottleneck_jax.concepts.ConceptSAE` with ``h = 128`` latents
 (expansion 4), Adam 1e-3, batches of 512, trained by :func:`bottleneck_jax.train.train` for
-each L1 weight of a small grid; the spec's rule picks the smallest weight whose mean L0 is at
+each L1 weight of a small grid; the test plan's rule picks the smallest weight whose mean L0 is at
 most 6. An atom is recovered when some decoder column has cosine >= 0.9 with it; a recovered
 latent is named right when the nearest of (24 atom names + 200 distractor words) is its atom's
-name. Expected by the spec: >= 90 % of atoms recovered, >= 90 % of them named right.
+name. Expected by the test plan: >= 90 % of atoms recovered, >= 90 % of them named right.
 
 First full run: all 24 atoms recovered and named right, but even the largest weight of the grid
 (declared before measuring) left L0 = 7.3 > 6: the L0 expectation missed, recorded as such.

@@ -6,7 +6,7 @@ Editing*, ICLR 2026, https://arxiv.org/abs/2509.26346
 :func:`~bottleneck_jax.objectives.fuse_heads`,
 :class:`~bottleneck_jax.objectives.MultiHeadRewardHead`).
 
-Data (the spec's synthetic stand-in, exact ground truth): items are ``x ~ N(0, I_d)``; two
+Data (the test plan's synthetic stand-in, exact ground truth): items are ``x ~ N(0, I_d)``; two
 latent dimension scores ``s_h = w_h . x`` (``h`` = instruction following, visual quality) with
 random ``w_h``, overall score ``s_1 + s_2``. A pair is a tie when its overall scores differ by
 less than the 10 % quantile of ``|difference|`` (so about 10 % of pairs are ties); otherwise it

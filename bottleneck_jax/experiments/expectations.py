@@ -2,7 +2,7 @@
 
 An :class:`Expectation` compares one measured metric with a threshold — a number, a boolean, or
 a :class:`Ref` to another measured metric (``scale * other + offset``) — and names its source
-(the paper, or the spec). The registry evaluates an experiment's expectations on the
+(the paper, or the test plan). The registry evaluates an experiment's expectations on the
 measurements its ``run`` returns; ``run`` itself never decides. A :class:`Metric` documents a
 measured quantity and, where it has one, its range, so that an expectation that cannot fail
 (``accuracy <= 1``) is refused when the experiment is registered.
@@ -155,7 +155,7 @@ class Expectation:
       if _is_bool(self.quick_value) != _is_bool(self.value):
         raise ValueError(f"{fn}: quick_value and value must both be booleans or both not")
     if not isinstance(self.source, str) or not self.source.strip():
-      raise ValueError(f"{fn}: source must name the paper or the spec the threshold comes "
+      raise ValueError(f"{fn}: source must name the paper or the test plan the threshold comes "
                        f"from, got {self.source!r}")
     reads = tuple(self.reads) if isinstance(self.reads, (list, tuple)) else self.reads
     if not isinstance(reads, tuple) or not all(isinstance(k, str) and k for k in reads):

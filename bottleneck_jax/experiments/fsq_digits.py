@@ -5,7 +5,7 @@ FSQ (Mentzer et al., ICLR 2024), the quantiser of SkinTokens (Zhang et al., 2026
 fixed scalar grid uses its codes without any codebook machinery, where VQ collapses onto a few
 codes unless helped (rotation trick, k-means initialisation and dead-code restarts).
 
-Recipe (the quantize spec's CPU tests, fixed before measuring): digits ``x / 16``, 1500 train /
+Recipe (the test plan's CPU tests, fixed before measuring): digits ``x / 16``, 1500 train /
 297 test (stratified split, seed 0); MLP auto-encoder 64 -> 256 (GELU) -> 2 tokens x d ->
 256 (GELU) -> 64, Adam 1e-3, batch 128, 3000 steps, MSE. ``fsq-digits``: FSQ [8, 5, 5, 5]
 (1000 codes). ``vq-digits``: the same network with VQ-EMA (K = 1000, d = 4, decay 0.8,

@@ -7,7 +7,7 @@ the inputs and permutations of the labels of one data set) a transformer becomes
 general-purpose in-context learner that generalises to unseen tasks and data sets; with few
 tasks it memorises them and does not learn in context.
 
-Recipe (the spec's CPU test): scikit-learn's digits, classes 0-4 (5-way), z-normalised with the
+Recipe (the test plan's CPU test): scikit-learn's digits, classes 0-4 (5-way), z-normalised with the
 statistics of the meta-training examples (the first 1200 samples of the 1797; the held-out
 samples are the rest). Sequences of 32 tokens; a :class:`~bottleneck_jax.architecture.GPICLTransformer`
 (d_model 64, 2 layers, 4 heads); Adam 1e-3, batches of 64, 3000 steps, ``n_tasks = 2^14`` with

@@ -3,7 +3,7 @@
 Paper: Wang et al., *Emergent Hierarchical Reasoning in LLMs through Reinforcement Learning*,
 2025, https://arxiv.org/abs/2509.03646 (:func:`~bottleneck_jax.objectives.hicra_advantages`).
 
-Setting (the spec's toy): a contextual bandit over 2-token sequences. For each of ``contexts``
+Setting (the test plan's toy): a contextual bandit over 2-token sequences. For each of ``contexts``
 contexts the policy first emits a *plan* token (``plans`` choices), then an *execute* token
 (``plans`` choices, conditioned on the plan); the reward is 1 when the plan is the context's
 target plan, else 0. The plan token is the planning token (HICRA's mask ``[1, 0]``).

@@ -120,7 +120,7 @@ register(Experiment(
     setting="proxy",
     departures=("a linear hidden-parameter system instead of simulated legged robots, no RL "
                 "(the representation loss alone)",
-                "two values of beta (1e-3 and 1) instead of the spec's four",
+                "two values of beta (1e-3 and 1) instead of the test plan's four",
                 "the privileged encoder trained jointly (no momentum target)"),
     metric="probe_r2_beta_0.001",
     metrics={
@@ -135,11 +135,11 @@ register(Experiment(
     expectations=(
         Expectation("probe_r2_beta_0.001", ">=", 0.9, quick_value=0.3,
                     reads=("betas", "steps"),
-                    source="spec §9 test 2: linear-probe R^2 >= 0.9 at beta = 1e-3"),
+                    source="the test plan: linear-probe R^2 >= 0.9 at beta = 1e-3"),
         Expectation("kl_beta_1", "<", Ref("kl_beta_0.001"), reads=("betas",),
-                    source="spec §9 test 2: raising beta lowers the KL"),
+                    source="the test plan: raising beta lowers the KL"),
         Expectation("probe_r2_beta_1", "<", Ref("probe_r2_beta_0.001"), reads=("betas",),
-                    source="spec §9 test 2: raising beta lowers the probe R^2"),
+                    source="the test plan: raising beta lowers the probe R^2"),
     ),
     run=run_hib,
     defaults={"betas": [1e-3, 1.0], "history_len": 10, "n_train": 20000, "n_test": 4000,

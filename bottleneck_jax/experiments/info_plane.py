@@ -197,12 +197,12 @@ INFO_PLANE_TISHBY = register(Experiment(
                     source="issue #9: I(T;Y) of the last hidden layer rises to >= 0.95 bits"),
         Expectation("last_layer_compression_bits", ">=", 2.0, quick_value=0.01,
                     reads=("epochs", "activation", "estimator"),
-                    source="issue #9: I(X;T) peaks and then falls by >= 2 bits (spec §6: "
+                    source="issue #9: I(X;T) peaks and then falls by >= 2 bits (the test plan: "
                            "2.2-5.7 bits at epoch 2000 over 4 seeds)"),
         Expectation("last_layer_peak_epoch", "<", 100, reads=("activation",),
-                    source="spec §6: the fitting phase comes first (peak before epoch 100)"),
+                    source="the test plan: the fitting phase comes first (peak before epoch 100)"),
         Expectation("test_accuracy", ">=", 0.9, quick_value=0.5, reads=("epochs",),
-                    source="spec §6: test accuracy >= 0.9 (0.954-0.980 over 4 seeds)"),
+                    source="the test plan: test accuracy >= 0.9 (0.954-0.980 over 4 seeds)"),
     ),
     run=run_tishby,
     defaults={**_COMMON, "activation": "tanh", "estimator": "binning", "epochs": 2000,
@@ -226,11 +226,11 @@ INFO_PLANE_RELU = register(Experiment(
     expectations=(
         Expectation("last_layer_compression_bits", ">=", 1.0, quick_value=0.01,
                     reads=("epochs", "activation", "estimator"),
-                    source="spec §7 test 4: with EBAB the last layer's I(X;T) falls after its "
-                           "peak (threshold: the spec's 1 bit drop of §6)"),
+                    source="the test plan: with EBAB the last layer's I(X;T) falls after its "
+                           "peak (threshold: the test plan's 1 bit drop)"),
         Expectation("last_layer_final_ity_bits", ">=", 0.9, quick_value=0.5,
                     reads=("epochs", "activation"),
-                    source="spec §6: the last layer keeps I(T;Y) >= 0.9 bits"),
+                    source="the test plan: the last layer keeps I(T;Y) >= 0.9 bits"),
     ),
     run=run_relu,
     defaults={**_COMMON, "activation": "relu", "estimator": "adaptive", "epochs": 2000,

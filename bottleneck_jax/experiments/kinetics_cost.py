@@ -9,7 +9,7 @@ that cost several-fold.
 What is measured: :func:`bottleneck_jax.attention.kinetics_cost` for the six Qwen3 sizes of the
 paper at ``L_in = 128``, ``L_gen = 32768``, one trial, dense and block top-k (local 128, blocks of
 16, top 256 blocks), both with the reference repository's closed forms
-(``reference_compat=True``; compared with the spec's golden values) and with the exact sums.
+(``reference_compat=True``; compared with the test plan's golden values) and with the exact sums.
 Nothing is trained; the run takes milliseconds.
 
 Departures: the Qwen3 head and layer counts come from the public model configurations (the
@@ -90,7 +90,7 @@ register(Experiment(
                 "reference code lists parameter counts only)",),
     metric="memory_to_compute_0.6B",
     metrics={
-        "golden_max_rel_err": Metric("largest relative difference to the spec's golden dense "
+        "golden_max_rel_err": Metric("largest relative difference to the test plan's golden dense "
                                      "and block top-k totals (0.6B, 8B, 32B)", low=0),
         "memory_to_compute_0.6B": Metric("I*C_mem / C_comp, dense, Qwen3-0.6B", low=0),
         "memory_to_compute_32B": Metric("I*C_mem / C_comp, dense, Qwen3-32B", low=0),

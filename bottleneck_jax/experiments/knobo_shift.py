@@ -16,7 +16,7 @@ probabilities and the black-box linear probe on the embeddings are trained by
 ``p = 0.95``, OOD test ``p = 0.05`` (2000 each). A second head adds the parameter prior
 (``lam = 1``; ``P = +1`` on each class's signature concepts, ``-1`` elsewhere).
 
-Measured by the spec's NumPy prototype before this declaration: probe ID 0.844 / OOD 0.556;
+Measured by the test plan's NumPy prototype before this declaration: probe ID 0.844 / OOD 0.556;
 KnoBo head (no prior) ID 0.821 / OOD 0.785 (OOD concept accuracy 0.903).
 """
 

@@ -15,7 +15,7 @@ pool's max, coverage by the pool size), ``alpha = 1``, ``k = 3`` per class. Meas
 ``beta`` = 0, 6 and 64: the mean number of distinct concept identities among the 3 picks (a
 duplicate counts as its original) and the mean number of random directions picked.
 
-Measured by the spec's NumPy prototype before this declaration: beta = 0 gives 2.25 distinct
+Measured by the test plan's NumPy prototype before this declaration: beta = 0 gives 2.25 distinct
 identities of 3 (duplicates picked); beta = 4-8: 3 of 3 and no random pick; beta = 32: 0.5 random
 picks per class. Measurement only: nothing is trained.
 """

@@ -74,10 +74,10 @@ register(Experiment(
     },
     expectations=(
         Expectation("max_abs_error_pca2", "<=", 0.06, quick_value=0.15, reads=("n", "k", "mis"),
-                    source="spec §8 test 1: |pca2 - truth| <= 0.06 at N = 5000 (0.488 / 0.984 "
+                    source="the test plan: |pca2 - truth| <= 0.06 at N = 5000 (0.488 / 0.984 "
                            "/ 1.976 for 0.5 / 1 / 2)"),
         Expectation("lossy_below_truth", "==", True, reads=("mis",),
-                    source="spec §8 test 1 and the paper's DPI argument: PCA->1 < truth"),
+                    source="the test plan and the paper's DPI argument: PCA->1 < truth"),
     ),
     run=run_lossy,
     defaults={"mis": [0.5, 1.0, 2.0], "n": 5000, "ambient_dim": 32, "k": 5},

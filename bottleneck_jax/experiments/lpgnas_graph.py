@@ -7,7 +7,7 @@ of a GNN is safe down to 4-bit weights and 8-bit activations (W4A8), lower preci
 accuracy; and a size-aware precision search moves the weights to cheaper precisions as the
 penalty grows.
 
-Recipe (the quantize spec's CPU test, fixed before measuring): SBM graph of 800 nodes, 4 classes,
+Recipe (the test plan's CPU test, fixed before measuring): SBM graph of 800 nodes, 4 classes,
 ``p_in = 0.02``, ``p_out = 0.002``; 32-d Gaussian features (class means ``0.5 N(0, 1)``, unit
 noise); symmetric-normalised adjacency with self loops; 200 / 200 / 400 train / val / test nodes.
 2-layer GCN (hidden 32) of :class:`~bottleneck_jax.quantize.QuantGCNLayer`, Adam 1e-2 with L2

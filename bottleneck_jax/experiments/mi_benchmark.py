@@ -35,13 +35,13 @@ over seeds and the root-mean-square error. Estimators (all in nats):
 * ``club``: :func:`~bottleneck_jax.information.club_upper_bound` with the true conditional
   ``q(y|x) = p(y|x)`` (Gaussian task only; its expectation is ``dim rho^2 / (1 - rho^2) >= I``).
 
-Expectations (spec tolerances, fixed before measuring), checked on a separate KSG-only pass
-over the 1-D tasks at the spec's sample sizes (``ksg_sizes``, ``ksg_seeds`` seeds each): KSG
+Expectations (test-plan tolerances, fixed before measuring), checked on a separate KSG-only pass
+over the 1-D tasks at the test plan's sample sizes (``ksg_sizes``, ``ksg_seeds`` seeds each): KSG
 (``k = 3``) on 1-D Gaussians within 0.03 nats of the truth at ``N = 1000`` (``rho`` in
 {0, 0.5, 0.9}, 10 seeds) and within 0.02 at ``N = 5000`` (``rho`` in {0.5, 0.9}), means over
 seeds; KSG on additive uniform noise within 0.05 at ``N = 5000``; the InfoNCE estimate never
 above ``log N``. The other estimators are measured and tabulated without a pass/fail threshold:
-the spec gives none for them on these tasks. The all-estimator table stays at ``N <= 1000``
+the test plan gives none for them on these tasks. The all-estimator table stays at ``N <= 1000``
 (``sizes``) because several estimators are dense ``O(N^2)`` and the full run must stay within a
 few minutes on two CPU cores.
 
@@ -231,7 +231,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
       ctx.log(step, task="uniform", epsilon=eps, n=n, truth=truth,
               **{e: float(np.mean(v)) for e, v in samples.items() if v})
       step += 1
-  # the KSG tolerance check: KSG only, 1-D tasks, the spec's sample sizes and seed counts
+  # the KSG tolerance check: KSG only, 1-D tasks, the test plan's sample sizes and seed counts
   ksg = jax.jit(lambda x, y: ksg_mi(x, y, k=k))
   ksg_rows = []
   for n, ns in zip((int(v) for v in cfg["ksg_sizes"]), (int(v) for v in cfg["ksg_seeds"])):

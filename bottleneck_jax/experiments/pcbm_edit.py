@@ -16,7 +16,7 @@ with cross-entropy plus the elastic net (``lam = 1e-4``, ``alpha = 0.99``) and A
 "retrain" baseline is the same head on the bank without ``s``; the black box is a linear probe
 on the embeddings.
 
-Measured by the spec's NumPy prototype before this declaration: shifted test 0.648 -> prune
+Measured by the test plan's NumPy prototype before this declaration: shifted test 0.648 -> prune
 0.828 (retrain 0.835, prune + normalise 0.832); reversed 0.416 -> 0.787; black box on the
 reversed test 0.299.
 """

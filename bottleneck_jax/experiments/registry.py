@@ -5,7 +5,7 @@ it belongs to, the claim (with the paper's number where there is one), its setti
 the paper's own data and scale; ``"proxy"``: a smaller stand-in, with its ``departures`` from the
 paper listed), the metrics it measures (documented, with their ranges where they have one), and
 its **expectations as data**: each one a metric, a comparison, a threshold and the source of the
-threshold (the paper or the spec), fixed before measuring and never loosened after.
+threshold (the paper or the test plan), fixed before measuring and never loosened after.
 
 ``run(ctx)`` only measures: it returns a dict of measurements. The registry evaluates the
 expectations on them (:meth:`Experiment.evaluate`): ``expectation_held`` is true only when every

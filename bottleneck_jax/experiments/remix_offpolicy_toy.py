@@ -6,7 +6,7 @@ for Large Language Model*, 2025, https://arxiv.org/abs/2507.06892
 (:func:`~bottleneck_jax.objectives.mix_policy_ppg_loss`,
 :func:`~bottleneck_jax.objectives.kl_convex`, :func:`~bottleneck_jax.objectives.remix_schedule`).
 
-Setting (the spec's toy): a 10-armed bandit with Bernoulli rewards of means ``0.1, ..., 1.0``
+Setting (the test plan's toy): a 10-armed bandit with Bernoulli rewards of means ``0.1, ..., 1.0``
 and a softmax policy over learnable logits. A fresh batch is ``group`` rollouts from the current
 policy with GRPO group advantages. Three variants, ``seeds`` seeds each, all stacked in one
 logits table and trained by one :func:`bottleneck_jax.train.train` call (Adam; summed losses):
@@ -29,7 +29,7 @@ Measured (seed 0, defaults, this machine): fresh rollouts to 0.9 -- GRPO 553.6, 
 ReMix 276 (all seeds reach it); final expected reward GRPO 0.992, Mix-PPG 0.992, ReMix 0.994.
 
 Departures: a bandit instead of LLM math reasoning; ``p``, ``n_off``, ``utd``, ``lam``,
-``beta`` and ``reincarnate_at`` are the spec's toy values or our choices (the paper's were not
+``beta`` and ``reincarnate_at`` are the test plan's toy values or our choices (the paper's were not
 available), fixed before measuring.
 """
 
@@ -196,7 +196,7 @@ REMIX_OFFPOLICY_TOY = register(Experiment(
            "does not lower the final reward of Mix-PPG."),
     setting="proxy",
     departures=("a 10-armed Bernoulli bandit instead of LLM math reasoning",
-                "p = 0.5, N_off = 2, UTD = 2 (spec toy values); beta = 0.01, lam = 0.5, "
+                "p = 0.5, N_off = 2, UTD = 2 (test-plan toy values); beta = 0.01, lam = 0.5, "
                 "reincarnation at step 100 of 200 (our choices, fixed before measuring)",
                 "Adam, learning rate 0.05, 8 rollouts per fresh batch"),
     metric="mix_rollouts_to_target",

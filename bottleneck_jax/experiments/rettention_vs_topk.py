@@ -6,7 +6,7 @@ Paper: *Re-ttention: Ultra Sparse Visual Generation via Attention Statistical Re
 sparse softmax with statistics cached at an earlier full step keeps generation quality, where
 plain sparse attention collapses.
 
-What is measured (the spec's synthetic setting): ``T`` tokens, head dim 64, ``q, k ~ N(0, 2)``,
+What is measured (the test plan's synthetic setting): ``T`` tokens, head dim 64, ``q, k ~ N(0, 2)``,
 ``v ~ N(0, 1)`` per head. At the refresh step the static mask is each query's top ``keep`` keys
 (3.125%) and :func:`bottleneck_jax.attention.rettention_refresh` caches ``rho`` and ``R``. The
 "next denoising step" adds drift ``delta * N(0, same variance)`` to ``q, k, v``; Re-ttention

@@ -20,7 +20,7 @@ Per seed (a fresh dictionary, and target task ``seed``):
    by :func:`bottleneck_jax.train.train` on a stream of unlabelled tokens of all tasks;
 2. MoNA: per-token SAE features, mean over tokens, mean prototype of the exemplars, generalised
    Jaccard, top 5 %; compared with the cosine similarity of raw mean activations, the same rule
-   with the *true* dictionary as encoder (the oracle of the spec), and a random 5 %;
+   with the *true* dictionary as encoder (the oracle of the test plan), and a random 5 %;
 3. "fine-tuning": a linear regressor is trained by ``train`` on each selection and evaluated by its
    mean squared error on 2000 fresh target-task samples.
 

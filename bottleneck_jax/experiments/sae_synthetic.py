@@ -146,7 +146,7 @@ SAE_SYNTHETIC = register(Experiment(
               "d_sae": 128, "lr": 2e-3, "batch_size": 512, "steps": 3000, "n_eval": 8192},
     quick={"seeds": 1, "steps": 400},
     paper_value="TopK SAEs recover interpretable features at scale (Gao et al. 2024); "
-                "toy numbers from the spec: MMCS 0.999, 100 % of atoms at d_sae = 128",
+                "toy numbers from the test plan: MMCS 0.999, 100 % of atoms at d_sae = 128",
 ))
 
 __all__ = ["SAE_SYNTHETIC", "dictionary_match", "random_atoms", "sparse_superposition"]

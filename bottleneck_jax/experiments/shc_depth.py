@@ -258,7 +258,7 @@ SHC_DEPTH = register(Experiment(
         Expectation("mhc_product_norm_error", "<=", 1e-6, reads=("sigmas",),
                     source=f"{_SRC}: mHC product norm = 1 +- 1e-6"),
         Expectation("hc_product_norm_min_at_top_sigma", ">", 10.0, reads=("sigmas",),
-                    source=f"{_SRC}: HC product norm > 10 at sigma = 0.3 (1295 in the spec)"),
+                    source=f"{_SRC}: HC product norm > 10 at sigma = 0.3 (1295 in the test plan)"),
         Expectation("all_finite", "==", True, source=f"{_SRC}: all losses finite"),
         Expectation("min_loss_reduction", ">=", 0.5, reads=("steps", "lr"), quick_value=0.2,
                     source=f"{_SRC}: every loss decreases by >= 50 % in 300 steps"),

@@ -3,7 +3,7 @@
 Claim (Sparton): the fused head computes the same SPLADE representation as the unfused
 ``LM head -> ReLU -> log1p -> max over L`` without materialising ``[B, L, V]``; Sparton reports
 up to 4.8x kernel speed-ups and an order of magnitude lower peak memory. Memory is checked with
-XLA's compile-time memory analysis of the head's forward + backward at the spec's SPLADE size
+XLA's compile-time memory analysis of the head's forward + backward at the test plan's SPLADE size
 (B=32, L=256, d=768, V=30522, f32; nothing is allocated); speed on a GPU is for the benchmark.
 
 Data (offline, exact ground truth). A procedural corpus over a vocabulary of ``vocab`` word ids
@@ -257,7 +257,7 @@ register(Experiment(
         "a procedural topic corpus with exact relevance instead of MS MARCO",
         "a one-layer context-mixing encoder instead of a BERT MLM",
         "memory: XLA:CPU compile-time temporary bytes of the head's forward + backward (f32) "
-        "at the spec's SPLADE size instead of a GPU's measured peak",
+        "at the test plan's SPLADE size instead of a GPU's measured peak",
         "speed is not measured (CPU); see the kernel benchmark",
     ),
     metric="mrr_at_10_fused",

@@ -15,13 +15,13 @@ baseline in ``checkpoints/deterministic``; the sweep one folder per beta.
 
 Experiments:
 
-* ``vib-digits``: beta = 1e-3 keeps its accuracy: test accuracy >= 0.93 (the spec) and within 1
+* ``vib-digits``: beta = 1e-3 keeps its accuracy: test accuracy >= 0.93 (the test plan) and within 1
   point of the deterministic baseline (the same network decoding the encoder mean, beta = 0,
   trained the same way; the paper's comparison). Reports the rate in bits.
 * ``vib-digits-sweep``: beta in {1e-4, 1e-3, 1e-2, 1e-1, 1}: the rate falls monotonically with
-  beta, and beta = 1 collapses it (< 0.5 bit) and the accuracy (< 0.3, the spec); plots accuracy
+  beta, and beta = 1 collapses it (< 0.5 bit) and the accuracy (< 0.3, the test plan); plots accuracy
   against bits. Measured before this declaration: accuracy 0.35 at beta = 1 (2000 steps), an
-  honest miss of the spec's 0.3.
+  honest miss of the test plan's 0.3.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ The online pairs are sampled inside the loss from the step's key (with ``stop_gr
 stream is deterministic and a resumed run replays it.
 
 Departures: a tabular policy instead of an LLM; the paper's alpha values and online alpha
-schedule were not available, so ``alpha`` is fixed (0.1 online, 0.1 offline) from the spec, not
+schedule were not available, so ``alpha`` is fixed (0.1 online, 0.1 offline) from the test plan, not
 tuned.
 """
 

@@ -4,7 +4,7 @@ against a full softmax head on a clustered bigram language.
 VQ-Logits (Shao et al., 2025) replaces the ``V x d`` output embedding of a language model by
 ``K`` code vectors and a token-to-code map, and reports a small perplexity cost (+4 % on
 WikiText-103 / C4) for up to 99 % fewer output-layer parameters. The measurable claim checked
-here (the quantize spec's toy test, fixed before measuring): the cross-entropy gap to a full
+here (the test plan's toy test, fixed before measuring): the cross-entropy gap to a full
 softmax head shrinks monotonically as ``K`` grows, and vanishes (within noise) at ``K = V``.
 
 Language (procedural, exact): ``V = 512`` tokens split at random into 64 clusters of 8. The next

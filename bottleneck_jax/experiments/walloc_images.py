@@ -4,7 +4,7 @@ Paper: Jacobellis & Yadwadkar, "Learned Compression for Compressed Learning", DC
 https://arxiv.org/abs/2412.09405. The paper's claim is against *resolution reduction at equal
 dimensionality* (compressed-domain learning needs a small tensor, not a small file): WaLLoC-16x
 (RGB, J = 3, C_z = 12) reaches 27.5 dB PSNR on LSDIR at compression ratio 35.2 (WebP: 28.2 dB at
-40.6, Table 1). At equal *bits*, JPEG is expected to win (spec finding 4); this experiment records
+40.6, Table 1). At equal *bits*, JPEG is expected to win (test-plan finding 4); this experiment records
 where WaLLoC stands, honestly.
 
 Recipe: a WaLLoC with the linear decoder (the paper's ``LinearCodec2D``) for each ``C_z`` in

@@ -6,7 +6,7 @@ paper reports about 64.5 dB PSNR for WINNER (SIREN squared) against about 34.8 d
 mechanism is that a SIREN initialised the usual way has no NTK energy at the target's high
 frequencies and stays near its initial output.
 
-Recipe (the spec's CPU test): the target is white Gaussian noise band-passed (an ideal FFT
+Recipe (the test plan's CPU test): the target is white Gaussian noise band-passed (an ideal FFT
 brick wall) to 0.15-0.45 cycles per sample, normalised to max |y| = 1, on ``linspace(-1, 1, N)``
 with N = 4096; a SIREN with 3 hidden sine layers of width 64 (omega_0 = 30) initialised by
 :func:`~bottleneck_jax.architecture.siren_init` or :func:`~bottleneck_jax.architecture.winner_init`
@@ -140,7 +140,7 @@ WINNER_SIREN = register(Experiment(
         "a synthetic band-passed noise target (4096 samples) instead of 150k-sample audio clips",
         "3 hidden layers of width 64 and 200 Adam steps instead of the paper's 4x222 MLP and "
         "long training",
-        "the thresholds are the spec's (its NumPy prototype), not the paper's audio numbers",
+        "the thresholds are the test plan's (its NumPy prototype), not the paper's audio numbers",
     ),
     metric="winner_psnr_min",
     metrics={
@@ -161,7 +161,7 @@ WINNER_SIREN = register(Experiment(
         Expectation("winner_psnr_min", ">=", Ref("siren_psnr_max", offset=15.0),
                     reads=("steps", "num_samples", "width"),
                     quick_value=Ref("siren_psnr_max", offset=5.0),
-                    source="spec §8.3: every WINNER run beats every SIREN run by 15 dB"),
+                    source="the test plan: every WINNER run beats every SIREN run by 15 dB"),
     ),
     run=run_winner_siren,
     defaults={"num_samples": 4096, "band": [0.15, 0.45], "width": 64, "hidden_layers": 3,

@@ -1,5 +1,5 @@
 """Bottleneck Sampling: a degenerate schedule is the plain Euler sampler (vs a NumPy loop), an
-oracle denoiser recovers its target through the low-resolution stage, the spec's cost ratio,
+oracle denoiser recovers its target through the low-resolution stage, the test plan's cost ratio,
 shift identities, and errors."""
 
 import math
@@ -43,7 +43,7 @@ def test_shifts_closed_forms():
 
 
 def test_cost_ratio_of_the_spec_schedule():
-  # spec §6.3: (4 + 8 + 12 / 16) / 24 = 0.531, a 1.88x speed-up
+  # the test plan: (4 + 8 + 12 / 16) / 24 = 0.531, a 1.88x speed-up
   c = sampling_cost(SPEC_STAGES, 4096)
   assert math.isclose(c.ratio, (4 + 8 + 12 / 16) / 24)
   lin = sampling_cost(SPEC_STAGES, 4096, alpha_attn=0.0, beta_lin=1.0)
@@ -72,7 +72,7 @@ def test_degenerate_schedule_is_the_plain_euler_sampler():
 
 
 def test_oracle_denoiser_recovers_the_target_through_the_bottleneck():
-  # spec §6.3: a smooth 64x64 image, velocity (x_t - resize(I)) / t (a perfect x0 estimate)
+  # the test plan: a smooth 64x64 image, velocity (x_t - resize(I)) / t (a perfect x0 estimate)
   u = np.linspace(0, 1, 64)
   img = (np.sin(2 * np.pi * u)[:, None] + np.cos(2 * np.pi * 2 * u)[None, :]
          + 0.5 * np.sin(2 * np.pi * (u[:, None] + u[None, :])))[..., None].astype(np.float32)

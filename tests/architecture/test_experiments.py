@@ -26,7 +26,7 @@ def test_registered_with_expectations():
 
 
 def test_winner_target_has_the_spec_centroid():
-  # spec §8.3: the band-passed target has centroid z = 0.603 (seed 0)
+  # the test plan: the band-passed target has centroid z = 0.603 (seed 0)
   y = bandpass_noise(4096, seed=0)
   assert abs(np.abs(y).max() - 1) < 1e-6
   spec = np.abs(np.fft.rfft(y))

@@ -70,7 +70,7 @@ def test_sinkhorn_matches_numpy_and_is_doubly_stochastic():
   h = np.asarray(sinkhorn(jnp.asarray(logits), iters=20))
   np.testing.assert_allclose(h, _np_sinkhorn(logits, 20), atol=1e-5)
   assert np.abs(h.sum(-1) - 1).max() < 1e-3 and np.abs(h.sum(-2) - 1).max() < 1e-5
-  # spec §9.1: SK(exp I) for n = 4 has diagonal 0.475 and off-diagonal 0.175
+  # the test plan: SK(exp I) for n = 4 has diagonal 0.475 and off-diagonal 0.175
   e = np.asarray(sinkhorn(jnp.eye(4)))
   assert abs(e[0, 0] - 0.475) < 1e-3 and abs(e[0, 1] - 0.175) < 1e-3
 
@@ -91,7 +91,7 @@ def test_spectral_normalize_sphere_ball_and_power():
 
 
 def test_depth_products_match_the_spec_table():
-  # spec §9.3: 64 matrices I + 0.3 N(0, 1), n = 4: HC explodes, sHC <= 1, mHC = 1
+  # the test plan: 64 matrices I + 0.3 N(0, 1), n = 4: HC explodes, sHC <= 1, mHC = 1
   rng = np.random.default_rng(0)
   m = jnp.asarray(np.eye(N) + 0.3 * rng.standard_normal((64, N, N)), jnp.float32)
   assert product_norm(m) > 10

@@ -1,4 +1,4 @@
-"""WINNER / SIREN initialisation: against NumPy re-implementations, closed forms and the spec's
+"""WINNER / SIREN initialisation: against NumPy re-implementations, closed forms and the test plan's
 golden scale values."""
 
 import math
@@ -61,7 +61,7 @@ def test_centroid_matches_numpy_with_slices_and_channels():
 
 
 def test_winner_scales_golden_values_of_the_spec():
-  # spec §8.3: centroid z = 0.603 -> s0 = 3448.5 +- 0.5, s1 = 1.808 +- 0.002 (audio schedule)
+  # the test plan: centroid z = 0.603 -> s0 = 3448.5 +- 0.5, s1 = 1.808 +- 0.002 (audio schedule)
   s = winner_scales(0.6028)
   assert abs(float(s.s0) - 3448.5) < 0.5 and abs(float(s.s1) - 1.808) < 0.002
   # closed form, image constants, two channels: z = psi / 2
@@ -108,7 +108,7 @@ def test_zero_centroid_gives_back_siren_and_a_slow_sine_is_not_zero():
   win, base = winner_init(0, SIZES, jnp.ones((512,))), siren_init(0, SIZES)
   for a, b in zip(win, base):
     assert jnp.array_equal(a["w"], b["w"])
-  # spec §8.3 expects a 3-cycle sine to give WINNER == SIREN within 1e-3; it does not: its
+  # the test plan expects a 3-cycle sine to give WINNER == SIREN within 1e-3; it does not: its
   # z = 2 * 3 / 512 is small but s0 = 3500 (1 - exp(-7 z)) ~ 276 (the slope at 0 is 24500)
   t = np.arange(512)
   target = jnp.asarray(np.sin(2 * np.pi * 3 * t / 512), jnp.float32)

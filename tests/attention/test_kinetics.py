@@ -1,6 +1,6 @@
 """Kinetics: the eFLOPs cost model and block top-k sparse decoding.
 
-Independent references: the spec's golden costs (computed from the reference repository's
+Independent references: the test plan's golden costs (computed from the reference repository's
 formulas), a per-token brute-force simulation of the cost sums, ``math.comb`` enumeration for
 pass@k, a brute-force dominance check for the Pareto frontier, NumPy block means and block
 scores (group-mean, then the mean over the block of the *logits*), and dense attention

@@ -1,7 +1,7 @@
 """Re-ttention: cached softmax mass and residual over a static sparse pattern.
 
 Independent references: a float64 NumPy attention (dense and masked) and the softmax mass of the
-mask computed from NumPy probabilities; the spec's schedule; a Python loop against the jitted
+mask computed from NumPy probabilities; the test plan's schedule; a Python loop against the jitted
 ``lax.scan`` over modes. The error-vs-top-k claim is the ``rettention-vs-topk`` experiment (its
 quick run is checked here).
 """

@@ -1,7 +1,7 @@
 """ZipVL: adaptive important-token count, important-token prefill, packed KV quantisation and the
 mixed-precision cache.
 
-Independent references: the spec's Zipf counts (computed by hand from the rule), uniform causal
+Independent references: the test plan's Zipf counts (computed by hand from the rule), uniform causal
 rows whose normalised scores are constant, NumPy softmax and argsort, dense attention
 (:func:`bottleneck_jax.ops.attention`) for tau = 1, the rounding bound ``|x - x_hat| <= s / 2``,
 and a NumPy bit packer.

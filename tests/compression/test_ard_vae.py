@@ -1,5 +1,5 @@
 """Tests for bottleneck_jax/compression/_ard_vae.py: closed forms (Gaussian KL, the Gamma
-posterior mean, the Jacobian of a linear decoder) and the linear-Gaussian recovery of the spec."""
+posterior mean, the Jacobian of a linear decoder) and the linear-Gaussian recovery of the test plan."""
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +96,6 @@ def test_linear_gaussian_recovers_the_three_true_factors():
   mu, _ = model.encode(held[:100])
   s = np.sort(np.asarray(relevance_scores(model.decoder, mu, model.prior_var[...])))[::-1]
   assert relevant_axes(jnp.asarray(s)).count == 3, s
-  # the 4th axis has collapsed: below 1 % of the weakest true factor (the spec measured a
+  # the 4th axis has collapsed: below 1 % of the weakest true factor (the test plan measured a
   # >= 3000x gap with its NumPy trainer; this loop measured ~280x at 4000 steps)
   assert s[3] < 0.01 * s[2], s

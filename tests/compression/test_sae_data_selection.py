@@ -1,6 +1,6 @@
 """Tests for bottleneck_jax/compression/_sae_data_selection.py: properties of the generalised
 Jaccard similarity against set Jaccard and a naive loop, NumPy selection, and the synthetic
-superposition benchmark of the spec (§7.3) with an oracle SAE encoder."""
+superposition benchmark of the test plan (§7.3) with an oracle SAE encoder."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """The CBM base: losses, bottleneck modes, interventions, policies, curves and metrics, against
-NumPy / scikit-learn and closed forms; the intervention curve of spec §1 on G1-Koh data."""
+NumPy / scikit-learn and closed forms; the intervention curve of the test plan on G1-Koh data."""
 
 import jax
 import jax.numpy as jnp

@@ -29,7 +29,7 @@ def test_prior_loss_exact():
 def test_probes_match_balanced_sklearn_and_beat_the_confounder():
   """Probes trained on an unconfounded report corpus (10 % label noise) predict the concepts of
   confounded and reversed data equally well; a linear probe on the embeddings, trained on the
-  confounded set, drops out of domain (spec §7: probe ID 0.844 -> OOD 0.556)."""
+  confounded set, drops out of domain (the test plan: probe ID 0.844 -> OOD 0.556)."""
   rep = confounded_embeddings(3000, p=0.5, variant="knobo", seed=10)
   rng = np.random.default_rng(0)
   noisy = np.where(rng.random(rep.c.shape) < 0.1, 1 - rep.c, rep.c)

@@ -1,4 +1,4 @@
-"""Saliency maps and region scores against closed forms (spec §8 test 2, §10 test 1)."""
+"""Saliency maps and region scores against closed forms (the test plan, §10 test 1)."""
 
 import jax
 import jax.numpy as jnp

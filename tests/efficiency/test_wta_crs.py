@@ -83,7 +83,7 @@ def _naive_adaptive_c(p, k):
 
 
 @pytest.mark.parametrize("n,ratio,minimal_k,want", [
-    (1024, 0.3, 10, 307),   # the spec's Monte-Carlo setting
+    (1024, 0.3, 10, 307),   # the test plan's Monte-Carlo setting
     (64, 0.3, 10, 19),
     (20, 0.3, 10, 10),      # minimal_k wins
     (7, 0.3, 10, 7),        # capped at n

@@ -248,7 +248,7 @@ def test_wrong_types_and_missing_metrics_are_errors_not_misses():
     (dict(value=math.nan), "finite number"),
     (dict(value=math.inf), "finite number"),
     (dict(value=True), "boolean value needs op '==' or '!='"),
-    (dict(source=" "), "source must name the paper or the spec"),
+    (dict(source=" "), "source must name the paper or the test plan"),
     (dict(value=Ref("acc")), "compared with itself"),
     (dict(reads="beta"), "reads must be a tuple of config keys"),
     (dict(op="==", value=1.0, quick_value=True), "both be booleans"),

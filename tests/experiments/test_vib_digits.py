@@ -16,7 +16,7 @@ def test_registered_with_claims():
     assert exp.paper_id == "vib" and exp.claim and exp.setting == "proxy" and exp.departures
   assert registry.get("vib-digits").defaults["beta"] == 1e-3
   assert registry.get("vib-digits-sweep").defaults["betas"] == [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
-  # the spec's thresholds, as declared before measuring
+  # the test plan's thresholds, as declared before measuring
   sweep = {e.metric: e.value for e in registry.get("vib-digits-sweep").expectations}
   assert sweep["accuracy_at_max_beta"] == 0.3 and sweep["bits_at_max_beta"] == 0.5
 
@@ -56,7 +56,7 @@ def test_full_sweep_rate_falls_with_beta_and_collapses(tmp_path):
   bits = [r["test_bits"] for r in table]
   assert all(a > b for a, b in itertools.pairwise(bits)), bits
   assert bits[-1] < 0.5
-  # beta = 1: a fraction of a bit cannot carry 10 classes (the spec's < 0.3 is the declared
+  # beta = 1: a fraction of a bit cannot carry 10 classes (the test plan's < 0.3 is the declared
   # expectation; 0.35 was measured with this recipe, an honest miss)
   assert table[-1]["test_accuracy"] < 0.6
   assert table[1]["test_accuracy"] >= 0.93         # beta = 1e-3

@@ -1,7 +1,7 @@
 """Tests for bottleneck_jax/information/_adaptive_mi.py (Chelombiev et al. 2019: EBAB, aKDE).
 
 Independent references: a NumPy port of the reference code's ``set_up_bins(maxentropy=True)``
-followed by ``np.digitize`` and ``np.unique`` counts; the spec's value for an injective layer
+followed by ``np.digitize`` and ``np.unique`` counts; the test plan's value for an injective layer
 (4096 distinct values, 32 bins: 5.00 bits); invariance of EBAB to strictly increasing maps
 (which fixed-width binning lacks); scale invariance of aKDE. Units: bits where named.
 """

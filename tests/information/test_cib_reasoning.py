@@ -1,6 +1,6 @@
 """Tests for bottleneck_jax/information/_cib_reasoning.py (the conditional-IB reward).
 
-Independent references: a manual NumPy log-softmax gather; the spec's analytic bandit numbers
+Independent references: a manual NumPy log-softmax gather; the test plan's analytic bandit numbers
 (objective values, break-even betas, the closed-form KL optimum), computed by hand from the
 unigram prior; first-order optimality of ``pi*`` checked with ``jax.grad`` of the objective
 written out directly. Units: nats.

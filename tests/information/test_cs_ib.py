@@ -1,6 +1,6 @@
 """Tests for bottleneck_jax/information/_cs_ib.py (Cauchy-Schwarz divergence IB for regression).
 
-Independent references: the closed-form CS-QMI of a Gaussian pair (derived in the spec and
+Independent references: the closed-form CS-QMI of a Gaussian pair (derived in the test plan and
 checked there against a NumPy estimator: ``log det((A+B)/2) / sqrt(det A det B)`` with
 ``A = [[1+h, rho], [rho, 1+h]]``, ``B = (1+h) I``, ``h = sigma^2/2``); a NumPy port of the
 released ``loss_cs.py`` (``GaussianMatrix``, ``CS_Div``, ``CS_QMI`` in log2, including its 1-D

@@ -4,7 +4,7 @@ KDE bounds, CLUB, the Gaussian closed form).
 Independent references: closed forms (Gaussian entropies and MI, the 12-bit data set's 12 bits),
 naive NumPy/SciPy re-implementations (``scipy.spatial.cKDTree`` max-norm neighbours,
 ``np.unique(axis=0)`` counts, a double-loop CLUB, ``scipy.special.logsumexp`` KDE), numerical
-integration for the additive-uniform MI, and the spec's regression anchor for the KDE estimate
+integration for the additive-uniform MI, and the test plan's regression anchor for the KDE estimate
 on the 12-bit inputs (3.793 bits at var = 1). Units: nats unless a test says bits.
 """
 
@@ -152,7 +152,7 @@ def test_kde_mi_limits_on_the_12_bit_inputs(t12):
   assert float(to_bits(small.i_xt)) == pytest.approx(12.0, abs=1e-4)   # log2 4096
   assert float(to_bits(small.i_ty)) == pytest.approx(0.999157, abs=1e-4)
   wide = _kde_mi(x, y, var=1.0, block_size=1024)
-  assert float(to_bits(wide.i_xt)) == pytest.approx(3.793, abs=2e-3)   # spec §7 anchor
+  assert float(to_bits(wide.i_xt)) == pytest.approx(3.793, abs=2e-3)   # the test plan anchor
   const = _kde_mi(jnp.zeros_like(x), y, var=1.0, block_size=1024)
   assert float(const.i_xt) == pytest.approx(0.0, abs=1e-5)
   assert float(const.i_ty) == pytest.approx(0.0, abs=1e-5)
@@ -205,7 +205,7 @@ def test_additive_uniform_mi_equals_numerical_integration(eps):
 
 
 def test_ksg_on_additive_uniform_noise():
-  # spec §1.4 at N = 5000: 0.935 (truth 0.943) for eps = 0.25; here N = 2000, tolerance 0.05
+  # the test plan at N = 5000: 0.935 (truth 0.943) for eps = 0.25; here N = 2000, tolerance 0.05
   x, y, mi = additive_uniform(2000, epsilon=0.25, key=8)
   assert x.shape == (2000, 1) and float(jnp.max(jnp.abs(y - x))) <= 0.25
   assert float(ksg_mi(x, y, k=3)) == pytest.approx(mi, abs=0.05)

@@ -2,7 +2,7 @@
 
 Independent references: the closed-form MI of a linear-Gaussian encoder,
 ``I(X;Z) = 1/2 log det(I + W W^T / sigma^2)`` for ``x ~ N(0, I)``, ``z = W x + sigma eps``
-(1.3593 nats for the spec's ``W``); label-coding encoders whose ``I(X;Z|Y)`` and ``I(X;Z)`` are
+(1.3593 nats for the test plan's ``W``); label-coding encoders whose ``I(X;Z|Y)`` and ``I(X;Z)`` are
 known in the limit of small noise (0 and ``log C``); a double loop over ``scipy.stats.norm``
 log-densities; ``np.unique`` for the global-bin entropy; the fixed point of dual ascent on a
 quadratic. Units: nats.

@@ -78,7 +78,7 @@ def test_kl_1d_against_numerical_integration(m, s):
 
 
 def test_spec1_analytic_kl_vs_monte_carlo_rate():
-  # spec §2 CPU test 1: B=1000, K=8, std = softplus(N(0,1) - 5); spec's draw: 39.93 vs 39.94.
+  # the test plan: B=1000, K=8, std = softplus(N(0,1) - 5); spec's draw: 39.93 vs 39.94.
   rng = np.random.default_rng(0)
   mu = jnp.asarray(rng.normal(size=(1000, 8)), jnp.float32)
   sd = jnp.asarray(_np_softplus(rng.normal(size=(1000, 8)) - 5.0), jnp.float32)

@@ -67,7 +67,7 @@ def test_rms_norm_matches_flax_and_module():
 
 
 def test_rms_norm_grad_matches_numpy_closed_form():
-  """dx, dw of sum(c * y) against the spec's formula evaluated in float64 numpy."""
+  """dx, dw of sum(c * y) against the test plan's formula evaluated in float64 numpy."""
   c = RNG.standard_normal(X.shape).astype(np.float32)
   eps = 1e-6
   x = X.astype(np.float64)

@@ -1,6 +1,6 @@
 """Tests for bottleneck_jax/ops/_sparse_autoencoder (the SAE maths of the compression family
 and of DN-CBM): the SAELens gradient formulas of JumpReLU on a
-hand-made vector, TopK against a NumPy sort, and the recovery of a known dictionary (spec §6.3)."""
+hand-made vector, TopK against a NumPy sort, and the recovery of a known dictionary (the test plan)."""
 
 import jax
 import jax.numpy as jnp

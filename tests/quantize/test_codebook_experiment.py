@@ -1,4 +1,4 @@
-"""The codebook-digits experiment: registered with the spec's thresholds; a quick run (slow)
+"""The codebook-digits experiment: registered with the test plan's thresholds; a quick run (slow)
 keeps the accuracy, uses few codes and is steered by forced codes."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The dkvb-incremental experiment: registered with the spec's thresholds; a quick run keeps
+"""The dkvb-incremental experiment: registered with the test plan's thresholds; a quick run keeps
 the old classes with DKVB and forgets them with the MLP (slow: the full run)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""FSQ against independent references: the paper's formulas in float64 NumPy loops, the spec's
+"""FSQ against independent references: the paper's formulas in float64 NumPy loops, the test plan's
 golden vectors, an exhaustive index round trip over the 1000 codes of [8, 5, 5, 5]."""
 
 import itertools

@@ -1,5 +1,5 @@
-"""The FSQ / VQ digits and SkinTokens experiments: registered with the spec's thresholds; the
-synthetic skinning generator has the spec's sparsity; quick runs (slow) learn."""
+"""The FSQ / VQ digits and SkinTokens experiments: registered with the test plan's thresholds; the
+synthetic skinning generator has the test plan's sparsity; quick runs (slow) learn."""
 
 import numpy as np
 import pytest

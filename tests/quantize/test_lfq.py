@@ -1,5 +1,5 @@
 """LFQ against brute force: the entropy terms by enumerating every code (NumPy for the values,
-a softmax over the 2^d codes in JAX for the gradient), the spec's index vectors, the STE."""
+a softmax over the 2^d codes in JAX for the gradient), the test plan's index vectors, the STE."""
 
 import itertools
 

@@ -38,7 +38,7 @@ _NT = (((1,), (1,)), ((), ()))
 
 # Defaults for the Triton lowering: the fastest of an 11-point sweep on an H200 at N=8192,
 # d=2048, V=128256, bf16 (`scripts/bench_efficiency.py --sweep`, see BENCHMARKS.md): 8.1 ms,
-# 530 TFLOP/s, vs 9.9 ms for the spec's (64, 128, 64, 4 warps) starting point.
+# 530 TFLOP/s, vs 9.9 ms for the test plan's (64, 128, 64, 4 warps) starting point.
 GPU_CONFIG = {"block_n": 128, "block_v": 256, "block_d": 64, "num_warps": 8, "num_stages": 3}
 # Interpret mode on CPU: every grid step is a Python-free but sequential loop; bigger blocks
 # mean fewer steps.
