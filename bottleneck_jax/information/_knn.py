@@ -79,14 +79,18 @@ def ksg_counts(x2, y2, k: int, block_size: int | None = None):
   x2, y2 = replicate(x2), replicate(y2)
   n = x2.shape[0]
   b = _resolve(n, jnp.dtype(x2.dtype).itemsize, block_size)
+  # Summing 1.0s in float32 is exact below 2^24 and about twice as fast on CPU as an int32 sum of
+  # booleans (measured); the counts are converted back to int32.
+  acc = jnp.float32 if n < 2**24 else jnp.int32
+
+  def count(mask):
+    return jnp.sum(jnp.where(mask, jnp.ones((), acc), jnp.zeros((), acc))).astype(jnp.int32)
 
   def one(args):
     i, rx, ry = args
     dx = _chebyshev_to_all(rx, x2)
     dy = _chebyshev_to_all(ry, y2)
     eps, other = _kth_smallest_other(jnp.maximum(dx, dy), i, k)
-    nx = jnp.sum((dx < eps) & other, dtype=jnp.int32)
-    ny = jnp.sum((dy < eps) & other, dtype=jnp.int32)
-    return nx, ny
+    return count((dx < eps) & other), count((dy < eps) & other)
 
   return lax.map(one, (jnp.arange(n, dtype=jnp.int32), x2, y2), batch_size=b)
