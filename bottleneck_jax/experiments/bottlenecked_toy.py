@@ -143,7 +143,7 @@ register(Experiment(
                     source="the project's test plan: the loss must decrease"),
         Expectation("mse_processor_trained", "<=", Ref("mse_frozen_backbone", offset=0.02),
                     reads=("steps", "lr"),
-                    source="spec 5.3 test 6: no regression vs the backbone without the "
+                    source="the test plan: no regression vs the backbone without the "
                            "processor (<= +0.02)"),
     ),
     run=run,

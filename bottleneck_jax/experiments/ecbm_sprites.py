@@ -28,9 +28,9 @@ accuracy of the odd concepts after intervening on the even ones minus before; th
 ``reference_compat=True`` (the reference's hard global energy) and with the concept energy kept
 during re-optimisation (weights ``(0, 1, 3)``, a diagnostic) for contrast.
 
-Expectations (fixed before the first run): full-intervention class accuracy >= 0.95 (spec
-concepts.md §5 test 3), odd-partner gain >= 0.03 (§5 test 4), and a non-decreasing intervention
-curve within 0.01 (the tolerance of §1 test 2).
+Expectations (fixed before the first run, from the project's test plan): full-intervention class
+accuracy >= 0.95, odd-partner gain >= 0.03, and a non-decreasing intervention curve within 0.01
+(the tolerance used for the classic CBM's intervention curve).
 """
 
 from __future__ import annotations

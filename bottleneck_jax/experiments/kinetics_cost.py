@@ -106,13 +106,13 @@ register(Experiment(
                     source="the project's test plan golden values (4 significant "
                            "digits)"),
         Expectation("memory_to_compute_0.6B", ">=", 100.0, reads=("l_in", "l_gen"),
-                    source="paper: KV memory dominates small-model test-time cost; spec 2.4 "
+                    source="paper: KV memory dominates small-model test-time cost; the test plan "
                            "ratio about 201"),
         Expectation("memory_dominance_drop", ">=", 5.0, reads=("l_in", "l_gen"),
-                    source="spec 2.4: ratio about 201 for 0.6B and about 24 for 32B"),
+                    source="the test plan: ratio about 201 for 0.6B and about 24 for 32B"),
         Expectation("block_topk_saving_0.6B", ">=", 3.0,
                     reads=("l_in", "l_gen", "local", "block_size", "topk_blocks"),
-                    source="spec 2.4 golden totals: 3.508e4 dense vs 9562 block top-k"),
+                    source="the test plan's golden totals: 3.508e4 dense vs 9562 block top-k"),
     ),
     run=run,
     defaults={"l_in": 128, "l_gen": 32768, "local": 128, "block_size": 16, "topk_blocks": 256},

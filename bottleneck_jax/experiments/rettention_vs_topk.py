@@ -121,7 +121,7 @@ register(Experiment(
                     source="the project's test plan: err_rett <= 0.25 err_topk for "
                            "delta <= 0.1 (prototype: 0.034 vs 0.745 at delta = 0.05)"),
         Expectation("err_rettention_no_drift", "<", 1e-5,
-                    source="spec 3.4: the same-step sparse output equals dense"),
+                    source="the test plan: the same-step sparse output equals dense"),
     ),
     run=run,
     defaults={"seq_len": 1024, "head_dim": 64, "heads": 2, "keep_ratio": 0.03125,
