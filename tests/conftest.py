@@ -8,7 +8,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu") if os.environ.get("CI") else None
 # Not --xla_backend_optimization_level=0, although it saves ~15 % of the suite's CPU time: at that
 # level a run resumed from a checkpoint is no longer bit-identical to the uninterrupted one
 # (tests/train/test_faults.py::test_sigkill_during_an_async_save_resumes_exactly, ~1e-7 apart).
-os.environ.setdefault("XLA_FLAGS", "")
+# XLA:CPU's older fusion emitters compile the suite's tiny programs with less CPU time (a
+# tests/quantize sample: see the commit); the resume above stays bit-identical under them.
+# Appended, so a user's own XLA_FLAGS still apply.
+_FLAG = "--xla_cpu_use_fusion_emitters=false"
+if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
