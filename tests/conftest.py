@@ -10,9 +10,20 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu") if os.environ.get("CI") else None
 # (tests/train/test_faults.py::test_sigkill_during_an_async_save_resumes_exactly, ~1e-7 apart).
 # XLA:CPU's older fusion emitters compile the suite's tiny programs with less CPU time (a
 # tests/quantize sample: see the commit); the resume above stays bit-identical under them.
-# Appended, so a user's own XLA_FLAGS still apply.
+# Appended, so a user's own XLA_FLAGS still apply. Only on the jaxlib line it was measured on:
+# XLA aborts on a flag it does not know, so a newer jaxlib runs without it until re-measured.
 _FLAG = "--xla_cpu_use_fusion_emitters=false"
-if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+
+
+def _jaxlib_line():
+  from importlib.metadata import PackageNotFoundError, version
+  try:
+    return tuple(int(p) for p in version("jaxlib").split(".")[:2])
+  except (PackageNotFoundError, ValueError):
+    return None
+
+
+if _jaxlib_line() == (0, 10) and _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 import jax  # noqa: E402
