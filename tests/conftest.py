@@ -42,10 +42,33 @@ except Exception:  # noqa: BLE001 - the cache is an optimisation only
   pass
 
 
+@pytest.hookimpl(tryfirst=True)   # before -m deselects the slow items
 def pytest_collection_modifyitems(config, items):
+  """Skips accelerator-only tests off their backend; the examples of NNX module classes run
+  with ``-m slow`` (suite time: each builds and compiles a model; the modules' behaviour is
+  tested in tests/)."""
   backend = jax.default_backend()
   for item in items:
+    if _is_module_example(item):
+      item.add_marker(pytest.mark.slow)
     if "gpu" in item.keywords and backend != "gpu":
       item.add_marker(pytest.mark.skip(reason="needs a GPU"))
     if "tpu" in item.keywords and backend != "tpu":
       item.add_marker(pytest.mark.skip(reason="needs a TPU"))
+
+
+def _is_module_example(item) -> bool:
+  """A doctest of an NNX module class: it builds and compiles a model."""
+  import importlib
+  import inspect
+
+  from flax import nnx
+  if type(item).__name__ != "DoctestItem":
+    return False
+  mod_name, _, attr = item.name.rpartition(".")
+  try:
+    obj = getattr(importlib.import_module(mod_name), attr)
+  except Exception:  # noqa: BLE001 - not resolvable: the example stays in the default run
+    return False
+  return inspect.isclass(obj) and issubclass(obj, nnx.Module)
+

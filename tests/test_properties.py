@@ -319,7 +319,7 @@ def test_every_builder_is_valid():
 
 
 @pytest.mark.parametrize("case", list(_params()))
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+@settings(max_examples=3, deadline=None, derandomize=True, database=None,
           phases=(Phase.explicit, Phase.generate),
           suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large))
 @given(data=st.data())

@@ -22,6 +22,7 @@ def test_registered():
   assert max(exp.defaults["tokens"]) == 8192
 
 
+@pytest.mark.slow
 def test_quick_run(quick):
   work, s = quick
   r = s["results"]

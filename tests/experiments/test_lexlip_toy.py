@@ -56,6 +56,7 @@ def test_patches_are_4x4_blocks():
   np.testing.assert_array_equal(p[0, 2], grid[4:, :4].ravel())
 
 
+@pytest.mark.slow
 def test_quick_run(tmp_path):
   exp = get("lexlip-toy")
   assert exp.paper_id == "lexlip" and exp.metric == "t2i_recall_at_1"

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from bottleneck_jax.experiments import get, run_experiment
 from bottleneck_jax.experiments.splade_toy import make_corpus, mrr_at_k
@@ -23,6 +24,7 @@ def test_corpus_ground_truth():
     assert set(q[:3]) <= set(data["docs"][d])  # the query's words come from its document
 
 
+@pytest.mark.slow
 def test_splade_toy_quick(tmp_path):
   exp = get("splade-toy")
   assert exp.paper_id == "sparton" and exp.setting == "proxy" and exp.departures

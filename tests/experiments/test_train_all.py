@@ -95,7 +95,7 @@ def _train_py(name: str, workdir: Path, steps: int) -> None:
 
 # The default run checks one experiment per kind of training loop (classifier, retrieval head,
 # concept model, quantiser); the others run with ``-m slow`` (the suite's time budget).
-CORE = ("vib-digits",)   # the README's main job; the other rows run under -m slow (suite time)
+CORE: tuple[str, ...] = ()   # every row under -m slow (suite time); the main job is tests/experiments/test_vib_digits.py
 
 
 @pytest.mark.parametrize("name", [n if n in CORE else pytest.param(n, marks=pytest.mark.slow)
