@@ -44,12 +44,12 @@ except Exception:  # noqa: BLE001 - the cache is an optimisation only
 
 @pytest.hookimpl(tryfirst=True)   # before -m deselects the slow items
 def pytest_collection_modifyitems(config, items):
-  """Skips accelerator-only tests off their backend; the examples of NNX module classes run
-  with ``-m slow`` (suite time: each builds and compiles a model; the modules' behaviour is
-  tested in tests/)."""
+  """Skips accelerator-only tests off their backend. The docstring examples run with
+  ``-m slow`` (suite time: ~420 examples, each compiling its own programs; the behaviour they
+  show is tested in tests/), the examples of NNX module classes included."""
   backend = jax.default_backend()
   for item in items:
-    if _is_module_example(item):
+    if type(item).__name__ == "DoctestItem" or _is_module_example(item):
       item.add_marker(pytest.mark.slow)
     if "gpu" in item.keywords and backend != "gpu":
       item.add_marker(pytest.mark.skip(reason="needs a GPU"))
