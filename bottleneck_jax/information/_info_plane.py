@@ -28,6 +28,13 @@ Implemented here:
 
 All quantities in **nats** (:func:`~bottleneck_jax.information.to_bits` gives the paper's bits).
 
+Implementation: the binned rows of a layer are packed into 32-bit integer digits
+(``bit_length(num_edges)`` bits per unit) and put in ``(T, Y)`` order by one single-key sort per
+digit (least significant first, the row position in the low bits keeping ties in the previous
+order); ``H(T)`` and ``H(T, Y)`` are the run lengths of that one order. The numbers are those of
+lexicographic sorts of the code rows, bit for bit, at a fraction of XLA:CPU's cost for sorts with
+several keys.
+
 Departures from the paper / reference code:
 - Binning is one estimator among several: :func:`information_plane` takes any callable
   ``(t, labels) -> (I(X;T), I(T;Y))``, e.g. :func:`binned_estimator`, the adaptive estimators of
@@ -52,7 +59,11 @@ from jaxtyping import Array, Float, Int
 
 from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.units import LN2
-from bottleneck_jax.information._entropy_estimators import _as_code_matrix, _row_entropy
+from bottleneck_jax.information._entropy_estimators import (
+    _as_code_matrix,
+    _plogp_counts,
+    _row_entropy,
+)
 
 
 class InformationPoint(NamedTuple):
@@ -87,8 +98,11 @@ def _check_binning(fn: str, num_edges, lo, hi) -> None:
 
 
 def _bin_codes(t, num_edges, lo, hi):
+  # "compare_all" (one comparison per edge) gives the binary search's codes (both use the sort
+  # order's comparator: NaN above every edge) at about a ninth of its CPU time for 30 edges.
   edges = jnp.linspace(float(lo), float(hi), int(num_edges), dtype=jnp.float32)
-  return jnp.searchsorted(edges, jnp.asarray(t, jnp.float32), side="right").astype(jnp.int32)
+  return jnp.searchsorted(edges, jnp.asarray(t, jnp.float32), side="right",
+                          method="compare_all").astype(jnp.int32)
 
 
 def uniform_bin_codes(t: Float[Array, "*batch"], *, num_edges: int = 30, lo: float = -1.0,
@@ -118,21 +132,88 @@ def uniform_bin_codes(t: Float[Array, "*batch"], *, num_edges: int = 30, lo: flo
   return _bin_codes(t, num_edges, lo, hi)
 
 
-def _codes_mi(fn: str, codes, labels, x_codes) -> InformationPoint:
+def _run_entropy(new):
+  """Plug-in entropy (nats) of a sorted sequence given its run starts ``new`` (``[n]`` bool,
+  ``new[0]`` true): the counts and their summation order of ``_row_entropy``."""
+  n = new.shape[0]
+  w = jnp.ones((n,), jnp.float32)
+  seg = jnp.cumsum(new.astype(jnp.int32)) - 1
+  counts = jax.ops.segment_sum(w, seg, num_segments=n)
+  return -jnp.sum(_plogp_counts(counts, jnp.sum(w)))
+
+
+def _packed_entropies(codes, code_bits: int, aux):
+  """``(H(T), H(T, A))`` in nats for the rows of ``codes`` (``T``, ``[n, d]``, values in
+  ``[0, 2**code_bits)``) paired with the integer rows ``aux`` (``A``, ``[n, da]``, any range).
+
+  Each row of ``codes`` is a ``d * code_bits``-bit integer (column 0 most significant), cut into
+  digits of ``32 - ceil(log2 n)`` bits. Starting from the order of ``aux`` (a stable lexsort),
+  one least-significant-digit-first pass per digit sorts ``digit << idx_bits | position`` as a
+  single ``uint32`` operand (XLA:CPU sorts one integer operand several times faster than keys
+  with payloads) and composes the permutation; ties keep the previous order, so the result is
+  ordered by ``(T, A)``: runs of ``T`` give ``H(T)``, runs of ``(T, A)`` give ``H(T, A)``. The
+  runs come in the order of a lexsort of ``[codes, aux]``, so the sums are ``_row_entropy``'s.
+  """
+  n, d = codes.shape
+  idx_bits = max(1, (n - 1).bit_length())
+  width = 32 - idx_bits
+  if width < 1:
+    raise ValueError(f"_packed_entropies: {n} rows do not fit a 32-bit sort index")
+  digit_mask = jnp.uint32((1 << width) - 1)
+  idx_mask = jnp.uint32((1 << idx_bits) - 1)
+  cu = codes.astype(jnp.uint32)
+  digits = []  # least significant first
+  for low in range(0, d * code_bits, width):
+    digit = jnp.zeros((n,), jnp.uint32)
+    for j in range(d):
+      pos = (d - 1 - j) * code_bits  # the lowest bit of column j in the row's integer
+      if pos >= low + width or pos + code_bits <= low:
+        continue
+      digit = digit | (cu[:, j] << (pos - low) if pos >= low else cu[:, j] >> (low - pos))
+    digits.append(digit & digit_mask)
+  order = jnp.lexsort(tuple(aux[:, j] for j in range(aux.shape[1] - 1, -1, -1)))
+  order = order.astype(jnp.int32)
+  iota = jnp.arange(n, dtype=jnp.uint32)
+  for digit in digits:
+    ranked = jax.lax.sort((digit[order] << idx_bits) | iota)
+    order = order[(ranked & idx_mask).astype(jnp.int32)]
+  a_sorted = aux[order]
+  # the last (most significant) digit in sorted order is the sorted key's high part
+  sorted_digits = [digit[order] for digit in digits[:-1]] + [ranked >> idx_bits]
+  new_t = jnp.zeros((n - 1,), bool)
+  for s in sorted_digits:
+    new_t = new_t | (s[1:] != s[:-1])
+  new_a = jnp.any(a_sorted[1:] != a_sorted[:-1], axis=1)
+  first = jnp.ones((1,), bool)
+  h_t = _run_entropy(jnp.concatenate([first, new_t]))
+  h_ta = _run_entropy(jnp.concatenate([first, new_t | new_a]))
+  return h_t, h_ta
+
+
+def _codes_mi(fn: str, codes, labels, x_codes, code_bits: int | None = None) -> InformationPoint:
+  """``(I(X;T), I(T;Y))`` from integer codes; ``code_bits`` (static) says every code lies in
+  ``[0, 2**code_bits)`` and selects the packed single-key sorts, otherwise lexsorts of rows."""
   n = codes.shape[0]
   w = jnp.ones((n,), jnp.float32)
   lab = labels.reshape(n, 1).astype(jnp.int32)
-  h_t = _row_entropy(codes, w)
-  i_ty = h_t + _row_entropy(lab, w) - _row_entropy(jnp.concatenate([codes, lab], 1), w)
-  if x_codes is None:
-    i_xt = h_t
-  else:
+  if x_codes is not None:
     xc = _as_code_matrix(fn, "x_codes", x_codes).astype(jnp.int32)
     if xc.shape[0] != n:
       raise ValueError(f"{fn}: x_codes must have {n} rows (one per sample), got "
                        f"{V.describe(x_codes)}")
+  if code_bits is None:
+    h_t = _row_entropy(codes, w)
+    i_ty = h_t + _row_entropy(lab, w) - _row_entropy(jnp.concatenate([codes, lab], 1), w)
+    if x_codes is None:
+      return InformationPoint(h_t, i_ty)
     i_xt = h_t + _row_entropy(xc, w) - _row_entropy(jnp.concatenate([codes, xc], 1), w)
-  return InformationPoint(i_xt, i_ty)
+    return InformationPoint(i_xt, i_ty)
+  h_t, h_ty = _packed_entropies(codes, code_bits, lab)
+  i_ty = h_t + _row_entropy(lab, w) - h_ty
+  if x_codes is None:
+    return InformationPoint(h_t, i_ty)
+  _, h_tx = _packed_entropies(codes, code_bits, xc)
+  return InformationPoint(h_t + _row_entropy(xc, w) - h_tx, i_ty)
 
 
 def binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *,
@@ -168,7 +249,8 @@ def binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *,
   _check_labels(fn, labels, t.shape[0])
   _check_binning(fn, num_edges, lo, hi)
   codes = _bin_codes(t, num_edges, lo, hi)
-  return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, x_codes)
+  return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, x_codes,
+                   code_bits=int(num_edges).bit_length())
 
 
 def binned_estimator(*, num_edges: int = 30, lo: float = -1.0, hi: float = 1.0

@@ -25,6 +25,7 @@ from bottleneck_jax.information import (
     to_bits,
     uniform_bin_codes,
 )
+from bottleneck_jax.information._info_plane import _codes_mi
 
 LN2 = math.log(2.0)
 H_Y = 0.999157
@@ -88,6 +89,35 @@ def test_information_plane_vmaps_over_checkpoints_and_equals_the_loop():
     np.testing.assert_allclose(batched[c], one, atol=1e-6)
     ref = [_np_idnns(np.asarray(t[c]), np.asarray(y), np.linspace(-1, 1, 10)) for t in layers]
     np.testing.assert_allclose(np.asarray(one) / LN2, ref, atol=1e-4)
+
+
+def test_packed_sort_path_with_straddling_digits_many_labels_and_input_codes():
+  # 100 edges -> 7-bit codes; 1000 rows -> 22-bit sort digits, so codes straddle digits (7
+  # columns = 49 bits = 3 passes); repeated rows, non-finite values, 5 shuffled label classes.
+  r = np.random.default_rng(4)
+  n, edges = 1000, np.linspace(-1, 1, 100).astype(np.float32)
+  t = (r.integers(-3, 4, (n, 7)) / 2.9).astype(np.float32)
+  t[:5, 0], t[5:10, 6] = np.nan, [np.inf, -np.inf, 1.0, -1.0, 0.99]
+  y = r.permutation(np.arange(n) % 5).astype(np.int32)
+  xc = (np.arange(n) // 2).astype(np.int32)[:, None]  # inputs repeat in pairs
+  ixt, ity = _np_idnns(t, y, edges)
+  codes = np.digitize(t, edges)
+  def h(rows):
+    _, counts = np.unique(rows, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+  ixt_x = h(codes) + h(xc) - h(np.concatenate([codes, xc], 1))
+  @jax.jit
+  def both(t, y, xc):
+    codes = uniform_bin_codes(t, num_edges=100)
+    # the packed single-key sorts against the lexsort path (no code range given)
+    return codes, binned_mi(t, y, x_codes=xc, num_edges=100), _codes_mi("t", codes, y, xc)
+  got_codes, got, lexsorted = both(jnp.asarray(t), jnp.asarray(y), jnp.asarray(xc))
+  np.testing.assert_array_equal(got_codes, codes)
+  assert float(to_bits(got.i_ty)) == pytest.approx(ity, abs=1e-4)
+  assert float(to_bits(got.i_xt)) == pytest.approx(ixt_x, abs=1e-4)
+  assert ixt_x < ixt - 0.1  # H(T|X) > 0 here, so the input codes matter
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(lexsorted))  # bit for bit
 
 
 def test_layerwise_mlp_returns_hidden_layers_with_fan_in_init():
