@@ -516,4 +516,25 @@ def test_fused_gradient_temp_memory_far_below_materialised_logits():
   plain = temp(lambda x, w, y: jnp.mean(
       optax.softmax_cross_entropy_with_integer_labels(x @ w.T, y)))
   assert plain >= 2 * n * v * 4 * 0.9          # optax keeps ~2 logit-sized buffers
-  assert ours * 6 <= plain, (ours, plain)     # ~2 row blocks of 256 x V f32 here
+  assert ours * 6 <= plain, (ours, plain)     # one 512 x V f32 logit block + chunks here
+
+
+@pytest.mark.kernel
+def test_fused_gradient_sweep_with_row_and_vocabulary_tails(monkeypatch):
+  """Small row blocks and vocabulary chunks, neither dividing its axis (37 = 4 x 8 + 5 rows,
+  300 = 4 x 64 + 44 words): every loop path of the sweep (full blocks in a fori_loop, static
+  tails) against autodiff of the materialised logits, with every option on."""
+  import bottleneck_jax.ops._linear_cross_entropy as lce_mod
+  sizes = lce_mod._block_sizes
+  monkeypatch.setattr(lce_mod, "_block_sizes",
+                      lambda *a: sizes(*a)._replace(rows=8, dw_chunk=64))
+
+  def f(x, w, b, *, implementation):
+    return linear_cross_entropy(x, w, Y, bias=b, label_smoothing=0.1, z_loss=1e-3,
+                                softcap=5.0, implementation=implementation)
+  testing.assert_implementations_agree(f, (X, W, B), implementations=("xla",),
+                                       rtol=2e-5, atol=2e-5, grad_rtol=1e-4, grad_atol=1e-6)
+  g = lambda x, w, *, implementation: linear_cross_entropy(x, w, Y,
+                                                           implementation=implementation)
+  testing.assert_implementations_agree(g, (X, W), implementations=("xla",),
+                                       rtol=2e-5, atol=2e-5, grad_rtol=1e-4, grad_atol=1e-6)

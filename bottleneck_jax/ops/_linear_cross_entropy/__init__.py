@@ -35,12 +35,12 @@ left out of the ``mean`` denominator. For ``mean``/``sum`` losses (the usual tra
 does not differentiate the statistics: the loss is a scalar at the end of the graph, so its
 gradient is known up to the incoming scalar cotangent. A second ``custom_vjp`` at the loss level
 runs, when differentiated, ONE sweep over row blocks (Liger-kernel style): per block of ``bn``
-rows the complete ``[bn, V]`` f32 logit block (matmul 1), its exact log-sum-exp, ``p`` and
-``G = coef_n (dloss_n/dz)``, ``dx_b = G W`` (matmul 2) and ``dW += G^T x_b`` (matmul 3, in
-vocabulary chunks so no ``[V, d]`` temporary sits next to the accumulator); the backward only
-scales ``dx, dW, db`` by the cotangent. Three matmul passes (6NdV, like autodiff of the
-materialised logits) and one ``[bn, V]`` block alive instead of ``[N, V]``; ``bn`` comes from
-``_block_sizes`` (64 MiB of f32 logits, 16..256 rows). Value-only calls keep the streaming
+rows the complete ``[bn, V]`` f32 logit block (matmul 1) and its exact log-sum-exp; then one
+loop over vocabulary chunks ``j`` forms ``G_j = coef_n (dloss_n/dz)`` on ``[bn, vc]`` and
+applies it at once: ``dx_b += G_j W_j`` (matmul 2) and ``dW_j += G_j^T x_b`` (matmul 3). The
+backward only scales ``dx, dW, db`` by the cotangent. Three matmul passes (6NdV, like autodiff
+of the materialised logits), and the logit block is the only ``[bn, V]`` array alive (instead of
+``[N, V]``); ``bn`` comes from ``_block_sizes`` (128 MiB of f32 logits, 16..512 rows). Value-only calls keep the streaming
 forward (one matmul pass). ``reduction="none"`` (per-row cotangents: dW cannot be pre-scaled)
 and inputs on a mesh (rows may be sharded) use the statistics VJP.
 
@@ -140,17 +140,18 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
 
   * ``vocab`` (statistics sweep, value-only path): 2048 columns, measured (CPU) as the knee of
     time vs temp memory; ``N x 2048`` f32 blocks.
-  * ``rows`` (loss + gradient sweep): the largest power of two (16..256) whose f32 logit block
-    ``rows x V`` fits 64 MiB. Measured on the shared 2-core CPU (fwd+bwd, interleaved rounds,
-    ratio to optax on materialised logits, wall / CPU time), V=32000, d=1024, N=2048: 128 rows
-    1.26x / 1.20x; 256 rows 1.03x / 1.00x and 1.08x / 1.04x (two runs); 512 rows 0.92x / 0.91x
-    and 1.08x / 1.06x (two runs): 256 and 512 are within the run-to-run noise, 256 holds half
-    the memory. At V=128256 the budget gives 128 rows: temp memory at N=8192, d=2048 is
-    127 MiB (256 rows: 254 MiB; optax: 7.8 GiB). Larger blocks amortise the per-block
-    read-modify-write of the ``[V, d]`` f32 dW accumulator and lengthen the dW matmul's
-    contraction.
-  * ``dw_chunk``: dW is accumulated in chunks of about 16 MiB (``chunk x d`` f32), so no
-    ``[V, d]`` temporary appears next to the accumulator.
+  * ``rows`` (loss + gradient sweep): the largest power of two (16..512) whose f32 logit block
+    ``rows x V`` fits 128 MiB — the only block-sized array of the sweep (the gradient tile is
+    formed chunk by chunk). At V=128256 that is 256 rows: temp memory at N=8192, d=2048 is
+    142 MiB (optax: 7.83 GiB). Larger blocks amortise the per-block read-modify-write of the
+    ``[V, d]`` f32 dW accumulator and the two reads of ``W``, which is what the time depends on:
+    on the shared 2-core CPU (fwd+bwd, interleaved rounds, CPU-time ratio to optax on
+    materialised logits, N=512, d=2048, V=128256) 128 rows with a whole ``[rows, V]`` gradient
+    tile 1.11x, 256 rows with the chunked tile 1.04x. At V=32000, d=1024 the cap gives 512.
+  * ``dw_chunk``: the vocabulary chunk of the gradient loop (``dx_b += G_j W_j``,
+    ``dW_j += G_j^T x_b``): about 4 MiB of ``dW`` per chunk (512 words at d=2048; 1024 at
+    d=1024); the chunk's dot output and the slice it is added to are the sweep's other
+    temporaries (16 MiB chunks cost 34 MiB more at N=8192 and were not faster).
 
   * ``pallas``: the Pallas kernel's tiles: ``pallas.GPU_CONFIG`` (the fastest of an 11-point
     sweep on an H200, bf16, N=8192, d=2048, V=128256) under the Triton lowering,
@@ -162,9 +163,9 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   del dtype
   interpret = pallas_interpret(platform)
   tiles = dict(_lce_pallas.INTERPRET_CONFIG if interpret else _lce_pallas.GPU_CONFIG)
-  rows = max(16, min(256, _pow2_floor((64 << 20) // (4 * max(v, 1)))))
+  rows = max(16, min(512, _pow2_floor((128 << 20) // (4 * max(v, 1)))))
   rows = min(rows, max(n, 1))
-  dw_chunk = max(256, min(8192, _pow2_floor((16 << 20) // (4 * max(d, 1)))))
+  dw_chunk = max(128, min(8192, _pow2_floor((4 << 20) // (4 * max(d, 1)))))
   return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v),
                     pallas=tiles)
 

@@ -160,21 +160,24 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
                      need_dx=True, need_dw=True):
   """One sweep over row blocks: statistics AND the gradients of ``sum_n coef_n loss_n``.
 
-  For each block of ``bn`` rows the whole ``[bn, V]`` f32 logit block is computed once (matmul
-  1), its exact log-sum-exp, ``p = softmax(z)`` and the gradient tile
+  For each block of ``bn`` rows the whole ``[bn, V]`` f32 logit block ``Z`` is computed once
+  (matmul 1) and its exact log-sum-exp taken (max, then a sum of exponentials over vocabulary
+  chunks). Then one loop over vocabulary chunks ``j`` of ``vc`` words forms the gradient tile
 
-      G = coef_n [(1 + 2 lambda lse_n) p - (1 - alpha) onehot(y_n) - alpha / V] (1 - (z / c)^2),
+      G_j = coef_n [(1 + 2 lambda lse_n) p - (1 - alpha) onehot(y_n) - alpha / V] (1 - (z / c)^2)
 
-  then ``dx_b = G W`` (matmul 2) and ``dW += G^T x_b`` (matmul 3, applied in vocabulary chunks
-  of ``vc`` rows so no ``[V, d]`` temporary is created next to the accumulator). Three matmul
-  passes, like autodiff of the materialised logits, but the largest temporary is one logit
-  block (plus ``dx``). Rows with ``coef_n == 0`` (ignored rows) are selected out of ``G`` and of
-  the ``x`` rows entering ``dW``, so a NaN there cannot leak into the weight gradient.
+  from ``Z[:, j]`` and applies it at once: ``dx_b += G_j W_j`` (matmul 2) and
+  ``dW_j += G_j^T x_b`` (matmul 3). Three matmul passes, like autodiff of the materialised
+  logits, and the only ``[bn, V]`` array alive is ``Z`` itself (``G`` is never materialised
+  whole; the chunk temporaries are ``[bn, vc]``). Rows with ``coef_n == 0`` (ignored rows)
+  are selected out of ``G`` and of the ``x`` rows entering ``dW``, so a NaN there cannot leak
+  into the weight gradient.
 
   Args:
     x: ``[N, d]``; w: ``[V, d]``; labels: int32 ``[N]`` in ``[0, V)``; bias: ``[V]`` or None.
     coef: f32 ``[N]``, the weight of each row's loss in the reduced loss (0 = ignored; NaN
       poisons that row's gradient, used for out-of-range labels).
+    bn, vc: the row block and the vocabulary chunk.
     need_dx, need_dw: skip the ``dx`` (matmul 2) or ``dW`` (matmul 3) pass, e.g. for a frozen
       LM head (LoRA fine-tuning); the skipped gradient is returned as None.
 
@@ -192,6 +195,7 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
   active = coef != 0
   a_s = float(label_smoothing)
   w_c = w.astype(x.dtype)
+  zero_x = jnp.zeros((), x.dtype)
 
   def block(carry, start, rows):
     dx, dw, db, lse_all, t_all, zs_all = carry
@@ -201,30 +205,44 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     ab = _slice(active, start, rows)[:, None]
     z = block_logits(xb, w, bias, softcap)
     m = _finite_or_zero(jnp.max(z, axis=1, keepdims=True))
-    e = jnp.exp(z - m)
-    s = jnp.sum(e, axis=1, keepdims=True)
-    lse = m + jnp.log(s)
-    col = lax.broadcasted_iota(jnp.int32, (1, v), 1)
-    hit = col == yb
     t = jnp.take_along_axis(z, yb, axis=1)[:, 0]      # a gather, not a pass over the block
     # The row sum is only needed by label smoothing (value and gradient alike).
     zs = jnp.sum(z, axis=1) if a_s else jnp.zeros_like(t)
+    # sum_v exp(z - m) over vocabulary chunks: never an [rows, V] array of exponentials next
+    # to z (a whole-block exp would be a second block-sized buffer).
+    s = _loop_chunks(v, vc, lambda acc, j0, wd: acc + jnp.sum(
+        jnp.exp(_cols(z, j0, wd) - m), axis=1, keepdims=True), jnp.zeros_like(m))
+    lse = m + jnp.log(s)
     scale = cb * (1.0 + 2.0 * z_loss * lse) if z_loss else cb
-    g = e * (scale / s) - jnp.where(hit, cb * (1.0 - a_s), 0.0)
-    if a_s:
-      g = g - cb * (a_s / v)
-    if softcap is not None:
-      g = g * (1.0 - jnp.square(z / softcap))
-    g = jnp.where(ab, g, 0.0)
-    gc = g.astype(x.dtype)
-    xs = jnp.where(ab, xb, jnp.zeros((), x.dtype))
+    p_coef = scale / s                                # G = exp(z - m) * p_coef - ...
+    xs = jnp.where(ab, xb, zero_x)
+
+    def chunk(c, j0, wd):
+      dxb, dw, db = c
+      zj = _cols(z, j0, wd)
+      col = j0 + lax.broadcasted_iota(jnp.int32, (1, wd), 1)
+      g = jnp.exp(zj - m) * p_coef - jnp.where(col == yb, cb * (1.0 - a_s), 0.0)
+      if a_s:
+        g = g - cb * (a_s / v)
+      if softcap is not None:
+        g = g * (1.0 - jnp.square(zj / softcap))
+      g = jnp.where(ab, g, 0.0)
+      gc = g.astype(x.dtype)
+      if need_dx:
+        dxb = dxb + lax.dot_general(gc, _slice(w_c, j0, wd), _NN, preferred_element_type=F32)
+      if need_dw:
+        old = _slice(dw, j0, wd)
+        dw = lax.dynamic_update_slice_in_dim(
+            dw, old + lax.dot_general(gc, xs, _TN, preferred_element_type=F32), j0, axis=0)
+      if db is not None:
+        db = lax.dynamic_update_slice_in_dim(db, _slice(db, j0, wd) + jnp.sum(g, axis=0), j0,
+                                             axis=0)
+      return dxb, dw, db
+
+    dxb0 = jnp.zeros((rows, d), F32) if need_dx else None
+    dxb, dw, db = _loop_chunks(v, vc, chunk, (dxb0, dw, db))
     if need_dx:
-      dx = _update(dx, lax.dot_general(gc, w_c, _NN,
-                                       preferred_element_type=F32).astype(x.dtype), start)
-    if need_dw:
-      dw = _accumulate_dw(dw, gc, xs, vc)
-    if db is not None:
-      db = db + jnp.sum(g, axis=0)
+      dx = _update(dx, dxb.astype(x.dtype), start)
     lse_all = _update(lse_all, lse[:, 0], start)
     t_all = _update(t_all, t, start)
     zs_all = _update(zs_all, zs, start)
@@ -248,22 +266,21 @@ def _update(a, blk, start):
   return lax.dynamic_update_slice_in_dim(a, blk, start, axis=0)
 
 
-def _accumulate_dw(dw, g, xs, vc):
-  """``dw += g^T xs`` in vocabulary chunks of ``vc`` (in place: no ``[V, d]`` temporary)."""
-  v = dw.shape[0]
+def _cols(a, start, width):
+  """Columns ``[start, start + width)`` of a 2-D array (static or traced start)."""
+  if isinstance(start, int):
+    return lax.slice_in_dim(a, start, start + width, axis=1)
+  return lax.dynamic_slice_in_dim(a, start, width, axis=1)
+
+
+def _loop_chunks(v, vc, body, carry):
+  """Runs ``body(carry, start, width)`` over chunks of ``vc`` of ``range(v)`` (full chunks in a
+  ``fori_loop``, then the static tail)."""
   n_full, tail = v // vc, v % vc
-
-  def chunk(dw, start, width):
-    gj = lax.slice_in_dim(g, start, start + width, axis=1) if isinstance(start, int) else \
-        lax.dynamic_slice_in_dim(g, start, width, axis=1)
-    old = _slice(dw, start, width)
-    new = old + lax.dot_general(gj, xs, _TN, preferred_element_type=F32)
-    return lax.dynamic_update_slice_in_dim(dw, new, start, axis=0)
-
   if n_full == 1:
-    dw = chunk(dw, 0, vc)
+    carry = body(carry, 0, vc)
   elif n_full > 1:
-    dw = lax.fori_loop(0, n_full, lambda j, a: chunk(a, j * vc, vc), dw)
+    carry = lax.fori_loop(0, n_full, lambda j, c: body(c, j * vc, vc), carry)
   if tail:
-    dw = chunk(dw, n_full * vc, tail)
-  return dw
+    carry = body(carry, n_full * vc, tail)
+  return carry
