@@ -44,17 +44,29 @@ except Exception:  # noqa: BLE001 - the cache is an optimisation only
 
 @pytest.hookimpl(tryfirst=True)   # before -m deselects the slow items
 def pytest_collection_modifyitems(config, items):
-  """Skips accelerator-only tests off their backend. The docstring examples run with
-  ``-m slow`` (suite time: ~420 examples, each compiling its own programs; the behaviour they
-  show is tested in tests/), the examples of NNX module classes included."""
+  """Skips accelerator-only tests off their backend. The heavy docstring examples run with
+  ``-m slow`` (suite time): those listed in tests/_slow_doctests.py (0.6 s or more each) and
+  those of NNX module classes; the other examples run in the default suite."""
   backend = jax.default_backend()
+  slow_examples = _slow_doctests()
   for item in items:
-    if type(item).__name__ == "DoctestItem" or _is_module_example(item):
+    if type(item).__name__ == "DoctestItem" and (
+        item.name in slow_examples or _is_module_example(item)):
       item.add_marker(pytest.mark.slow)
     if "gpu" in item.keywords and backend != "gpu":
       item.add_marker(pytest.mark.skip(reason="needs a GPU"))
     if "tpu" in item.keywords and backend != "tpu":
       item.add_marker(pytest.mark.skip(reason="needs a TPU"))
+
+
+def _slow_doctests() -> frozenset:
+  """tests/_slow_doctests.py's names, loaded by path (conftest.py runs however pytest started)."""
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_slow_doctests.py")
+  spec = importlib.util.spec_from_file_location("_slow_doctests", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.SLOW_DOCTESTS
 
 
 def _is_module_example(item) -> bool:
