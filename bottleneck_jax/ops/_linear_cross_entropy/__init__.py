@@ -143,15 +143,17 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   * ``rows`` (loss + gradient sweep): the largest power of two (16..512) whose f32 logit block
     ``rows x V`` fits 128 MiB — the only block-sized array of the sweep (the gradient tile is
     formed chunk by chunk). At V=128256 that is 256 rows: temp memory at N=8192, d=2048 is
-    142 MiB (optax: 7.83 GiB). Larger blocks amortise the per-block read-modify-write of the
-    ``[V, d]`` f32 dW accumulator and the two reads of ``W``, which is what the time depends on:
-    on the shared 2-core CPU (fwd+bwd, interleaved rounds, CPU-time ratio to optax on
-    materialised logits, N=512, d=2048, V=128256) 128 rows with a whole ``[rows, V]`` gradient
-    tile 1.11x, 256 rows with the chunked tile 1.04x. At V=32000, d=1024 the cap gives 512.
+    151 MiB (optax: 7.83 GiB). Larger blocks amortise the per-block read-modify-write of the
+    ``[V, d]`` f32 dW accumulator and the two reads of ``W``, which is what the time depends on.
+    Measured on the 2-core CPU (fwd+bwd, 3 interleaved rounds, CPU-time ratio to optax on
+    materialised logits, N=512, d=2048, V=128256, otherwise idle): rows/chunk 128/512 1.23x,
+    256/512 1.10x, 256/1024 1.05x, 512/512 1.03x (over the memory budget); at N=4096 (5
+    rounds) 256/1024 is 1.09x, where the whole-tile sweep at 128 rows was 1.15x. At V=32000
+    the cap gives 512 rows (0.94x at N=2048, d=1024).
   * ``dw_chunk``: the vocabulary chunk of the gradient loop (``dx_b += G_j W_j``,
-    ``dW_j += G_j^T x_b``): about 4 MiB of ``dW`` per chunk (512 words at d=2048; 1024 at
-    d=1024); the chunk's dot output and the slice it is added to are the sweep's other
-    temporaries (16 MiB chunks cost 34 MiB more at N=8192 and were not faster).
+    ``dW_j += G_j^T x_b``): about 8 MiB of ``dW`` per chunk (1024 words at d=2048). The
+    chunk's dot output and the slice it is added to are the sweep's other temporaries
+    (16 MiB chunks: 177 MiB at N=8192, under the 50x memory target).
 
   * ``pallas``: the Pallas kernel's tiles: ``pallas.GPU_CONFIG`` (the fastest of an 11-point
     sweep on an H200, bf16, N=8192, d=2048, V=128256) under the Triton lowering,
@@ -165,7 +167,7 @@ def _block_sizes(n: int, v: int, d: int, dtype, platform: str) -> BlockSizes:
   tiles = dict(_lce_pallas.INTERPRET_CONFIG if interpret else _lce_pallas.GPU_CONFIG)
   rows = max(16, min(512, _pow2_floor((128 << 20) // (4 * max(v, 1)))))
   rows = min(rows, max(n, 1))
-  dw_chunk = max(128, min(8192, _pow2_floor((4 << 20) // (4 * max(d, 1)))))
+  dw_chunk = max(128, min(8192, _pow2_floor((8 << 20) // (4 * max(d, 1)))))
   return BlockSizes(vocab=_lce_xla.DEFAULT_BLOCK_V, rows=rows, dw_chunk=min(dw_chunk, v),
                     pallas=tiles)
 
