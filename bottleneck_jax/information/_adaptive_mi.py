@@ -179,7 +179,9 @@ def adaptive_binned_mi(t: Float[Array, "n d"], labels: Int[Array, "n"], *, num_b
   _check_labels(fn, labels, t.shape[0])
   _check_bins(fn, num_bins, low)
   codes = _adaptive_codes(t, num_bins, low)
-  return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, None)
+  # Codes lie in [0, num_bins + 2] (num_bins + 2 edges): the packed single-key sorts apply.
+  return _codes_mi(fn, codes.reshape(t.shape[0], -1), labels, None,
+                   code_bits=int(num_bins + 2).bit_length())
 
 
 def adaptive_binning_estimator(*, num_bins: int = 30, low: float = 0.0
