@@ -18,7 +18,8 @@ What is printed (markdown tables):
    For ``ce`` a second table compares with the plain implementation a user would otherwise
    write (``x @ w.T`` + optax ``softmax_cross_entropy_with_integer_labels``) and, when it
    pip-installs, tokamax's XLA ``linear_softmax_cross_entropy_loss``.
-2. **CPU wall time**: for ``ce``, forward + backward of ours (xla) vs optax (and tokamax) at
+2. **CPU wall time**: for ``ce``, forward + backward of ours (xla) vs optax (and tokamax; and
+   with ``--ce-peers optax,tokamax,cce`` cut-cross-entropy's PyTorch ``torch_compile`` path) at
    ``--ce-sizes`` (default N=2048/d=1024/V=32000 and N=4096/d=2048/V=128256), ``--rounds``
    interleaved rounds (each round runs every implementation once), median, spread, the median
    per-round wall-time ratio and the process-CPU-time ratio; for ``splade``, ours (xla, and the
@@ -175,6 +176,37 @@ def ce_peers():
   return peers
 
 
+def cce_torch_peer(x, w, y):
+  """Forward + backward of cut-cross-entropy's ``torch_compile`` implementation (PyTorch, CPU)
+  on the same data, as a callable, or a string saying why it cannot run here.
+
+  ``pip install cut-cross-entropy`` (it pulls PyTorch). Its ``cce`` implementation is a Triton
+  GPU kernel; on CPU the library offers ``impl="torch_compile"``: ``torch.compile`` of the
+  materialised logits and ``F.cross_entropy`` (a peer for time, not for memory). The first call
+  (compilation) happens here, outside the timed rounds.
+  """
+  import numpy as np
+  try:
+    import torch
+    from cut_cross_entropy import linear_cross_entropy as cce_loss
+  except Exception as e:  # noqa: BLE001 - optional peer
+    return f"not installed ({type(e).__name__})"
+  xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+  wt = torch.from_numpy(np.array(w)).requires_grad_(True)
+  yt = torch.from_numpy(np.array(y).astype(np.int64))
+
+  def run(*_):
+    xt.grad = wt.grad = None
+    loss = cce_loss(xt, wt, yt, impl="torch_compile")
+    loss.backward()
+    return np.float32(loss.item())
+  try:
+    run()
+  except Exception as e:  # noqa: BLE001 - report and go on
+    return f"failed: {type(e).__name__}: {str(e)[:100]}"
+  return run
+
+
 def ce_fwd_bwd(loss):
   return lambda x, w, y: jax.value_and_grad(loss, argnums=(0, 1))(x, w, y)
 
@@ -206,9 +238,18 @@ def ce_memory_vs_optax_section(quick):
   table(["implementation", "temp", "optax temp / this", "args + out"], rows)
 
 
-def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True):
-  """Interleaved rounds of fwd+bwd (f32): ours (xla) vs optax (and tokamax); median, spread,
-  per-round wall-time ratio and process-CPU-time ratio."""
+def _torch_version():
+  try:
+    import torch
+    return torch.__version__
+  except Exception:  # noqa: BLE001 - optional peer
+    return "not installed"
+
+
+def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True, cce=False):
+  """Interleaved rounds of fwd+bwd (f32): ours (xla) vs optax (and tokamax, and
+  cut-cross-entropy's PyTorch path); median, spread, per-round wall-time ratio and
+  process-CPU-time ratio."""
   import numpy as np
   for n, d, v in sizes:
     args = ce_inputs(n, d, v, jnp.float32)
@@ -229,6 +270,14 @@ def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True):
         notes[name] = f"failed: {type(e).__name__}: {str(e)[:100]}"
         continue
       compiled[name] = c
+    if cce:
+      name = f"cut-cross-entropy torch_compile (torch {_torch_version()})"
+      peer = cce_torch_peer(*args)
+      if isinstance(peer, str):
+        notes[name] = peer
+      else:
+        compiled[name] = peer
+      fns[name] = peer
     wall = {k: [] for k in compiled}
     cpu = {k: [] for k in compiled}
     for _ in range(rounds):
@@ -251,7 +300,9 @@ def ce_time_vs_optax_section(sizes, rounds, tokamax=True, warmup=True):
       w_, c_ = np.array(wall[name]), np.array(cpu[name])
       rw = np.median(w_ / np.array(wall[base]))
       rc = np.median(c_ / np.array(cpu[base]))
-      rows.append([name, fmt_bytes(temps[name]), f"{temps[base] / temps[name]:.1f}x",
+      tmp = [fmt_bytes(temps[name]), f"{temps[base] / temps[name]:.1f}x"] if name in temps \
+          else ["n/a (torch)", "-"]
+      rows.append([name, *tmp,
                    f"{np.median(w_):.2f} s", f"{w_.min():.2f}-{w_.max():.2f} s", f"{rw:.2f}x",
                    f"{rc:.2f}x"])
     table(["implementation", "temp", "optax temp / this", "median wall", "spread (min-max)",
@@ -609,7 +660,8 @@ def main(argv=None):
                       "--quick: 4x128x256x8192)")
   p.add_argument("--no-warmup", action="store_true", help="CE vs optax: no warm-up call")
   p.add_argument("--ce-peers", default="optax,tokamax",
-                 help="CE time peers (optax always; tokamax optional)")
+                 help="CE time peers (optax always; optional: tokamax, cce = "
+                      "cut-cross-entropy's torch_compile path, needs PyTorch)")
   a = p.parse_args(argv)
   ops = [o.strip() for o in a.ops.split(",") if o.strip()]
   for o in ops:
@@ -636,7 +688,7 @@ def main(argv=None):
         spec = a.ce_sizes or ("1024x512x16000" if a.quick else "2048x1024x32000,4096x2048x128256")
         sizes = [tuple(int(t) for t in z.split("x")) for z in spec.split(",") if z]
         ce_time_vs_optax_section(sizes, a.rounds, tokamax="tokamax" in a.ce_peers,
-                                 warmup=not a.no_warmup)
+                                 warmup=not a.no_warmup, cce="cce" in a.ce_peers)
       else:
         spec = a.splade_sizes or ("4x128x256x8192" if a.quick else "16x256x768x30522")
         sizes = [tuple(int(t) for t in z.split("x")) for z in spec.split(",") if z]
