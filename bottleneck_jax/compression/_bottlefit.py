@@ -427,9 +427,9 @@ class BottleneckHead(nnx.Module):
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> from bottleneck_jax.compression import BottleneckHead
-    >>> head = BottleneckHead(1, 2, 8, hidden=4, rngs=nnx.Rngs(0))  # doctest: +SKIP
-    >>> out = head(jnp.ones((3, 8, 8, 1)))  # doctest: +SKIP
-    >>> out.z.shape, out.aux["code"].shape, out.bits.tolist()  # doctest: +SKIP
+    >>> head = BottleneckHead(1, 2, 8, hidden=4, rngs=nnx.Rngs(0))
+    >>> out = head(jnp.ones((3, 8, 8, 1)))
+    >>> out.z.shape, out.aux["code"].shape, out.bits.tolist()
     ((3, 4, 4, 8), (3, 4, 4, 2), [296.0, 296.0, 296.0])
   """
 
@@ -503,12 +503,12 @@ class SplitModel(nnx.Module):
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> from bottleneck_jax.compression import BottleneckHead, SplitModel
-    >>> rngs = nnx.Rngs(0)  # doctest: +SKIP
-    >>> tail = nnx.Sequential(lambda h: h.mean(axis=(1, 2)),  # doctest: +SKIP
+    >>> rngs = nnx.Rngs(0)
+    >>> tail = nnx.Sequential(lambda h: h.mean(axis=(1, 2)),
     ...                       nnx.Linear(8, 10, rngs=rngs))
-    >>> m = SplitModel(BottleneckHead(1, 2, 8, hidden=4, rngs=rngs), tail,  # doctest: +SKIP
+    >>> m = SplitModel(BottleneckHead(1, 2, 8, hidden=4, rngs=rngs), tail,
     ...                rngs=rngs)
-    >>> m(jnp.ones((3, 8, 8, 1))).logits.shape  # doctest: +SKIP
+    >>> m(jnp.ones((3, 8, 8, 1))).logits.shape
     (3, 10)
   """
 
