@@ -215,14 +215,18 @@ def _as_code_matrix(fn: str, arg: str, codes):
 
 
 def _row_entropy(codes, weights):
-  n = codes.shape[0]
   keys = tuple(codes[:, j] for j in range(codes.shape[1] - 1, -1, -1))  # column 0 is primary
   order = jnp.lexsort(keys)
   s = codes[order]
   new = jnp.concatenate([jnp.ones((1,), bool), jnp.any(s[1:] != s[:-1], axis=1)])
+  return _run_entropy(new, weights[order])
+
+
+def _run_entropy(new, w):
+  """Plug-in entropy (nats) of a sorted sequence with weights ``w`` (in sorted order), given
+  its run starts ``new`` (``[n]`` bool, ``new[0]`` true): one symbol per run."""
   seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-  w = weights[order]
-  counts = jax.ops.segment_sum(w, seg, num_segments=n)
+  counts = jax.ops.segment_sum(w, seg, num_segments=new.shape[0])
   return -jnp.sum(_plogp_counts(counts, jnp.sum(w)))
 
 

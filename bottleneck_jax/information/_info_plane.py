@@ -61,8 +61,8 @@ from bottleneck_jax.core import validation as V
 from bottleneck_jax.core.units import LN2
 from bottleneck_jax.information._entropy_estimators import (
     _as_code_matrix,
-    _plogp_counts,
     _row_entropy,
+    _run_entropy,
 )
 
 
@@ -132,16 +132,6 @@ def uniform_bin_codes(t: Float[Array, "*batch"], *, num_edges: int = 30, lo: flo
   return _bin_codes(t, num_edges, lo, hi)
 
 
-def _run_entropy(new):
-  """Plug-in entropy (nats) of a sorted sequence given its run starts ``new`` (``[n]`` bool,
-  ``new[0]`` true): the counts and their summation order of ``_row_entropy``."""
-  n = new.shape[0]
-  w = jnp.ones((n,), jnp.float32)
-  seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-  counts = jax.ops.segment_sum(w, seg, num_segments=n)
-  return -jnp.sum(_plogp_counts(counts, jnp.sum(w)))
-
-
 def _packed_entropies(codes, code_bits: int, aux):
   """``(H(T), H(T, A))`` in nats for the rows of ``codes`` (``T``, ``[n, d]``, values in
   ``[0, 2**code_bits)``) paired with the integer rows ``aux`` (``A``, ``[n, da]``, any range).
@@ -185,8 +175,9 @@ def _packed_entropies(codes, code_bits: int, aux):
     new_t = new_t | (s[1:] != s[:-1])
   new_a = jnp.any(a_sorted[1:] != a_sorted[:-1], axis=1)
   first = jnp.ones((1,), bool)
-  h_t = _run_entropy(jnp.concatenate([first, new_t]))
-  h_ta = _run_entropy(jnp.concatenate([first, new_t | new_a]))
+  w = jnp.ones((n,), jnp.float32)
+  h_t = _run_entropy(jnp.concatenate([first, new_t]), w)
+  h_ta = _run_entropy(jnp.concatenate([first, new_t | new_a]), w)
   return h_t, h_ta
 
 

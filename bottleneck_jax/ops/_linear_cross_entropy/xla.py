@@ -52,12 +52,13 @@ def _loop_blocks(v, vb, body, carry):
   return carry
 
 
-def _slice(a, start, width):
+def _slice(a, start, width, axis=0):
+  """``width`` entries of ``a`` along ``axis`` from ``start`` (static or traced); None stays."""
   if a is None:
     return None
   if isinstance(start, int):
-    return lax.slice_in_dim(a, start, start + width, axis=0)
-  return lax.dynamic_slice_in_dim(a, start, width, axis=0)
+    return lax.slice_in_dim(a, start, start + width, axis=axis)
+  return lax.dynamic_slice_in_dim(a, start, width, axis=axis)
 
 
 
@@ -187,9 +188,6 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
   """
   n, d = x.shape
   v = w.shape[0]
-  bn = max(1, min(int(bn), n))
-  vc = max(1, min(int(vc), v))
-  n_full, tail = n // bn, n % bn
   labels = labels.astype(jnp.int32)
   coef = coef.astype(F32)
   active = coef != 0
@@ -210,8 +208,8 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
     zs = jnp.sum(z, axis=1) if a_s else jnp.zeros_like(t)
     # sum_v exp(z - m) over vocabulary chunks: never an [rows, V] array of exponentials next
     # to z (a whole-block exp would be a second block-sized buffer).
-    s = _loop_chunks(v, vc, lambda acc, j0, wd: acc + jnp.sum(
-        jnp.exp(_cols(z, j0, wd) - m), axis=1, keepdims=True), jnp.zeros_like(m))
+    s = _loop_blocks(v, vc, lambda acc, j0, wd: acc + jnp.sum(
+        jnp.exp(_slice(z, j0, wd, axis=1) - m), axis=1, keepdims=True), jnp.zeros_like(m))
     lse = m + jnp.log(s)
     scale = cb * (1.0 + 2.0 * z_loss * lse) if z_loss else cb
     p_coef = scale / s                                # G = exp(z - m) * p_coef - ...
@@ -219,7 +217,7 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
 
     def chunk(c, j0, wd):
       dxb, dw, db = c
-      zj = _cols(z, j0, wd)
+      zj = _slice(z, j0, wd, axis=1)
       col = j0 + lax.broadcasted_iota(jnp.int32, (1, wd), 1)
       g = jnp.exp(zj - m) * p_coef - jnp.where(col == yb, cb * (1.0 - a_s), 0.0)
       if a_s:
@@ -231,16 +229,14 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
       if need_dx:
         dxb = dxb + lax.dot_general(gc, _slice(w_c, j0, wd), _NN, preferred_element_type=F32)
       if need_dw:
-        old = _slice(dw, j0, wd)
-        dw = lax.dynamic_update_slice_in_dim(
-            dw, old + lax.dot_general(gc, xs, _TN, preferred_element_type=F32), j0, axis=0)
+        dw = _update(dw, _slice(dw, j0, wd)
+                     + lax.dot_general(gc, xs, _TN, preferred_element_type=F32), j0)
       if db is not None:
-        db = lax.dynamic_update_slice_in_dim(db, _slice(db, j0, wd) + jnp.sum(g, axis=0), j0,
-                                             axis=0)
+        db = _update(db, _slice(db, j0, wd) + jnp.sum(g, axis=0), j0)
       return dxb, dw, db
 
     dxb0 = jnp.zeros((rows, d), F32) if need_dx else None
-    dxb, dw, db = _loop_chunks(v, vc, chunk, (dxb0, dw, db))
+    dxb, dw, db = _loop_blocks(v, vc, chunk, (dxb0, dw, db))
     if need_dx:
       dx = _update(dx, dxb.astype(x.dtype), start)
     lse_all = _update(lse_all, lse[:, 0], start)
@@ -251,36 +247,10 @@ def fused_loss_grads(x, w, labels, bias, coef, softcap, label_smoothing, z_loss,
   row = jnp.zeros((n,), F32)
   carry = (jnp.zeros_like(x) if need_dx else None, jnp.zeros(w.shape, F32) if need_dw else None,
            None if bias is None else jnp.zeros((v,), F32), row, row, row)
-  if n_full == 1:
-    carry = block(carry, 0, bn)
-  elif n_full > 1:
-    carry = lax.fori_loop(0, n_full, lambda i, c: block(c, i * bn, bn), carry)
-  if tail:
-    carry = block(carry, n_full * bn, tail)
-  dx, dw, db, lse, t, zs = carry
+  dx, dw, db, lse, t, zs = _loop_blocks(n, bn, block, carry)
   return (lse, t, zs, dx, None if dw is None else dw.astype(w.dtype),
           None if bias is None else db.astype(bias.dtype))
 
 
 def _update(a, blk, start):
   return lax.dynamic_update_slice_in_dim(a, blk, start, axis=0)
-
-
-def _cols(a, start, width):
-  """Columns ``[start, start + width)`` of a 2-D array (static or traced start)."""
-  if isinstance(start, int):
-    return lax.slice_in_dim(a, start, start + width, axis=1)
-  return lax.dynamic_slice_in_dim(a, start, width, axis=1)
-
-
-def _loop_chunks(v, vc, body, carry):
-  """Runs ``body(carry, start, width)`` over chunks of ``vc`` of ``range(v)`` (full chunks in a
-  ``fori_loop``, then the static tail)."""
-  n_full, tail = v // vc, v % vc
-  if n_full == 1:
-    carry = body(carry, 0, vc)
-  elif n_full > 1:
-    carry = lax.fori_loop(0, n_full, lambda j, c: body(c, j * vc, vc), carry)
-  if tail:
-    carry = body(carry, n_full * vc, tail)
-  return carry
