@@ -1,6 +1,6 @@
 """The docstring examples that run only with ``pytest -m slow`` (suite time), by pytest item name.
 
-tests/conftest.py marks these, and every example of an NNX module class (it builds and compiles a
+conftest.py marks these, and every example of an NNX module class (it builds and compiles a
 model), ``slow``; every other docstring example runs in the default suite. An example belongs here
 when it takes 0.6 s or more. The seconds after each name (setup + call, ``--durations=0``, one
 process, on a loaded 2-core machine) are the largest of three runs: all the examples with an empty

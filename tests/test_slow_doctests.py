@@ -1,6 +1,6 @@
 """tests/_slow_doctests.py stays current: every name it keeps under ``-m slow`` still names a
 documented object with a docstring example, and none is an NNX module class (those run under
-``-m slow`` by the rule in tests/conftest.py, a listing would be redundant)."""
+``-m slow`` by the rule in conftest.py, a listing would be redundant)."""
 
 import importlib
 import inspect

@@ -1,5 +1,8 @@
 """Test configuration: 8 CPU devices before JAX starts, strict dtype promotion, a persistent
-compilation cache, and auto-skipping of accelerator-only tests."""
+compilation cache, and auto-skipping of accelerator-only tests.
+
+At the repository root so that it applies however pytest is started: ``pytest``, ``pytest tests``
+and ``pytest bottleneck_jax`` (the docstring examples alone) all run under it."""
 
 import os
 
@@ -62,7 +65,7 @@ def pytest_collection_modifyitems(config, items):
 def _slow_doctests() -> frozenset:
   """tests/_slow_doctests.py's names, loaded by path (conftest.py runs however pytest started)."""
   import importlib.util
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_slow_doctests.py")
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "_slow_doctests.py")
   spec = importlib.util.spec_from_file_location("_slow_doctests", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
