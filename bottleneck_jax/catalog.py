@@ -329,7 +329,8 @@ _BUILT: dict[str, dict] = {
                    "bottleneck_jax.information.LayerwiseMLP", f"{_D}.tishby12"],
         experiments=["info-plane-tishby"],
         tests=["tests/information/test_info_plane.py",
-               "tests/information/test_entropy_estimators.py"]),
+               "tests/information/test_entropy_estimators.py",
+               "tests/experiments/test_info_plane_experiment.py"]),
     "cib-reasoning": dict(
         functions=["bottleneck_jax.information.token_surprisal",
                    "bottleneck_jax.information.cib_cost",
