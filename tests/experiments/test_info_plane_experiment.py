@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from bottleneck_jax.experiments.info_plane import _fixed_batches, _Repeats, _split
@@ -79,3 +80,8 @@ def test_stacked_networks_each_take_their_own_adam_step():
   for r in range(3):
     jax.tree.map(lambda a, b, r=r: np.testing.assert_allclose(a[r], b, rtol=1e-5, atol=1e-6),
                  p["members"], alone[r])
+
+
+def test_unknown_data_order_is_named():
+  with pytest.raises(ValueError, match="data_order must be 'ordered' or 'shuffled', got 'sorted'"):
+    _split({"train_fraction": 0.8, "data_order": "sorted", "data_seed": 0})
